@@ -1,0 +1,109 @@
+"""Cached Verilator builds through ``cocotb_tools.runner``.
+
+A build is keyed by the hash of everything that goes into it (Verilog text, top name, build
+arguments, Verilator and cocotb versions), so it is rebuilt only when the generated Verilog
+changed. A build that fails is deleted, so that the next attempt starts clean (a failed
+Verilator build can leave a truncated object file behind). Builds live under
+``$SHIFTHW_CACHE`` or ``~/.cache/shifthw/sim``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import toolchain
+
+__all__ = ["SimBuild", "cache_root", "build", "BuildError"]
+
+#: Bump when the way builds are made changes (forces rebuilds).
+_BUILD_RECIPE = 1
+_DONE = "shifthw-build.json"
+
+
+class BuildError(RuntimeError):
+    """A Verilator build failed; the message holds the end of its log."""
+
+
+@dataclass(frozen=True)
+class SimBuild:
+    """A finished Verilator build that cocotb tests can run."""
+
+    top: str
+    build_dir: Path
+    sources: tuple[Path, ...]
+    key: str
+    reused: bool
+    waves: bool
+
+
+def cache_root() -> Path:
+    """Where builds are kept: ``$SHIFTHW_CACHE/sim`` or ``~/.cache/shifthw/sim``."""
+    base = os.environ.get("SHIFTHW_CACHE")
+    root = Path(base) if base else Path.home() / ".cache" / "shifthw"
+    return root / "sim"
+
+
+def _key(files: dict[str, str], top: str, args: list[str], waves: bool) -> str:
+    h = hashlib.sha256()
+    import cocotb
+
+    meta = {"top": top, "args": args, "waves": waves, "recipe": _BUILD_RECIPE,
+            "verilator": list(toolchain.verilator_version()),
+            "cocotb": cocotb.__version__}
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return h.hexdigest()[:20]
+
+
+def build(files: dict[str, str], top: str, *, waves: bool = False,
+          extra_args: list[str] | None = None, root: Path | None = None,
+          log=None) -> SimBuild:
+    """Build ``files`` (name -> Verilog text) with top module ``top``, or reuse a cached build.
+
+    Safe against concurrent callers (pytest-xdist workers): a file lock per key serialises
+    builds of the same design; the second caller reuses the first one's result.
+    """
+    args = list(toolchain.VERILATOR_BUILD_ARGS) + ["-O2"] + list(extra_args or [])
+    if waves:
+        args += ["--trace-fst", "--trace-structs"]
+    key = _key(files, top, args, waves)
+    root = Path(root) if root else cache_root()
+    folder = root / key
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sources = tuple(folder / "src" / name for name in sorted(files))
+        if (folder / _DONE).exists():
+            return SimBuild(top, folder / "sim_build", sources, key, True, waves)
+        if folder.exists():
+            toolchain.remove_build_dir(folder)
+        (folder / "src").mkdir(parents=True)
+        for name, text in files.items():
+            (folder / "src" / name).write_text(text)
+        from cocotb_tools.runner import get_runner
+
+        out = io.StringIO()
+        try:
+            with toolchain.activated(), redirect_stdout(out):
+                runner = get_runner("verilator")
+                runner.build(sources=list(sources), hdl_toplevel=top,
+                             build_dir=folder / "sim_build", build_args=args, waves=waves,
+                             log_file=folder / "build.log", always=True)
+        except (Exception, SystemExit) as exc:
+            log_text = (folder / "build.log").read_text(errors="replace") \
+                if (folder / "build.log").exists() else out.getvalue()
+            shutil.rmtree(folder, ignore_errors=True)
+            tail = "\n".join(log_text.strip().splitlines()[-25:])
+            raise BuildError(f"Verilator build of {top} failed ({exc}); the build folder was "
+                             f"removed. Log tail:\n{tail}") from None
+        (folder / _DONE).write_text(json.dumps({"top": top, "args": args}))
+        return SimBuild(top, folder / "sim_build", sources, key, False, waves)

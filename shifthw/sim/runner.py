@@ -1,0 +1,87 @@
+"""Run cocotb benches on a cached Verilator build, from pytest or from the command line.
+
+:func:`run_cocotb` behaves the same in both places: it hides ``PYTEST_CURRENT_TEST`` from the
+cocotb runner (which would otherwise exit the process on failure), sends the simulator's
+output to a log file, and reports failures as :class:`SimError` with the log's tail.
+Benches hand their results back through a JSON file (``SHIFTHW_RESULT``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .. import toolchain
+from .build import SimBuild
+
+__all__ = ["SimError", "run_cocotb"]
+
+
+class SimError(RuntimeError):
+    """A simulation that failed to run or whose cocotb test failed."""
+
+
+@contextmanager
+def _outside_pytest():
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+
+
+def run_cocotb(sim: SimBuild, test_module: str, work_dir: Path, *, job: dict | None = None,
+               plusargs: list[str] | None = None, seed: int = 0, timeout_s: float = 1800
+               ) -> dict:
+    """Run ``test_module``'s cocotb tests on ``sim``; return the bench's result JSON.
+
+    ``job`` is written to ``work_dir/job.json`` and its path passed to the bench in
+    ``SHIFTHW_JOB``; the bench writes its result to ``SHIFTHW_RESULT``.
+    """
+    from cocotb_tools.runner import get_results, get_runner
+
+    work_dir = Path(work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    job_path, result_path = work_dir / "job.json", work_dir / "result.json"
+    job_path.write_text(json.dumps(job or {}))
+    result_path.unlink(missing_ok=True)
+    log = work_dir / "sim.log"
+    env = {"SHIFTHW_JOB": str(job_path), "SHIFTHW_RESULT": str(result_path),
+           "COCOTB_REDUCED_LOG_FMT": "1"}
+    start = time.perf_counter()
+    with toolchain.activated(), _outside_pytest():
+        runner = get_runner("verilator")
+        try:
+            xml = runner.test(test_module=test_module, hdl_toplevel=sim.top,
+                              hdl_toplevel_lang="verilog",
+                              build_dir=sim.build_dir, test_dir=work_dir, extra_env=env,
+                              plusargs=list(plusargs or []), seed=seed, waves=sim.waves,
+                              log_file=log, results_xml=str(work_dir / "results.xml"))
+            tests, failed = get_results(xml)
+        except (SystemExit, RuntimeError) as exc:
+            raise SimError(f"simulation of {sim.top} did not complete ({exc}); "
+                           f"log {log}:\n{_tail(log)}") from None
+    wall = time.perf_counter() - start
+    if failed:
+        raise SimError(f"{failed} of {tests} cocotb tests failed in {test_module}; log {log}:\n"
+                       f"{_tail(log)}")
+    if not result_path.exists():
+        raise SimError(f"bench {test_module} wrote no result; log {log}:\n{_tail(log)}")
+    result = json.loads(result_path.read_text())
+    if isinstance(result, dict):
+        result.setdefault("wall_seconds", wall)
+        if sim.waves:
+            fst = sorted(work_dir.glob("*.fst")) + sorted(sim.build_dir.glob("*.fst"))
+            result["waves"] = [str(p) for p in fst]
+    return result
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
