@@ -399,6 +399,10 @@ def save_program(program: Program, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text + "\n")
+        # mkstemp makes the file private; give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,201 @@
+"""ShiftSequential: the one form every exportable shifthw network takes.
+
+The grammar (checked by :meth:`ShiftSequential.check_structure`)::
+
+    net    := ActQuant (between group)* group
+    group  := layer [ReLU] ActQuant
+    layer  := LinearShift | Conv2dShift        (nn.Linear | nn.Conv2d in float mode)
+    between:= MaxPool2d | Flatten               (any number, only between groups)
+
+The first ActQuant quantises the network input; every group's ActQuant quantises that
+layer's output, and the last one gives the logits.  A MaxPool2d must have integer kernel
+and stride, no padding, no dilation, no ceil mode.  Max-pooling and flattening commute
+with the quantiser, so a layer's input F is that of the nearest ActQuant before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from shifthw.models.layers import Conv2dShift, LinearShift, ShiftMixin
+from shifthw.models.quant import ActQuant
+
+__all__ = ["ShiftSequential"]
+
+_SHIFT = (LinearShift, Conv2dShift)
+_FLOAT = (nn.Linear, nn.Conv2d)
+
+
+def _describe(i: int, m: nn.Module) -> str:
+    return f"module {i} ({type(m).__name__})"
+
+
+def _check_pool(i: int, m: nn.MaxPool2d) -> None:
+    for attr in ("kernel_size", "stride"):
+        v = getattr(m, attr)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{_describe(i, m)}: {attr} must be a positive integer, "
+                             f"not {v!r}")
+    if m.padding != 0:
+        raise ValueError(f"{_describe(i, m)}: padding must be 0, not {m.padding!r}")
+    if m.dilation != 1:
+        raise ValueError(f"{_describe(i, m)}: dilation must be 1, not {m.dilation!r}")
+    if m.ceil_mode or m.return_indices:
+        raise ValueError(f"{_describe(i, m)}: ceil_mode and return_indices must be False")
+
+
+class ShiftSequential(nn.Sequential):
+    """A sequential network in shifthw's exportable form (see the module docstring).
+
+    Built like :class:`torch.nn.Sequential`.  In float mode (baselines) the layers are
+    plain ``nn.Linear``/``nn.Conv2d`` and the ActQuants may be disabled.
+    """
+
+    def quantizers(self) -> list[ActQuant]:
+        """The ActQuant modules, in order."""
+        return [m for m in self if isinstance(m, ActQuant)]
+
+    def layers(self) -> list[nn.Module]:
+        """The weight layers (shift or float), in order."""
+        return [m for m in self if isinstance(m, _FLOAT)]
+
+    def shift_layers(self) -> list[ShiftMixin]:
+        """The shift layers, in order."""
+        return [m for m in self if isinstance(m, _SHIFT)]
+
+    @property
+    def is_float(self) -> bool:
+        """True when no layer is a shift layer (a float baseline)."""
+        return not self.shift_layers()
+
+    def check_structure(self, *, allow_float: bool = False) -> None:
+        """Raise ValueError, naming the module index and type, unless the net follows the
+        grammar of the module docstring.
+
+        Parameters
+        ----------
+        allow_float : bool
+            Accept plain ``nn.Linear``/``nn.Conv2d`` and disabled ActQuants (float
+            baselines).  By default (exportable form) every layer must be a shift layer,
+            every ActQuant enabled, and all ActQuants must share one ``act_bits``.
+        """
+        mods = list(self)
+        if not mods:
+            raise ValueError("ShiftSequential is empty: it needs an input ActQuant and at "
+                             "least one layer group")
+        if not isinstance(mods[0], ActQuant):
+            raise ValueError(f"{_describe(0, mods[0])}: the first module must be an ActQuant "
+                             "(the network input)")
+        i, n, groups = 1, len(mods), 0
+        while i < n:
+            m = mods[i]
+            if isinstance(m, nn.MaxPool2d):
+                _check_pool(i, m)
+                i += 1
+                continue
+            if isinstance(m, nn.Flatten):
+                i += 1
+                continue
+            if not isinstance(m, _FLOAT):
+                raise ValueError(f"{_describe(i, m)}: expected a LinearShift/Conv2dShift, "
+                                 "MaxPool2d or Flatten here")
+            if not allow_float and not isinstance(m, _SHIFT):
+                raise ValueError(f"{_describe(i, m)}: float layer in an exportable network "
+                                 "(convert it with convert_to_shift)")
+            i += 1
+            if i < n and isinstance(mods[i], nn.ReLU):
+                i += 1
+            if i >= n or not isinstance(mods[i], ActQuant):
+                got = _describe(i, mods[i]) if i < n else "the end of the network"
+                raise ValueError(f"{got}: expected an ActQuant after the layer "
+                                 f"{_describe(i - 1, mods[i - 1])}")
+            i += 1
+            groups += 1
+        if groups == 0:
+            raise ValueError("ShiftSequential has no layer group (layer, ReLU, ActQuant)")
+        if not isinstance(mods[-1], ActQuant):
+            raise ValueError(f"{_describe(n - 1, mods[-1])}: the network must end with the "
+                             "ActQuant of its last layer")
+        if not allow_float:
+            bits = mods[0].act_bits
+            for j, m in enumerate(mods):
+                if isinstance(m, ActQuant):
+                    if not m.enabled:
+                        raise ValueError(f"{_describe(j, m)}: disabled in an exportable "
+                                         "network")
+                    if m.act_bits != bits:
+                        raise ValueError(f"{_describe(j, m)}: act_bits={m.act_bits}, the "
+                                         f"network input has act_bits={bits}")
+
+    def reset_observers(self) -> None:
+        """Reset ``max_abs`` of every ActQuant (start of a training epoch)."""
+        for q in self.quantizers():
+            q.reset()
+
+    def constrain_(self) -> None:
+        """Project PS parameters into their ranges (after an optimiser step)."""
+        for m in self.shift_layers():
+            m.constrain_()
+
+    @torch.no_grad()
+    def calibrate(self, batches: Iterable) -> list[int]:
+        """Fix every ActQuant's F from data, in order, then :meth:`link`.
+
+        Each ActQuant observes its input with every quantiser upstream of it already
+        fixed and quantising (one pass that carries the quantised activations from stage
+        to stage, equal to one full pass per ActQuant), and gets
+        ``F = calibrate_frac_bits(max |x|, act_bits)``.  Runs in eval mode and restores
+        the training flag.
+
+        Parameters
+        ----------
+        batches : iterable of torch.Tensor or of (x, y) tuples
+            Inputs of the network.
+
+        Returns
+        -------
+        list of int
+            The new F of every ActQuant, in order.
+        """
+        self.check_structure(allow_float=True)
+        was_training = self.training
+        self.eval()
+        try:
+            acts = [b[0] if isinstance(b, (tuple, list)) else b for b in batches]
+            if not acts:
+                raise ValueError("calibrate needs at least one batch")
+            frac = []
+            pos = 0
+            for i, m in enumerate(self):
+                if not isinstance(m, ActQuant):
+                    continue
+                stage = list(self)[pos:i]
+                for mod in stage:
+                    acts = [mod(a) for a in acts]
+                m.reset()
+                for a in acts:
+                    m.record(a)
+                frac.append(m.calibrate_from_max())
+                acts = [m(a) for a in acts]
+                pos = i + 1
+            self.link()
+        finally:
+            self.train(was_training)
+        return frac
+
+    def link(self) -> None:
+        """Set every shift layer's ``bias_frac = P + F_in - e`` from the ActQuant before
+        it (None when that ActQuant is disabled)."""
+        self.check_structure(allow_float=True)
+        last: ActQuant | None = None
+        for m in self:
+            if isinstance(m, ActQuant):
+                last = m
+            elif isinstance(m, _SHIFT):
+                if last is None or not last.enabled:
+                    m.bias_frac = None
+                else:
+                    m.bias_frac = m.max_shift + last.frac - m.exponent

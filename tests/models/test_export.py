@@ -1,0 +1,99 @@
+"""Export to the integer program, and agreement of torch and the golden model at every layer."""
+
+import numpy as np
+import pytest
+from torch import nn
+
+from shifthw import golden
+from shifthw.models.checkpoint import export_checkpoint, load_model
+from shifthw.models.data import load_digits_split
+from shifthw.models.export import ExportError, export_program, trace_integers
+from shifthw.models.quant import ActQuant
+from shifthw.program import load_program, save_program
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    _, _, x, y = load_digits_split()
+    return x, y
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_float64_torch_equals_golden_at_every_layer(name, test_split):
+    x, y = test_split
+    model, info = load_model(name)
+    prog = export_checkpoint(name)
+    model = model.double()
+    trace = trace_integers(model, x.double())
+    run = golden.run_program(prog, x.numpy())
+    assert len(trace) == len(run.outputs) == len(prog.steps)
+    for step, t, g in zip(prog.steps, trace, run.outputs):
+        assert t.shape == g.shape, step.name
+        assert (t == g).all(), f"{step.name}: {np.sum(t != g)} values differ"
+    # Identical predictions, and the accuracy the checkpoint reports.
+    torch_pred = model(x.double()).argmax(dim=1).numpy()
+    assert (run.predictions() == torch_pred).all()
+    acc = float((run.predictions() == y.numpy()).mean())
+    assert acc == pytest.approx(info["metrics"]["test_accuracy"])
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_float32_torch_within_one_lsb(name, test_split):
+    x, _ = test_split
+    model, _ = load_model(name)
+    prog = export_checkpoint(name)
+    trace = trace_integers(model.float(), x.float())
+    run = golden.run_program(prog, x.numpy())
+    for step, t, g in zip(prog.steps, trace, run.outputs):
+        assert np.abs(t.astype(np.int64) - g).max() <= 1, step.name
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_truncation_drift_is_bounded_and_reported(name, test_split):
+    """G < P floors every term; measure how far outputs move (never more than the bound)."""
+    x, _ = test_split
+    prog = export_checkpoint(name)
+    exact = golden.run_program(prog, x.numpy())
+    for g in (0, 4):
+        run = golden.run_program(prog, x.numpy(), guard_bits=g)
+        agree = float((run.predictions() == exact.predictions()).mean())
+        assert agree > 0.9, (g, agree)
+        # G = 0 must really differ somewhere, or the guard bits would not matter.
+        if g == 0:
+            assert any((a != b).any() for a, b in zip(run.outputs, exact.outputs))
+
+
+def test_shipped_programs_match_fresh_export(tmp_path):
+    for name in ("mlp", "cnn"):
+        shipped = load_program(f"shifthw/zoo/{name}.shiftprog")
+        fresh = export_checkpoint(name)
+        assert shipped.to_json()["steps"] == fresh.to_json()["steps"]
+        path = save_program(fresh, tmp_path / f"{name}.shiftprog")
+        assert load_program(path).to_json() == fresh.to_json()
+
+
+def test_export_refuses_unknown_modules():
+    model = nn.Sequential(ActQuant(8), nn.Linear(4, 2), ActQuant(8))
+    with pytest.raises(ExportError, match=r"module 1 \(Linear\) cannot be exported"):
+        export_program(model, (4,))
+    with pytest.raises(ExportError, match="must start with an ActQuant"):
+        export_program(nn.Sequential(nn.ReLU()), (4,))
+
+
+def test_export_needs_a_quantiser_after_each_layer():
+    from shifthw.models.layers import LinearShift
+
+    model = nn.Sequential(ActQuant(8), LinearShift(4, 2), nn.ReLU())
+    with pytest.raises(ExportError, match=r"module 1 \(LinearShift\).*followed by an ActQuant"):
+        export_program(model, (4,))
+
+
+def test_float_checkpoint_is_refused(tmp_path):
+    from shifthw.models.train import train
+
+    out = tmp_path / "f.pt"
+    train("mlp", "float", 5, 8, epochs=1, seed=0, out=out, progress=False, train_limit=64)
+    with pytest.raises(ValueError, match="float baseline"):
+        export_checkpoint(out)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        export_checkpoint(tmp_path / "missing.pt")

@@ -1,0 +1,84 @@
+"""Tests of shifthw.models.train: a short training run, checkpoints, reproducibility."""
+
+import json
+
+import pytest
+import torch
+
+from shifthw.models.data import load_digits_split
+from shifthw.models.train import convert_and_finetune, evaluate, train
+from shifthw.models.zoo import load_checkpoint
+
+QUICK = {"epochs": 1, "train_limit": 96, "progress": False}
+KEYS = {"test_accuracy", "train_accuracy", "epochs", "seed", "arch", "mode", "weight_bits",
+        "act_bits", "exponent", "wall_seconds", "frac_bits", "final_loss"}
+
+
+@pytest.mark.parametrize("arch,mode", [("mlp", "ps"), ("cnn", "q"), ("mlp", "float")])
+def test_one_epoch_on_a_subset(arch, mode):
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    model, metrics = train(arch, mode, 4, 8, **QUICK)
+    assert KEYS <= set(metrics)
+    assert metrics["arch"] == arch and metrics["mode"] == mode and metrics["epochs"] == 1
+    assert metrics["n_train"] == 96 and metrics["n_test"] == 360
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert not model.training
+    assert next(model.parameters()).dtype == torch.float64
+    # global torch settings are restored
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+
+def test_checkpoint_round_trip_and_reproducible(tmp_path):
+    out = tmp_path / "m.pt"
+    model, metrics = train("cnn", "ps", 5, 8, seed=3, out=out, **QUICK)
+    assert json.loads(out.with_suffix(".json").read_text()) == json.loads(
+        json.dumps(metrics))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.pt"]  # no temp files
+    loaded, ckpt = load_checkpoint(out)
+    assert ckpt["seed"] == 3 and ckpt["epochs"] == 1 and ckpt["arch"] == "cnn"
+    for a, b in zip(model.shift_layers(), loaded.shift_layers(), strict=True):
+        pairs = zip(a.sign_and_shift(), b.sign_and_shift(), strict=True)
+        assert all(torch.equal(x, y) for x, y in pairs)
+        assert a.bias_frac == b.bias_frac
+    raw = torch.load(out, weights_only=True)  # plain content only
+    assert raw["state_dict"]["1.shift"].dtype == torch.int8
+    _, _, x_te, y_te = load_digits_split()
+    assert evaluate(loaded, x_te, y_te) == metrics["test_accuracy"]
+    again, _ = train("cnn", "ps", 5, 8, seed=3, **QUICK)
+    s1, s2 = model.state_dict(), again.state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    other, _ = train("cnn", "ps", 5, 8, seed=4, **QUICK)
+    assert not torch.equal(other.state_dict()["1.shift"], s1["1.shift"])
+
+
+def test_convert_and_finetune(tmp_path):
+    float_ckpt = tmp_path / "float.pt"
+    train("mlp", "float", 5, 8, out=float_ckpt, **QUICK)
+    out = tmp_path / "ps.pt"
+    model, metrics = convert_and_finetune(float_ckpt, "ps", 4, 1, out=out, progress=False,
+                                          train_limit=96)
+    model.check_structure()
+    assert metrics["mode"] == "ps" and metrics["weight_bits"] == 4
+    assert isinstance(metrics["exponent"], (int, list))
+    assert "converted_test_accuracy" in metrics and out.exists()
+    with pytest.raises(ValueError, match="needs a float checkpoint"):
+        convert_and_finetune(out, "ps", 4, 1, progress=False, train_limit=96)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"arch": "resnet"}, "arch"), ({"mode": "int"}, "mode"), ({"epochs": 0}, "epochs"),
+    ({"weight_bits": 9}, "weight_bits"), ({"exponent": "big"}, "exponent"),
+    ({"dataset": "mnist"}, "data_dir"), ({"dataset": "cifar"}, "dataset"),
+    ({"batch_size": -1}, "batch_size"),
+])
+def test_train_checks_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train(**{"progress": False, **kwargs})
+
+
+def test_evaluate_counts_correct():
+    model = torch.nn.Sequential(torch.nn.Flatten())
+    x = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]])
+    assert evaluate(model, x, torch.tensor([1, 0, 1])) == pytest.approx(2 / 3)

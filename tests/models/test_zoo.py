@@ -1,0 +1,53 @@
+"""Tests of shifthw.models.zoo: architectures and the shipped models."""
+
+import importlib.resources
+
+import pytest
+import torch
+from torch import nn
+
+from shifthw.models.data import load_digits_split
+from shifthw.models.layers import Conv2dShift, LinearShift
+from shifthw.models.train import evaluate
+from shifthw.models.zoo import CHECKPOINT_KEYS, build, cnn, load_zoo, mlp, zoo_info
+
+
+def test_architectures():
+    m = mlp("ps")
+    assert [type(x).__name__ for x in m] == ["ActQuant", "Flatten", "LinearShift", "ReLU",
+                                             "ActQuant", "LinearShift", "ActQuant"]
+    assert (m[2].in_features, m[2].out_features, m[5].out_features) == (64, 32, 10)
+    c = cnn("q", 4, 6)
+    convs = [x for x in c if isinstance(x, Conv2dShift)]
+    assert [(x.in_channels, x.out_channels) for x in convs] == [(1, 8), (8, 16)]
+    assert isinstance(c[10], LinearShift) and c[10].in_features == 64
+    assert c[0].act_bits == 6 and convs[0].weight_bits == 4
+    f = mlp("float")
+    assert type(f[2]) is nn.Linear and not f[0].enabled
+    assert build("cnn", "ps", image_size=28)(torch.rand(1, 1, 28, 28)).shape == (1, 10)
+    with pytest.raises(ValueError, match="arch"):
+        build("vgg")
+    with pytest.raises(ValueError, match="exponent has 3 entries"):
+        mlp("ps", exponent=[0, 0, 0])
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_shipped_model_reaches_stored_accuracy(name):
+    info = zoo_info(name)
+    assert set(CHECKPOINT_KEYS) - {"state_dict"} <= set(info)
+    assert (info["arch"], info["mode"], info["weight_bits"], info["act_bits"]) == \
+        (name, "ps", 5, 8)
+    model = load_zoo(name)
+    model.check_structure()
+    assert all(m.bias_frac is not None for m in model.shift_layers())
+    _, _, x_te, y_te = load_digits_split()
+    acc = evaluate(model, x_te, y_te)
+    assert acc == info["metrics"]["test_accuracy"]
+    assert acc > 0.95
+    size = importlib.resources.files("shifthw").joinpath("zoo", f"{name}.pt")
+    assert len(size.read_bytes()) < 16_000
+
+
+def test_unknown_zoo_name():
+    with pytest.raises(ValueError, match="resnet"):
+        load_zoo("resnet")
