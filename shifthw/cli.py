@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("convert", help="convert a float checkpoint to shift weights, finetune")
-    p.add_argument("checkpoint", type=Path, help="float checkpoint from `shifthw train --mode float`")
+    p.add_argument("checkpoint", type=Path,
+                   help="float checkpoint from `shifthw train --mode float`")
     p.add_argument("--mode", choices=["ps", "q"], default="ps")
     p.add_argument("--finetune-epochs", type=int, default=10)
     p.add_argument("-o", "--output", type=Path, default=None)
