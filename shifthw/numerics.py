@@ -237,7 +237,8 @@ def requantize(acc, out_shift: int, act_bits: int, *, relu: bool, round_half_up:
     """
     acc = np.asarray(acc)
     if acc.dtype != object:
-        acc = acc.astype(np.int64)
+        # Shifts past 62 bits (allowed at weight_bits 7..8) need Python ints.
+        acc = acc.astype(object if abs(out_shift) > 62 else np.int64)
     if out_shift > 0:
         if round_half_up:
             acc = acc + (1 << (out_shift - 1))
@@ -290,7 +291,7 @@ class LayerArith:
         if self.acc_bits is None:
             object.__setattr__(self, "acc_bits", self.natural_acc_bits)
         else:
-            _check_int("acc_bits", self.acc_bits, 2, 62)
+            _check_int("acc_bits", self.acc_bits, 2, 1024)
 
     @property
     def natural_acc_bits(self) -> int:

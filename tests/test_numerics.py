@@ -130,3 +130,14 @@ def test_bad_parameters_name_themselves():
     with pytest.raises(ValueError, match="fan_in"):
         nx.LayerArith(act_bits=8, weight_bits=5, guard_bits=0, exponent=0, frac_in=0,
                       frac_out=0, fan_in=0)
+
+
+def test_wide_shifts_do_not_overflow():
+    # b = 8 allows G up to 126: accumulators and shifts beyond int64.
+    assert nx.requantize(np.array([5]), 64, 8, relu=False, round_half_up=True).tolist() == [0]
+    assert nx.requantize(np.array([-5]), 64, 8, relu=False).tolist() == [-1]
+    big = 1 << 70
+    assert nx.requantize(np.array([big], dtype=object), 64, 8, relu=False).tolist() == [64]
+    a = nx.LayerArith(act_bits=8, weight_bits=8, guard_bits=100, exponent=0, frac_in=0,
+                      frac_out=0, fan_in=4, acc_bits=80)
+    assert a.acc_bits == 80 < a.natural_acc_bits

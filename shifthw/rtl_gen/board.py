@@ -1,0 +1,211 @@
+"""Board tops: the layer engine on an FPGA board from amaranth-boards, for synthesis and place.
+
+A host link (to run a network on the board) is a later issue.  Until then the board top only
+has to synthesise and place with realistic resource figures, so the engine's streams must go
+somewhere that synthesis cannot optimise away:
+
+* every input stream (payload and valid) and the output's ready are driven from a serial-in
+  shift register fed by a 31-bit LFSR (x^31 + x^28 + 1), so every input bit is a distinct,
+  unpredictable register;
+* every output bit (payload, valid, busy) is XOR-reduced into one register on an LED.
+
+The clock is the board's default clock; the engine's reset is a power-on reset (one cycle,
+from register initial values).  The
+harness costs one shift register as wide as the widest input stream plus an XOR tree: small
+next to the engine, and it is counted in the figures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Cat, ClockSignal, Elaboratable, Instance, Module, Signal, Value
+from amaranth.lib import io
+from amaranth.lib.wiring import In
+
+from .. import toolchain
+from .config import EngineConfig
+from .engine import LayerEngine, engine_signature
+from .synth import fpga_resources, read_stat
+
+__all__ = ["BoardInfo", "BOARDS", "BoardTop", "board_platform", "board_plan",
+           "synthesize_board"]
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """A supported board: its amaranth-boards platform and what its FPGA holds."""
+
+    module: str
+    platform: str
+    family: str
+    capacity: dict = field(default_factory=dict)
+    nextpnr: tuple = ()
+
+
+#: Boards by command-line name.  Capacities are the devices' data-sheet figures.
+BOARDS: dict[str, BoardInfo] = {
+    "icebreaker": BoardInfo(
+        "amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40",
+        {"lut4": 5280, "ff": 5280, "bram": 30, "spram": 4, "dsp": 8},
+        ("--up5k", "--package", "sg48")),
+    "ulx3s-12f": BoardInfo(
+        "amaranth_boards.ulx3s", "ULX3S_12F_Platform", "ecp5",
+        {"lut4": 12288, "ff": 12288, "bram": 32, "dsp": 28},
+        ("--12k", "--package", "CABGA381")),
+    "ulx3s-25f": BoardInfo(
+        "amaranth_boards.ulx3s", "ULX3S_25F_Platform", "ecp5",
+        {"lut4": 24288, "ff": 24288, "bram": 56, "dsp": 28},
+        ("--25k", "--package", "CABGA381")),
+    "ulx3s-45f": BoardInfo(
+        "amaranth_boards.ulx3s", "ULX3S_45F_Platform", "ecp5",
+        {"lut4": 43848, "ff": 43848, "bram": 108, "dsp": 72},
+        ("--45k", "--package", "CABGA381")),
+    "ulx3s-85f": BoardInfo(
+        "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5",
+        {"lut4": 83640, "ff": 83640, "bram": 208, "dsp": 156},
+        ("--85k", "--package", "CABGA381")),
+}
+
+
+def _board(board: str) -> BoardInfo:
+    if board not in BOARDS:
+        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
+    return BOARDS[board]
+
+
+def board_platform(board: str):
+    """A fresh amaranth-boards platform object for ``board``."""
+    info = _board(board)
+    return getattr(importlib.import_module(info.module), info.platform)()
+
+
+class BoardTop(Elaboratable):
+    """The engine with pseudo-random stimulus and an XOR-reduced LED output.
+
+    The engine enters as the very Verilog that :func:`~.generate.generate` writes (an
+    ``Instance`` of module ``engine_name``, added to the platform's files), so the board
+    figures are those of the generated design, and Yosys sees its memories' ``no_rw_check``
+    attribute (which it only honours when reading Verilog).
+
+    Parameters
+    ----------
+    config : EngineConfig
+    engine_name : str
+        Verilog module name of the engine.
+    """
+
+    def __init__(self, *, config: EngineConfig, engine_name: str = "shifthw_engine"):
+        if not isinstance(config, EngineConfig):
+            raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        if not isinstance(engine_name, str) or not engine_name.isidentifier():
+            raise ValueError(f"engine_name must be a Verilog identifier, not {engine_name!r}")
+        self._cfg = config
+        self._name = engine_name
+
+    @property
+    def engine_name(self) -> str:
+        return self._name
+
+    def engine_verilog(self) -> str:
+        """The engine's Verilog, as :func:`~.generate.generate` writes it."""
+        return verilog.convert(LayerEngine(config=self._cfg), name=self._name)
+
+    def elaborate(self, platform):
+        m = Module()
+        signature = engine_signature(self._cfg)
+        eng = signature.create(path=("engine",))
+        # Power-on reset from register initial values: every FPGA family here has them, and
+        # not every board's default clock domain has a reset (ECP5's is reset-less).
+        por = Signal(init=1, reset_less=True)
+        m.d.sync += por.eq(0)
+        ports = {"i_clk": ClockSignal(), "i_rst": por}
+        for path, member, value in signature.flatten(eng):
+            prefix = "i" if member.flow == In else "o"
+            ports[f"{prefix}_{'__'.join(str(p) for p in path)}"] = value
+        m.submodules.engine = Instance(self._name, **ports)
+        if platform is not None:
+            platform.add_file(f"{self._name}.v", self.engine_verilog())
+
+        inputs = [Value.cast(eng.desc.payload), Value.cast(eng.params.payload),
+                  Value.cast(eng.act.payload)]
+        width = max(len(v) for v in inputs) + 8
+        lfsr = Signal(31, init=1)
+        chain = Signal(width)
+        m.d.sync += [
+            lfsr.eq(Cat(lfsr[30] ^ lfsr[27], lfsr[:30])),
+            chain.eq(Cat(lfsr[0], chain[:-1])),
+        ]
+        # Different offsets into the chain for each stream, valids and ready from the LFSR.
+        m.d.comb += [
+            inputs[0].eq(chain[0:]),
+            inputs[1].eq(chain[3:]),
+            inputs[2].eq(chain[7:]),
+            eng.desc.valid.eq(lfsr[3] & lfsr[9]),
+            eng.params.valid.eq(lfsr[5]),
+            eng.act.valid.eq(lfsr[11]),
+            eng.out.ready.eq(lfsr[17]),
+        ]
+        seen = Signal()
+        m.d.sync += seen.eq(seen ^ Value.cast(eng.out.payload).xor() ^ eng.out.valid ^ eng.busy)
+        if platform is not None:
+            m.submodules.led = led = io.Buffer("o", platform.request("led", 0, dir="-"))
+            m.d.comb += led.o.eq(seen)
+        return m
+
+
+def board_plan(config: EngineConfig, board: str, *, name: str = "top",
+               engine_name: str = "shifthw_engine", synth_opts: str = ""):
+    """The amaranth build plan (engine Verilog, top RTLIL, Yosys script, constraints).
+
+    The Yosys script also writes ``<name>.stat.json`` (``stat -json`` after synthesis);
+    ``synth_opts`` are extra options of ``synth_ice40`` / ``synth_ecp5`` (e.g. ``-dsp``).
+    """
+    platform = board_platform(board)
+    top = BoardTop(config=config, engine_name=engine_name)
+    return platform.build(top, name=name, do_build=False, synth_opts=synth_opts,
+                          script_after_synth=f"tee -q -o {name}.stat.json stat -json")
+
+
+def synthesize_board(config: EngineConfig, board: str, work_dir: str | os.PathLike, *,
+                     place: bool = False, name: str = "top", synth_opts: str = "",
+                     timeout: float | None = 3600):
+    """Synthesise (and optionally place and route) the board top; return its figures.
+
+    Returns
+    -------
+    dict
+        ``board``, ``family``, ``resources`` (lut4, ff, bram, spram, dsp, carry from Yosys),
+        ``capacity``, ``fits`` (every resource within capacity), and with ``place`` the
+        nextpnr report (``placed``: its utilisation and Fmax).
+    """
+    info = _board(board)
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    plan = board_plan(config, board, name=name, synth_opts=synth_opts)
+    plan.extract(str(work))
+    toolchain.run_yosys(["-q", "-l", f"{name}.rpt", f"{name}.ys"], cwd=work, timeout=timeout)
+    resources = fpga_resources(read_stat(work / f"{name}.stat.json"), info.family)
+    fits = {k: resources.get(k, 0) <= cap for k, cap in info.capacity.items()}
+    result = {"board": board, "family": info.family, "resources": resources,
+              "capacity": dict(info.capacity), "fits": all(fits.values()),
+              "fits_by_resource": fits}
+    if place:
+        constraints = (["--pcf", f"{name}.pcf", "--asc", f"{name}.asc"]
+                       if info.family == "ice40"
+                       else ["--lpf", f"{name}.lpf", "--textcfg", f"{name}.config"])
+        report = f"{name}.report.json"
+        try:
+            toolchain.run_nextpnr(info.family, [*info.nextpnr, "--json", f"{name}.json",
+                                                *constraints, "--report", report,
+                                                "--log", f"{name}.tim"],
+                                  cwd=work, timeout=timeout)
+            result["placed"] = json.loads((work / report).read_text())
+        except toolchain.ToolError as exc:
+            result["placed"] = {"error": str(exc).splitlines()[0]}
+    return result

@@ -1,0 +1,247 @@
+"""The parameters of one generated engine, checked once.
+
+:class:`EngineConfig` is the single object that the RTL (:mod:`.pe`, :mod:`.array`,
+:mod:`.engine`), the stream layouts (:mod:`.layouts`), the host driver (:mod:`.host`) and the
+generator (:mod:`.generate`) read their parameters from.  Every check names the parameter and
+the bad value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from amaranth.utils import ceil_log2
+
+from .. import numerics as nx
+
+__all__ = ["PE_KINDS", "EngineConfig", "resolve_config"]
+
+#: The processing-element kinds: DeepShift shift-and-add, or the integer-multiplier baseline.
+PE_KINDS = ("shift", "mult")
+
+#: Default weight width per PE kind (shift: DeepShift's 5-bit codes; mult: 8-bit integers).
+_DEFAULT_WEIGHT_BITS = {"shift": 5, "mult": 8}
+
+
+def _int(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi}, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """Parameters of a PE array and the layer engine around it.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size R x C: R activation lanes (the K direction) and C output columns.
+    act_bits : int
+        Activation width A (2..16).
+    weight_bits : int or None
+        Weight width b (2..8): shift-code bits for ``pe="shift"`` (default 5), signed integer
+        bits for ``pe="mult"`` (default 8).
+    guard_bits : int or None
+        G (0..P) of the shift PE; default P (exact).  Does not apply to ``pe="mult"``, whose
+        products are exact: leave it None (or 0).
+    pe : str
+        ``"shift"`` (no multiplier anywhere) or ``"mult"`` (a real multiplier per PE).
+    acc_bits : int or None
+        Accumulator width.  Default: ``acc_bits_for(A, G, max_k)`` for shift, and
+        ``A + b + ceil(log2 max_k) + 2`` for mult; a narrower one saturates after every
+        row-tile of R terms (``golden.shift_matmul(..., chunk=R)``).
+    pipeline_stages : int or None
+        Register stages in the PE array between the PEs and the accumulator
+        (0..ceil(log2 R) + 1); default ``min(2, ceil(log2 R) + 1)``.
+    k_depth : int
+        Activation buffer words per bank (two banks, double-buffered): the largest
+        ``ceil(K / R)`` a layer may have.
+    weight_depth : int
+        Weight buffer entries of R x C weights: a tile holds ``ceil(K/R) * n_tiles <=
+        weight_depth`` entries.
+    bias_depth : int
+        Bias buffer entries of C biases: the largest ``n_tiles`` (``ceil(N_tile / C)``) of a tile.
+    bias_lanes : int or None
+        Biases read from the bias buffer per cycle (1..C, default C).  Fewer lanes make the
+        buffer narrower (fewer block RAMs); a layer then needs ``ceil(K/R) >=
+        ceil(C / bias_lanes)`` to keep the array busy.
+    out_lanes : int or None
+        Output lanes requantised per cycle (1..C, default C).  Fewer save logic; a layer then
+        needs ``ceil(K/R) >= ceil(C / out_lanes)`` to keep the array busy.
+    param_word_bits : int
+        Width of the parameter stream words (bias and weight entries are cut into words of
+        this many bits, LSB first).
+    out_depth : int
+        Output FIFO depth (words of C lanes) after the output stage's own register: 0 (none;
+        the output stage drives ``out`` directly, still at full rate), 1, or 3 and more.
+    count_bits : int
+        Width of the descriptor's vector count M.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    act_bits: int = 8
+    weight_bits: int | None = None
+    guard_bits: int | None = None
+    pe: str = "shift"
+    acc_bits: int | None = None
+    pipeline_stages: int | None = None
+    k_depth: int = 64
+    weight_depth: int = 256
+    bias_depth: int = 32
+    bias_lanes: int | None = None
+    out_lanes: int | None = None
+    param_word_bits: int = 32
+    out_depth: int = 4
+    count_bits: int = 16
+
+    def __post_init__(self):
+        if not isinstance(self.pe, str) or self.pe not in PE_KINDS:
+            raise ValueError(f"pe must be one of {', '.join(PE_KINDS)}, not {self.pe!r}")
+        _int("rows", self.rows, 1, 256)
+        _int("cols", self.cols, 1, 256)
+        nx.check_act_bits(self.act_bits)
+        if self.weight_bits is None:
+            self._set("weight_bits", _DEFAULT_WEIGHT_BITS[self.pe])
+        nx.check_weight_bits(self.weight_bits)
+        if self.pe == "shift":
+            if self.guard_bits is None:
+                self._set("guard_bits", nx.max_shift(self.weight_bits))
+            nx.check_guard_bits(self.guard_bits, self.weight_bits)
+        else:
+            if self.guard_bits not in (None, 0) or isinstance(self.guard_bits, bool):
+                raise ValueError(f"guard_bits does not apply to pe='mult' (its products are "
+                                 f"exact); leave it unset, not {self.guard_bits!r}")
+            self._set("guard_bits", 0)
+        _int("k_depth", self.k_depth, 1, 1 << 16)
+        _int("weight_depth", self.weight_depth, 1, 1 << 20)
+        _int("bias_depth", self.bias_depth, 1, 1 << 16)
+        if self.bias_lanes is None:
+            self._set("bias_lanes", self.cols)
+        _int("bias_lanes", self.bias_lanes, 1, self.cols)
+        if self.out_lanes is None:
+            self._set("out_lanes", self.cols)
+        _int("out_lanes", self.out_lanes, 1, self.cols)
+        _int("param_word_bits", self.param_word_bits, 1, 4096)
+        _int("out_depth", self.out_depth, 0, 1 << 12)
+        if self.out_depth == 2:
+            # Amaranth's SyncFIFOBuffered of depth 2 has zero-width pointers (bad Verilog).
+            raise ValueError("out_depth must be 0, 1 or at least 3, not 2")
+        _int("count_bits", self.count_bits, 1, 32)
+        if self.pipeline_stages is None:
+            self._set("pipeline_stages", min(2, self.tree_levels + 1))
+        _int("pipeline_stages", self.pipeline_stages, 0, self.tree_levels + 1)
+        if self.acc_bits is None:
+            self._set("acc_bits", self.natural_acc_bits)
+        _int("acc_bits", self.acc_bits, 2, 256)
+
+    def _set(self, name, value):
+        object.__setattr__(self, name, value)
+
+    # -- derived quantities ------------------------------------------------------------------
+    @property
+    def max_shift(self) -> int:
+        """P, the largest right shift of a weight code (shift PEs only)."""
+        return nx.max_shift(self.weight_bits)
+
+    @property
+    def tree_levels(self) -> int:
+        """Adder levels of one column's tree of R terms."""
+        return ceil_log2(self.rows)
+
+    @property
+    def register_levels(self) -> list[int]:
+        """Adder-tree levels followed by a pipeline register (0: the PE outputs)."""
+        n, s = self.tree_levels + 1, self.pipeline_stages
+        return [k * n // s for k in range(s)]
+
+    @property
+    def max_k_tiles(self) -> int:
+        """The largest ``ceil(K / R)`` the buffers take."""
+        return min(self.k_depth, self.weight_depth)
+
+    @property
+    def max_k(self) -> int:
+        """The largest fan-in K the buffers take."""
+        return self.rows * self.max_k_tiles
+
+    @property
+    def term_bits(self) -> int:
+        """Width of one PE's term: A + G (shift, one's complement plus carry) or A + b."""
+        if self.pe == "shift":
+            return self.act_bits + self.guard_bits
+        return self.act_bits + self.weight_bits
+
+    def natural_acc_bits_for(self, fan_in: int) -> int:
+        """The accumulator width that can never saturate for a fan-in K."""
+        if self.pe == "shift":
+            return nx.acc_bits_for(self.act_bits, self.guard_bits, fan_in)
+        return self.act_bits + self.weight_bits + math.ceil(math.log2(fan_in)) + 2
+
+    @property
+    def natural_acc_bits(self) -> int:
+        """The formula's width for the largest K the buffers take."""
+        return self.natural_acc_bits_for(self.max_k)
+
+    @property
+    def saturating(self) -> bool:
+        """True when the accumulator is narrower than the formula (saturation logic is built)."""
+        return self.acc_bits < self.natural_acc_bits
+
+    @property
+    def bias_bits(self) -> int:
+        """Width of a stored bias: ``acc_bits - 1`` (the contract's :func:`bias_limit`)."""
+        return max(self.acc_bits - 1, 1)
+
+    @property
+    def bias_beats(self) -> int:
+        """Bias buffer reads per n-tile: ``ceil(C / bias_lanes)``."""
+        return -(-self.cols // self.bias_lanes)
+
+    @property
+    def out_beats(self) -> int:
+        """Output-stage cycles per output word: ``ceil(C / out_lanes)``."""
+        return -(-self.cols // self.out_lanes)
+
+    @property
+    def max_n_tiles(self) -> int:
+        """The largest ``n_tiles`` of one tile (any K)."""
+        return min(self.bias_depth, self.weight_depth)
+
+    @property
+    def out_shift_range(self) -> tuple[int, int]:
+        """The descriptor's out_shift range; the host clamps to it (same result, see docs)."""
+        return (-(self.act_bits + 1), self.acc_bits)
+
+    def n_tiles_for(self, k_tiles: int) -> int:
+        """How many n-tiles (of C outputs) one tile with ``k_tiles`` row-tiles can hold."""
+        return min(self.bias_depth, self.weight_depth // k_tiles)
+
+    def to_dict(self) -> dict:
+        """Every parameter, resolved (defaults filled in)."""
+        return asdict(self)
+
+
+def resolve_config(config, params: dict, owner=None) -> EngineConfig:
+    """``config`` if given (then no other parameters), else ``EngineConfig(**params)``.
+
+    ``owner`` is the component being built: if the parameters are rejected it will never be
+    elaborated, so Amaranth's "created but never used" warning is silenced for it.
+    """
+    try:
+        if config is not None:
+            if not isinstance(config, EngineConfig):
+                raise TypeError(f"config must be an EngineConfig, not {config!r}")
+            if params:
+                raise TypeError(f"give either config or parameters, not both "
+                                f"({', '.join(sorted(params))})")
+            return config
+        return EngineConfig(**params)
+    except (TypeError, ValueError):
+        if owner is not None:
+            owner._MustUse__silence = True
+        raise

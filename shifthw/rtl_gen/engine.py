@@ -1,0 +1,345 @@
+"""The layer engine: a whole Linear or im2col Conv2d layer through one PE array.
+
+Streams (layouts in :mod:`.layouts`): ``desc`` (one descriptor per layer tile), ``params``
+(the tile's bias words, then its weight entries, only when the descriptor says ``reload``),
+``act`` (``k_tiles`` words of R activations per input vector, ``count`` vectors) and ``out``
+(``n_tiles`` words of C outputs per input vector).
+
+Schedule of one descriptor::
+
+    IDLE --desc--> LOAD_BIAS --> LOAD_WEIGHTS --> RUN --> DRAIN --> IDLE
+               \\______________(reload = 0)______/
+
+* LOAD_BIAS / LOAD_WEIGHTS take ``params`` words into the bias buffer (``n_tiles *
+  bias_beats`` words) and the weight buffer (``k_tiles * n_tiles`` entries, column-tile major:
+  entry ``j * k_tiles + i`` holds the weights of outputs ``j*C..`` and inputs ``i*R..``).  Each
+  buffer row is written ``param_word_bits`` at a time through a write port with that
+  granularity, so no assembly register is needed.
+* RUN: a *loader* writes each input vector's ``k_tiles`` words into one of two activation
+  banks while an *issuer* reads the other: for every column-tile j and row-tile i it reads
+  activation word i and weight entry ``j * k_tiles + i`` (one cycle ahead of the array) and
+  hands them to the array with ``first = (i == 0)``, ``last = (i == k_tiles - 1)``.  A *bias
+  reader* streams the bias words in the same column-tile order.  In steady state the array
+  takes one beat every cycle: ``count * k_tiles * n_tiles`` cycles for the descriptor.
+* DRAIN: wait until the array and the output stage are empty (so the next descriptor may
+  change the buffers and the output settings), then IDLE.  Results wait in the output FIFO.
+
+No buffer is ever read and written at one address in one cycle where the read data is used:
+the loader writes only a bank the issuer is not reading, weights and biases are written only
+in the load states, and reads in other cycles are speculative and discarded.  The memories
+therefore carry Yosys' ``no_rw_check`` attribute (no collision emulation logic).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .array import PEArray
+from .config import EngineConfig, resolve_config
+from .layouts import (act_word_layout, bias_entry_layout, bias_entry_words, bias_word_layout,
+                      descriptor_layout, out_word_layout, param_word_shape, weight_entry_layout,
+                      weight_entry_words)
+from .output import OutputStage
+
+__all__ = ["LayerEngine", "engine_signature"]
+
+
+def _one_hot(index, count: int):
+    return Cat(index == k for k in range(count))
+
+
+def _counter(count: int, name: str) -> Signal:
+    # At least one bit: zero-width registers make odd Verilog ([-1:0] ranges).
+    return Signal(range(max(count, 2)), name=name)
+
+
+def engine_signature(cfg: EngineConfig) -> wiring.Signature:
+    """The ports of a :class:`LayerEngine` (without building one)."""
+    return wiring.Signature({
+        "desc": In(stream.Signature(descriptor_layout(cfg))),
+        "params": In(stream.Signature(param_word_shape(cfg))),
+        "act": In(stream.Signature(act_word_layout(cfg))),
+        "out": Out(stream.Signature(out_word_layout(cfg))),
+        "busy": Out(1),
+    })
+
+
+class LayerEngine(wiring.Component):
+    """Runs whole layers (Linear, or Conv2d from im2col patches) on a PE array.
+
+    Parameters
+    ----------
+    config : EngineConfig
+        (or the same parameters as keywords).
+
+    Members
+    -------
+    desc : In(stream.Signature(descriptor_layout))
+    params : In(stream.Signature(unsigned(param_word_bits)))
+    act : In(stream.Signature(act_word_layout))
+    out : Out(stream.Signature(out_word_layout))
+    busy : Out(1)
+        A descriptor is being executed or results wait in the output FIFO.
+    """
+
+    def __init__(self, *, config: EngineConfig | None = None, **params):
+        cfg = resolve_config(config, params, owner=self)
+        self._cfg = cfg
+        self._array = PEArray(config=cfg)
+        super().__init__(engine_signature(cfg))
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._cfg
+
+    @property
+    def array(self) -> PEArray:
+        """The PE array inside (its ``i`` stream shows when the array is busy)."""
+        return self._array
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        word = cfg.param_word_bits
+        m.submodules.array = arr = self._array
+        m.submodules.output = ost = OutputStage(config=cfg)
+
+        # -- buffers ---------------------------------------------------------------------
+        wpe, wpb, beats = weight_entry_words(cfg), bias_entry_words(cfg), cfg.bias_beats
+        bank_bits = ceil_log2(cfg.k_depth)
+        bank = 1 << bank_bits
+        # No buffer is ever read and written at one address in one cycle where the read
+        # matters (see the module docstring), so Yosys need not emulate collisions.  (At least
+        # two rows each: a zero-width address makes odd Verilog.)
+        attrs = {"no_rw_check": 1}
+        m.submodules.weights = w_mem = Memory(shape=unsigned(wpe * word),
+                                              depth=max(cfg.weight_depth, 2), init=[],
+                                              attrs=attrs)
+        m.submodules.biases = b_mem = Memory(shape=unsigned(wpb * word),
+                                             depth=max(cfg.bias_depth * beats, 2), init=[],
+                                             attrs=attrs)
+        m.submodules.acts = a_mem = Memory(shape=act_word_layout(cfg), depth=2 * bank, init=[],
+                                           attrs=attrs)
+        w_wr, w_rd = w_mem.write_port(granularity=word), w_mem.read_port()
+        b_wr, b_rd = b_mem.write_port(granularity=word), b_mem.read_port()
+        a_wr, a_rd = a_mem.write_port(), a_mem.read_port()
+
+        # -- descriptor ------------------------------------------------------------------
+        d = Signal(descriptor_layout(cfg))
+        # The last row- and column-tile indices, registered once per descriptor.
+        kt_last = Signal.like(d.k_tiles, name="kt_last")
+        nt_last = Signal.like(d.n_tiles, name="nt_last")
+
+        # load counters
+        beat = _counter(max(wpe, wpb), "beat")
+        l_addr = _counter(max(cfg.weight_depth, cfg.bias_depth * beats), "l_addr")
+        l_row = _counter(max(beats, cfg.max_k_tiles), "l_row")
+        l_col = _counter(cfg.max_n_tiles, "l_col")
+        # loader (activations into banks)
+        full = Signal(2)
+        set_full, clr_full = Signal(2), Signal(2)
+        ld_bank = Signal()
+        ld_word = _counter(bank, "ld_word")
+        ld_left = Signal(cfg.count_bits)     # vectors still to load
+        # issuer (buffers into the array)
+        is_bank = Signal()
+        is_row = _counter(bank, "is_row")
+        is_col = _counter(cfg.max_n_tiles, "is_col")
+        is_addr = _counter(cfg.weight_depth, "is_addr")
+        is_left = Signal(cfg.count_bits)     # vectors still to issue
+        s1_valid = Signal()
+        s1_first = Signal(reset_less=True)
+        s1_last = Signal(reset_less=True)
+
+        running = Signal()
+        draining = Signal()
+        idle = Signal()
+        last_issue = Signal()
+        m.d.sync += full.eq((full | set_full) & ~clr_full)
+
+        # Buffer writes: data and address always driven, only the enables depend on the state.
+        m.d.comb += [
+            b_wr.addr.eq(l_addr[:len(b_wr.addr)]),
+            b_wr.data.eq(self.params.payload.replicate(wpb)),
+            w_wr.addr.eq(l_addr[:len(w_wr.addr)]),
+            w_wr.data.eq(self.params.payload.replicate(wpe)),
+        ]
+
+        with m.FSM(name="ctrl"):
+            with m.State("IDLE"):
+                m.d.comb += [idle.eq(1), self.desc.ready.eq(1)]
+                with m.If(self.desc.valid):
+                    m.d.sync += [
+                        d.eq(self.desc.payload),
+                        kt_last.eq(self.desc.payload.k_tiles - 1),
+                        nt_last.eq(self.desc.payload.n_tiles - 1),
+                        ld_left.eq(self.desc.payload.count),
+                        is_left.eq(self.desc.payload.count),
+                        beat.eq(0), l_addr.eq(0), l_row.eq(0), l_col.eq(0),
+                        full.eq(0), ld_bank.eq(0), ld_word.eq(0),
+                        is_bank.eq(0), is_row.eq(0), is_col.eq(0), is_addr.eq(0),
+                    ]
+                    with m.If(self.desc.payload.reload):
+                        m.next = "LOAD_BIAS"
+                    with m.Elif(self.desc.payload.count != 0):
+                        m.next = "RUN"
+
+            with m.State("LOAD_BIAS"):
+                m.d.comb += self.params.ready.eq(1)
+                with m.If(self.params.valid):
+                    m.d.comb += b_wr.en.eq(_one_hot(beat, wpb))
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(beat == wpb - 1):
+                        m.d.sync += [beat.eq(0), l_addr.eq(l_addr + 1), l_row.eq(l_row + 1)]
+                        with m.If(l_row == beats - 1):
+                            m.d.sync += [l_row.eq(0), l_col.eq(l_col + 1)]
+                            with m.If(l_col == nt_last):
+                                m.d.sync += [l_col.eq(0), l_addr.eq(0)]
+                                m.next = "LOAD_WEIGHTS"
+
+            with m.State("LOAD_WEIGHTS"):
+                m.d.comb += self.params.ready.eq(1)
+                with m.If(self.params.valid):
+                    m.d.comb += w_wr.en.eq(_one_hot(beat, wpe))
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(beat == wpe - 1):
+                        m.d.sync += [beat.eq(0), l_addr.eq(l_addr + 1), l_row.eq(l_row + 1)]
+                        with m.If(l_row == kt_last):
+                            m.d.sync += [l_row.eq(0), l_col.eq(l_col + 1)]
+                            with m.If(l_col == nt_last):
+                                with m.If(d.count != 0):
+                                    m.next = "RUN"
+                                with m.Else():
+                                    m.next = "IDLE"
+
+            with m.State("RUN"):
+                m.d.comb += running.eq(1)
+                with m.If(last_issue):
+                    m.next = "DRAIN"
+
+            with m.State("DRAIN"):
+                m.d.comb += draining.eq(1)
+                with m.If(~s1_valid & ~arr.busy & ~ost.busy):
+                    m.next = "IDLE"
+
+        # -- loader: act words into the free bank ----------------------------------------
+        can_load = running & ~full.bit_select(ld_bank, 1) & (ld_left != 0)
+        m.d.comb += [
+            self.act.ready.eq(can_load),
+            a_wr.addr.eq(Cat(ld_word[:bank_bits], ld_bank)),
+            a_wr.data.eq(self.act.payload),
+        ]
+        with m.If(self.act.valid & can_load):
+            m.d.comb += a_wr.en.eq(1)
+            m.d.sync += ld_word.eq(ld_word + 1)
+            with m.If(ld_word == kt_last):
+                m.d.comb += set_full.eq(_one_hot(ld_bank, 2))
+                m.d.sync += [ld_word.eq(0), ld_bank.eq(~ld_bank), ld_left.eq(ld_left - 1)]
+
+        # -- issuer: buffers into the array, memories read one cycle ahead ---------------
+        advance = ~s1_valid | arr.i.ready
+        issue = running & full.bit_select(is_bank, 1) & advance
+        m.d.comb += [
+            a_rd.addr.eq(Cat(is_row[:bank_bits], is_bank)), a_rd.en.eq(advance),
+            w_rd.addr.eq(is_addr[:len(w_rd.addr)]), w_rd.en.eq(advance),
+            last_issue.eq(issue & (is_row == kt_last) & (is_col == nt_last)
+                          & (is_left == 1)),
+        ]
+        with m.If(advance):
+            m.d.sync += [s1_valid.eq(issue), s1_first.eq(is_row == 0),
+                         s1_last.eq(is_row == kt_last)]
+        with m.If(issue):
+            m.d.sync += [is_row.eq(is_row + 1), is_addr.eq(is_addr + 1)]
+            with m.If(is_row == kt_last):
+                m.d.sync += [is_row.eq(0), is_col.eq(is_col + 1)]
+                with m.If(is_col == nt_last):
+                    m.d.comb += clr_full.eq(_one_hot(is_bank, 2))
+                    m.d.sync += [is_col.eq(0), is_addr.eq(0), is_bank.eq(~is_bank),
+                                 is_left.eq(is_left - 1)]
+        entry = weight_entry_layout(cfg)
+        m.d.comb += [
+            arr.i.valid.eq(s1_valid),
+            arr.i.payload.act.eq(a_rd.data),
+            arr.i.payload.w.eq(w_rd.data[:entry.size]),
+            arr.i.payload.first.eq(s1_first),
+            arr.i.payload.last.eq(s1_last),
+        ]
+
+        # -- bias reader: one word of C biases per column-tile, in the issuer's order ------
+        active = running | draining
+        b_valid = Signal()       # the read port holds bias buffer word b_addr - 1
+        b_beat = _counter(beats, "b_beat")
+        b_col = _counter(cfg.max_n_tiles, "b_col")
+        b_addr = _counter(cfg.bias_depth * beats, "b_addr")
+        b_read = Signal()
+        rd_word = bias_entry_layout(cfg)(b_rd.data[:bias_entry_layout(cfg).size])
+        if beats == 1:
+            m.d.comb += [
+                b_read.eq(~b_valid | arr.bias.ready),
+                arr.bias.valid.eq(b_valid),
+                arr.bias.payload.eq(rd_word),
+            ]
+        else:
+            # Gather ceil(C / bias_lanes) narrow words into one word of C biases.
+            gather = Signal(bias_word_layout(cfg), reset_less=True)
+            g_valid = Signal()
+            g_beat = _counter(beats, "g_beat")
+            take = b_valid & (~g_valid | arr.bias.ready)
+            m.d.comb += [
+                b_read.eq(~b_valid | take),
+                arr.bias.valid.eq(g_valid),
+                arr.bias.payload.eq(gather),
+            ]
+            with m.If(arr.bias.ready):
+                m.d.sync += g_valid.eq(0)
+            with m.If(take):
+                m.d.sync += g_beat.eq(g_beat + 1)
+                with m.Switch(g_beat):
+                    for k in range(beats):
+                        with m.Case(k):
+                            for lane in range(cfg.bias_lanes):
+                                n = k * cfg.bias_lanes + lane
+                                if n < cfg.cols:
+                                    m.d.sync += gather[n].eq(rd_word[lane])
+                with m.If(g_beat == beats - 1):
+                    m.d.sync += [g_beat.eq(0), g_valid.eq(1)]
+            with m.If(~active):
+                m.d.sync += [g_valid.eq(0), g_beat.eq(0)]
+        m.d.comb += [b_rd.addr.eq(b_addr[:len(b_rd.addr)]), b_rd.en.eq(b_read)]
+        with m.If(active & b_read):
+            m.d.sync += [b_valid.eq(1), b_addr.eq(b_addr + 1), b_beat.eq(b_beat + 1)]
+            with m.If(b_beat == beats - 1):
+                m.d.sync += [b_beat.eq(0), b_col.eq(b_col + 1)]
+                with m.If(b_col == nt_last):
+                    m.d.sync += [b_col.eq(0), b_addr.eq(0)]
+        with m.If(~active):
+            m.d.sync += [b_valid.eq(0), b_beat.eq(0), b_col.eq(0), b_addr.eq(0)]
+
+        # -- output stage and FIFO ---------------------------------------------------------
+        wiring.connect(m, arr.o, ost.i)
+        m.d.comb += [
+            ost.out_shift.eq(d.out_shift),
+            ost.relu.eq(d.relu),
+            ost.round_half_up.eq(d.round_half_up),
+        ]
+        if cfg.out_depth:
+            out_size = out_word_layout(cfg).size
+            m.submodules.fifo = fifo = SyncFIFOBuffered(width=out_size, depth=cfg.out_depth)
+            m.d.comb += [
+                fifo.w_data.eq(ost.o.payload),
+                fifo.w_en.eq(ost.o.valid),
+                ost.o.ready.eq(fifo.w_rdy),
+                self.out.payload.eq(fifo.r_data),
+                self.out.valid.eq(fifo.r_rdy),
+                fifo.r_en.eq(self.out.ready),
+                self.busy.eq(~idle | fifo.r_rdy),
+            ]
+        else:
+            wiring.connect(m, ost.o, wiring.flipped(self.out))
+            m.d.comb += self.busy.eq(~idle | self.out.valid)
+        return m

@@ -1,0 +1,169 @@
+"""Processing elements: the DeepShift shift PE and the integer-multiplier baseline.
+
+Both are combinational blocks with the same ports, so the PE array is one design for both:
+
+* ``x``: the A-bit signed activation;
+* ``w``: the weight (a contract weight code for :class:`ShiftPE`, a signed b-bit integer for
+  :class:`MultPE`);
+* ``term`` and ``carry``: the product is ``term + carry``.
+
+:class:`ShiftPE` computes the contract's term ``(-1)**s * ((x << G) >> p)``
+(:func:`shifthw.numerics.shift_term`) with an arithmetic right shifter and no multiplier.  By
+default its negation is folded into the adder that follows: ``term`` is the one's complement
+``~((x << G) >> p)`` and ``carry`` is 1, so the array's adder tree adds the carry into a spare
+carry input instead of a negation adder per PE.  With ``fold_negation=False`` the PE negates by
+itself (``term`` is then one bit wider, because ``-(-2**(A+G-1))`` needs it) and ``carry`` is 0.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import numerics as nx
+
+__all__ = ["ShiftPE", "MultPE", "make_pe"]
+
+
+def _silence(obj) -> None:
+    # A component whose arguments were rejected is never elaborated: no "unused" warning.
+    obj._MustUse__silence = True
+
+
+class ShiftPE(wiring.Component):
+    """One shift-and-add processing element (no multiplication anywhere).
+
+    Parameters
+    ----------
+    act_bits : int
+        Activation width A (2..16).
+    weight_bits : int
+        Weight code width b (2..8); P = 2**(b-1) - 2.
+    guard_bits : int
+        G (0..P): the term is ``(x << G) >> p``, A + G bits wide.  G = P is exact, G = 0 is
+        DeepShift's kernel truncation.
+    fold_negation : bool
+        Emit a one's complement and a carry (default) instead of a negated term.
+
+    Members
+    -------
+    x : In(signed(A))
+    w : In(weight_code_layout(b))
+    term : Out(signed(A + G)), or signed(A + G + 1) without folding
+    carry : Out(1)
+    """
+
+    def __init__(self, *, act_bits: int, weight_bits: int, guard_bits: int,
+                 fold_negation: bool = True):
+        try:
+            self._act_bits = nx.check_act_bits(act_bits)
+            self._weight_bits = nx.check_weight_bits(weight_bits)
+            self._guard_bits = nx.check_guard_bits(guard_bits, weight_bits)
+            if not isinstance(fold_negation, bool):
+                raise TypeError(f"fold_negation must be a bool, not {fold_negation!r}")
+        except (TypeError, ValueError):
+            _silence(self)
+            raise
+        self._fold = fold_negation
+        width = act_bits + guard_bits + (0 if fold_negation else 1)
+        super().__init__({
+            "x": In(signed(act_bits)),
+            "w": In(nx.weight_code_layout(weight_bits)),
+            "term": Out(signed(width)),
+            "carry": Out(unsigned(1)),
+        })
+
+    @property
+    def act_bits(self) -> int:
+        return self._act_bits
+
+    @property
+    def weight_bits(self) -> int:
+        return self._weight_bits
+
+    @property
+    def guard_bits(self) -> int:
+        return self._guard_bits
+
+    @property
+    def fold_negation(self) -> bool:
+        return self._fold
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self._guard_bits
+        zero = self.w.shift == nx.zero_field(self._weight_bits)
+        negative = self.w.sign & ~zero
+        # The zero code zeroes the activation before the shifter (0 >> p is 0), which fits
+        # in the shifter's first LUT level instead of a gate after it.
+        x = Mux(zero, 0, self.x).as_signed()
+        # Guard bits first (a constant left shift is wiring), then the arithmetic right
+        # shifter: floor before the sign, as the contract and DeepShift's kernel do.
+        mag = x.shift_left(g) >> self.w.shift
+        if self._fold:
+            # One's complement here, +1 as the carry-in of the adder that takes this term.
+            m.d.comb += [
+                self.term.eq(mag ^ negative.replicate(len(mag)).as_signed()),
+                self.carry.eq(negative),
+            ]
+        else:
+            m.d.comb += [
+                self.term.eq(Mux(negative, -mag, mag)),
+                self.carry.eq(0),
+            ]
+        return m
+
+
+class MultPE(wiring.Component):
+    """The multiplier baseline: ``term = x * w`` with a b-bit signed integer weight.
+
+    Parameters
+    ----------
+    act_bits : int
+        Activation width A (2..16).
+    weight_bits : int
+        Signed integer weight width b (2..8).
+
+    Members
+    -------
+    x : In(signed(A))
+    w : In(signed(b))
+    term : Out(signed(A + b))
+    carry : Out(1), always 0 (same ports as :class:`ShiftPE`)
+    """
+
+    def __init__(self, *, act_bits: int, weight_bits: int):
+        try:
+            self._act_bits = nx.check_act_bits(act_bits)
+            self._weight_bits = nx.check_weight_bits(weight_bits)
+        except (TypeError, ValueError):
+            _silence(self)
+            raise
+        super().__init__({
+            "x": In(signed(act_bits)),
+            "w": In(signed(weight_bits)),
+            "term": Out(signed(act_bits + weight_bits)),
+            "carry": Out(unsigned(1)),
+        })
+
+    @property
+    def act_bits(self) -> int:
+        return self._act_bits
+
+    @property
+    def weight_bits(self) -> int:
+        return self._weight_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.term.eq(self.x * self.w), self.carry.eq(0)]
+        return m
+
+
+def make_pe(cfg):
+    """The PE an :class:`~.config.EngineConfig` asks for."""
+    if cfg.pe == "shift":
+        return ShiftPE(act_bits=cfg.act_bits, weight_bits=cfg.weight_bits,
+                       guard_bits=cfg.guard_bits)
+    return MultPE(act_bits=cfg.act_bits, weight_bits=cfg.weight_bits)

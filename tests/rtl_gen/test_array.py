@@ -1,0 +1,103 @@
+"""The PE array on its own: beats, biases and accumulators through three stalling streams."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from shifthw import numerics as nx
+from shifthw.rtl_gen.array import PEArray
+from shifthw.rtl_gen.config import EngineConfig
+from shifthw.rtl_gen.host import random_inputs, random_weights
+from shifthw.rtl_gen.layouts import (acc_word_layout, array_in_layout, bias_word_layout, pack,
+                                     unpack)
+from shifthw.rtl_gen.simutil import stream_get, stream_put
+
+
+def _terms(cfg, x, w):
+    if cfg.pe == "shift":
+        return nx.shift_term(x, w, cfg.weight_bits, cfg.guard_bits)
+    return x * w
+
+
+def _run(cfg, rng, groups, *, kind="random", stall=0.3, seed=0):
+    """``groups`` column-tiles of random length; returns (got, want) accumulator lists."""
+    r, c = cfg.rows, cfg.cols
+    beats, biases, want = [], [], []
+    lim = nx.bias_limit(cfg.acc_bits)
+    for _ in range(groups):
+        t = int(rng.integers(1, min(cfg.max_k_tiles, 4) + 1))
+        bias = (rng.choice([-lim - 1, lim], size=c) if kind == "extreme"
+                else rng.integers(-lim - 1, lim + 1, size=c) >> int(rng.integers(0, 8)))
+        biases.append(pack(bias_word_layout(cfg), [int(v) for v in bias]))
+        acc = bias.astype(object)
+        for i in range(t):
+            x = random_inputs(cfg, rng, 1, r, kind=kind)[0]
+            w = random_weights(cfg, rng, c, r, kind=kind)
+            beats.append(pack(array_in_layout(cfg), {
+                "act": [int(v) for v in x], "w": w.tolist(), "first": int(i == 0),
+                "last": int(i == t - 1)}))
+            acc = acc + np.array([int(v) for v in _terms(cfg, x[None, :], w).sum(axis=1)],
+                                 dtype=object)
+            if cfg.saturating:
+                acc = np.array([nx.saturate(int(v), cfg.acc_bits) for v in acc], dtype=object)
+        want.append([int(v) for v in acc])
+
+    dut = PEArray(config=cfg)
+    got = []
+
+    async def put_beats(ctx):
+        await stream_put(ctx, dut.i, beats, rng=random.Random(seed), stall=stall)
+
+    async def put_bias(ctx):
+        await stream_put(ctx, dut.bias, biases, rng=random.Random(seed + 1), stall=stall)
+
+    async def get_out(ctx):
+        words = await stream_get(ctx, dut.o, groups, rng=random.Random(seed + 2), stall=stall)
+        got.extend(unpack(acc_word_layout(cfg), w) for w in words)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for bench in (put_beats, put_bias, get_out):
+        sim.add_testbench(bench)
+    sim.run()
+    return got, want
+
+
+@pytest.mark.parametrize("stages", [0, 1])
+def test_one_by_one(stages, rng):
+    cfg = EngineConfig(rows=1, cols=1, guard_bits=0, pipeline_stages=stages, k_depth=4,
+                       weight_depth=4)
+    got, want = _run(cfg, rng, 12)
+    assert got == want
+
+
+@pytest.mark.parametrize("stages", [0, 1, 2, 3])
+def test_every_pipeline_depth(stages, rng):
+    cfg = EngineConfig(rows=3, cols=2, pipeline_stages=stages, k_depth=4, weight_depth=8)
+    got, want = _run(cfg, rng, 10)
+    assert got == want
+
+
+def test_mult_array(rng):
+    cfg = EngineConfig(rows=4, cols=3, pe="mult", weight_bits=6, k_depth=4, weight_depth=8)
+    got, want = _run(cfg, rng, 10)
+    assert got == want
+
+
+@pytest.mark.parametrize("pe", ["shift", "mult"])
+def test_narrow_accumulator_saturates_per_row_tile(pe, rng):
+    cfg = EngineConfig(rows=5, cols=2, pe=pe, act_bits=6, weight_bits=4, acc_bits=9,
+                       guard_bits=None if pe == "mult" else 4, k_depth=4, weight_depth=8)
+    assert cfg.saturating
+    got, want = _run(cfg, rng, 12, kind="extreme")
+    assert got == want
+    hits = sum(v in (-(1 << 8), (1 << 8) - 1) for row in want for v in row)
+    assert hits > 0, "the extreme values should reach saturation"
+
+
+def test_no_stalls_takes_a_beat_every_cycle(rng):
+    cfg = EngineConfig(rows=2, cols=2, k_depth=4, weight_depth=8)
+    got, want = _run(cfg, rng, 8, stall=0.0)
+    assert got == want

@@ -1,0 +1,124 @@
+"""The layer engine: random layers through stalling streams, bit-exact against the golden model."""
+
+import numpy as np
+import pytest
+
+from shifthw.rtl_gen.config import EngineConfig
+from shifthw.rtl_gen.engine import LayerEngine
+from shifthw.rtl_gen.host import (LayerJob, decode_outputs, encode_job, golden_job,
+                                  random_inputs, random_job, zero_weight)
+from shifthw.rtl_gen.layouts import pack_descriptor, unpack_descriptor
+from shifthw.rtl_gen.simutil import simulate_job, simulate_streams
+
+# Small buffers, so that tiling over N happens; P = 14 for b = 5.
+SMALL = dict(k_depth=4, weight_depth=6, bias_depth=3)
+
+
+def _check(cfg, job, x, *, stall=0.3, seed=0):
+    got, stats = simulate_job(cfg, job, x, stall=stall, seed=seed)
+    want, _ = golden_job(cfg, job, x)
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, (f"{job.name}: {len(bad)} outputs differ, first at (m, n) = "
+                           f"{tuple(bad[0])}: expected {want[tuple(bad[0])]}, "
+                           f"got {got[tuple(bad[0])]}")
+    return stats
+
+
+@pytest.mark.parametrize("pe, guard", [("shift", 0), ("shift", 14), ("mult", None)])
+@pytest.mark.parametrize("rows, cols", [(1, 1), (3, 2), (4, 4)])
+def test_random_layers(pe, guard, rows, cols, rng):
+    cfg = EngineConfig(rows=rows, cols=cols, pe=pe, guard_bits=guard, **SMALL)
+    for n, k in [(cols + 1, rows * 2 + 1), (2 * cols + 1, 1)]:
+        job = random_job(cfg, rng, n, min(k, cfg.max_k))
+        x = random_inputs(cfg, rng, 3, job.fan_in)
+        _check(cfg, job, x, seed=int(rng.integers(1 << 16)))
+
+
+@pytest.mark.parametrize("pe", ["shift", "mult"])
+def test_extreme_values_saturate_narrow_accumulator(pe, rng):
+    cfg = EngineConfig(rows=3, cols=2, pe=pe, act_bits=6, weight_bits=4,
+                       guard_bits=None if pe == "mult" else 3, acc_bits=9, **SMALL)
+    assert cfg.saturating
+    job = random_job(cfg, rng, 5, 11, kind="extreme")
+    x = random_inputs(cfg, rng, 4, 11, kind="extreme")
+    _, acc = golden_job(cfg, job, x)
+    assert (np.abs(acc) >= (1 << 8) - 1).any(), "should hit saturation"
+    _check(cfg, job, x, seed=5)
+
+
+@pytest.mark.parametrize("pe", ["shift", "mult"])
+def test_extreme_values_natural_width(pe, rng):
+    cfg = EngineConfig(rows=4, cols=3, pe=pe, **SMALL)
+    job = random_job(cfg, rng, 7, 16, kind="extreme")
+    x = random_inputs(cfg, rng, 3, 16, kind="extreme")
+    _check(cfg, job, x, seed=6)
+
+
+def test_all_zero_weights(rng):
+    cfg = EngineConfig(rows=3, cols=2, **SMALL)
+    job = random_job(cfg, rng, 4, 7, kind="zero")
+    assert (job.weights == zero_weight(cfg)).all()
+    _check(cfg, job, random_inputs(cfg, rng, 3, 7))
+
+
+def test_gathered_biases_and_many_descriptors(rng):
+    """bias_lanes < C, a 2-bit count (batches split into descriptors that reuse the
+    buffers) and N split into tiles, with stalls everywhere."""
+    cfg = EngineConfig(rows=2, cols=5, bias_lanes=2, count_bits=2, out_depth=1, **SMALL)
+    job = random_job(cfg, rng, 17, 5)
+    x = random_inputs(cfg, rng, 7, 5)
+    streams = encode_job(cfg, job, x)
+    assert sum(seg.reload for seg in streams.segments) > 1      # several tiles over N
+    assert any(not seg.reload for seg in streams.segments)      # buffers reused
+    _check(cfg, job, x, stall=0.4, seed=7)
+
+
+@pytest.mark.parametrize("out_depth, out_lanes", [(0, 2), (1, 1), (3, 2), (0, 1)])
+def test_output_fifo_depths_and_lanes(out_depth, out_lanes, rng):
+    cfg = EngineConfig(rows=2, cols=2, out_depth=out_depth, out_lanes=out_lanes, **SMALL)
+    job = random_job(cfg, rng, 5, 3)
+    _check(cfg, job, random_inputs(cfg, rng, 4, 3), stall=0.5, seed=out_depth)
+
+
+def test_load_only_then_reuse(rng):
+    """A descriptor with count 0 only loads; the next one (reload = 0) reuses the buffers."""
+    cfg = EngineConfig(rows=2, cols=2, **SMALL)
+    job = random_job(cfg, rng, 3, 4)
+    x = random_inputs(cfg, rng, 2, 4)
+    load = encode_job(cfg, job, np.zeros((0, 4), dtype=np.int64))
+    run = encode_job(cfg, job, x)
+    assert load.out_words == 0 and len(load.desc) == 1
+    d = unpack_descriptor(cfg, run.desc[0])
+    reuse = pack_descriptor(cfg, k_tiles=d["k_tiles"], n_tiles=d["n_tiles"], count=2,
+                            out_shift=d["out_shift"], relu=bool(d["relu"]),
+                            round_half_up=bool(d["round_half_up"]), reload=False)
+    run.desc = load.desc + [reuse]
+    run.params = load.params
+    stats = simulate_streams(LayerEngine(config=cfg), run, stall=0.2, seed=1)
+    assert np.array_equal(decode_outputs(cfg, run, stats.out), golden_job(cfg, job, x)[0])
+
+
+def test_steady_state_one_beat_per_cycle(rng):
+    """Without stalls the array takes a beat every cycle from the first to the last."""
+    cfg = EngineConfig(rows=4, cols=4)
+    for n, k in [(4, 4), (4, 9), (9, 16)]:           # k_tiles * n_tiles = 1, 3, 12
+        job = random_job(cfg, rng, n, k)
+        stats = _check(cfg, job, random_inputs(cfg, rng, 6, k), stall=0.0)
+        assert stats.beats == 6 * -(-k // 4) * -(-n // 4)
+        assert stats.run_cycles == stats.beats
+
+
+def test_narrow_bias_and_output_lanes_keep_full_rate(rng):
+    """bias_lanes and out_lanes of C / 2: full rate as long as k_tiles >= 2."""
+    cfg = EngineConfig(rows=2, cols=4, bias_lanes=2, out_lanes=2, out_depth=0)
+    job = random_job(cfg, rng, 9, 4)                                # k_tiles = 2
+    stats = _check(cfg, job, random_inputs(cfg, rng, 5, 4), stall=0.0)
+    assert stats.run_cycles == stats.beats == 5 * 2 * 3
+
+
+def test_layer_too_large_is_refused(rng):
+    cfg = EngineConfig(rows=2, cols=2, **SMALL)
+    job = LayerJob(weights=np.zeros((2, 9), dtype=np.int64), bias=np.zeros(2, dtype=np.int64),
+                   out_shift=0)
+    with pytest.raises(ValueError, match="K=9"):
+        encode_job(cfg, job, np.zeros((1, 9), dtype=np.int64))

@@ -1,0 +1,86 @@
+"""The output stage against numerics.requantize, every shift of the descriptor's range."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from shifthw import numerics as nx
+from shifthw.rtl_gen.config import EngineConfig
+from shifthw.rtl_gen.host import clamp_out_shift
+from shifthw.rtl_gen.layouts import acc_word_layout, out_word_layout, pack, unpack
+from shifthw.rtl_gen.output import OutputStage
+from shifthw.rtl_gen.simutil import stream_get, stream_put
+
+
+def _check(cfg, settings, accs, stall=0.0, seed=0):
+    """Run every (shift, relu, round) of ``settings`` over ``accs`` through the stage."""
+    dut = OutputStage(config=cfg)
+    c = cfg.cols
+    words = [accs[i:i + c] + [0] * (c - len(accs[i:i + c])) for i in range(0, len(accs), c)]
+    results = {}
+
+    async def bench(ctx):
+        rng = random.Random(seed)
+        for s, relu, rnd in settings:
+            ctx.set(dut.out_shift, s)
+            ctx.set(dut.relu, relu)
+            ctx.set(dut.round_half_up, rnd)
+            got = []
+            # One word in, one word out (the stage may hold more), stalls on both sides.
+            for w in words:
+                await stream_put(ctx, dut.i, [pack(acc_word_layout(cfg), w)], rng=rng,
+                                 stall=stall)
+                got += await stream_get(ctx, dut.o, 1, rng=rng, stall=stall)
+            results[(s, relu, rnd)] = [v for w in got[:len(words)]
+                                       for v in unpack(out_word_layout(cfg), w)]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for (s, relu, rnd), got in results.items():
+        want = nx.requantize(np.array(words).ravel(), s, cfg.act_bits, relu=bool(relu),
+                             round_half_up=bool(rnd))
+        assert list(want) == got, f"out_shift={s} relu={relu} round={rnd}"
+
+
+@pytest.mark.parametrize("out_lanes", [4, 3, 1])
+def test_every_shift_exhaustive_small(out_lanes):
+    cfg = EngineConfig(rows=2, cols=4, act_bits=4, weight_bits=3, guard_bits=1, k_depth=2,
+                       weight_depth=4, out_lanes=out_lanes)
+    w = cfg.acc_bits
+    accs = list(range(-(1 << (w - 1)), 1 << (w - 1)))
+    lo, hi = cfg.out_shift_range
+    settings = [(s, relu, rnd) for s in range(lo, hi + 1) for relu in (0, 1) for rnd in (0, 1)]
+    _check(cfg, settings, accs)
+
+
+@pytest.mark.parametrize("out_lanes", [3, 2])
+def test_wide_accumulator_random_with_stalls(out_lanes, rng):
+    cfg = EngineConfig(rows=2, cols=3, act_bits=8, guard_bits=14, k_depth=4, weight_depth=4,
+                       out_lanes=out_lanes)
+    w = cfg.acc_bits
+    accs = [int(v) for v in rng.integers(-(1 << (w - 1)), 1 << (w - 1), size=60)]
+    accs += [-(1 << (w - 1)), (1 << (w - 1)) - 1, 0, -1, 1, 127, 128, -128, -129]
+    lo, hi = cfg.out_shift_range
+    shifts = sorted(set([lo, lo + 1, -1, 0, 1, 2, 7, 8, 9, hi - 1, hi]
+                        + [int(v) for v in rng.integers(lo, hi + 1, size=6)]))
+    settings = [(s, relu, rnd) for s in shifts for relu in (0, 1) for rnd in (0, 1)]
+    _check(cfg, settings, accs, stall=0.3, seed=3)
+
+
+@pytest.mark.parametrize("shift", [-40, -10, -9, 33, 40, 60])
+def test_clamped_shift_is_equivalent(shift, rng):
+    """The host clamps out_shift into the descriptor's range: same outputs (contract)."""
+    cfg = EngineConfig(act_bits=8, guard_bits=4, k_depth=4, weight_depth=4)
+    w = cfg.acc_bits
+    acc = np.concatenate([rng.integers(-(1 << (w - 1)), 1 << (w - 1), size=200),
+                          [-(1 << (w - 1)), (1 << (w - 1)) - 1, 0, -1, 1]])
+    for relu in (False, True):
+        for rnd in (False, True):
+            want = nx.requantize(acc, shift, 8, relu=relu, round_half_up=rnd)
+            got = nx.requantize(acc, clamp_out_shift(cfg, shift), 8, relu=relu,
+                                round_half_up=rnd)
+            assert np.array_equal(want, got)

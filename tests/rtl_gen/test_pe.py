@@ -1,0 +1,78 @@
+"""Processing elements: exhaustive against the contract, and no multiplier in the shift PE."""
+
+import ast
+import inspect
+import textwrap
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from shifthw import numerics as nx
+from shifthw.rtl_gen.pe import MultPE, ShiftPE
+
+
+def _run_comb(dut, cases):
+    """Set every (x, w) of ``cases`` on the PE and collect term + carry."""
+    got = []
+
+    async def bench(ctx):
+        for x, w in cases:
+            ctx.set(dut.x, x)
+            ctx.set(dut.w.as_value() if hasattr(dut.w, "as_value") else dut.w, w)
+            got.append(ctx.get(dut.term) + ctx.get(dut.carry))
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array(got)
+
+
+@pytest.mark.parametrize("guard", [0, 4, 14])
+@pytest.mark.parametrize("fold", [True, False])
+def test_shift_pe_exhaustive(guard, fold):
+    a, b = 8, 5
+    xs = np.arange(nx.act_min(a), nx.act_max(a) + 1)
+    codes = np.arange(1 << b)
+    cases = [(int(x), int(c)) for c in codes for x in xs]
+    dut = ShiftPE(act_bits=a, weight_bits=b, guard_bits=guard, fold_negation=fold)
+    got = _run_comb(dut, cases)
+    want = nx.shift_term(np.array([x for x, _ in cases]), np.array([c for _, c in cases]),
+                         b, guard)
+    assert np.array_equal(got, want)
+    # The folded term (one's complement + carry) fits in A + G bits, as the issue says.
+    assert len(dut.term) == a + guard + (0 if fold else 1)
+
+
+def test_mult_pe_exhaustive():
+    a, b = 8, 5
+    dut = MultPE(act_bits=a, weight_bits=b)
+    cases = [(x, w) for w in range(-16, 16) for x in range(-128, 128)]
+    got = _run_comb(dut, cases)
+    assert np.array_equal(got, [x * w for x, w in cases])
+
+
+def _multiplications(tree) -> list[str]:
+    return [ast.unparse(n) for n in ast.walk(tree)
+            if isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Mult, ast.Pow, ast.MatMult))
+            or isinstance(n, ast.AugAssign) and isinstance(n.op, (ast.Mult, ast.Pow))]
+
+
+def test_shift_pe_source_has_no_multiplication():
+    source = textwrap.dedent(inspect.getsource(ShiftPE))
+    assert _multiplications(ast.parse(source)) == []
+    # Not even a '*' character in the hardware description itself.
+    assert "*" not in inspect.getsource(ShiftPE.elaborate)
+    # The check can fail: the multiplier PE has one.
+    assert _multiplications(ast.parse(textwrap.dedent(inspect.getsource(MultPE)))) != []
+
+
+@pytest.mark.parametrize("kw, word", [
+    (dict(act_bits=1, weight_bits=5, guard_bits=0), "act_bits"),
+    (dict(act_bits=8, weight_bits=9, guard_bits=0), "weight_bits"),
+    (dict(act_bits=8, weight_bits=5, guard_bits=15), "guard_bits"),
+    (dict(act_bits=8, weight_bits=5, guard_bits=0, fold_negation=1), "fold_negation"),
+])
+def test_shift_pe_checks(kw, word):
+    with pytest.raises((TypeError, ValueError), match=word):
+        ShiftPE(**kw)
