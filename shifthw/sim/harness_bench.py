@@ -17,7 +17,7 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
 from .plans import RunOutput, RunRequest, read_words, write_run
 
@@ -35,7 +35,14 @@ async def _run_once(dut, folder: Path, index: int, req: RunRequest, job: dict) -
     start = time.perf_counter()
     limit = int(job.get("timeout_cycles", 0)) or req.timeout_cycles
     if not int(dut.done.value):
-        await with_timeout(RisingEdge(dut.done), limit * 10, "ns")
+        try:
+            await with_timeout(RisingEdge(dut.done), limit * 10, "ns")
+        except SimTimeoutError:
+            got = {name: len((folder / f"run{index}_{name}.out").read_text().split())
+                   for name in req.expect}
+            raise AssertionError(
+                f"run {index}: no 'done' after {limit} cycles: output words expected "
+                f"{req.expect}, received {got} (a lost or stuck stream word)") from None
     wall = time.perf_counter() - start
     outs = {name: read_words(folder, index, name, n) for name, n in req.expect.items()}
     return RunOutput(words=outs, cycles=int(dut.cycles.value),

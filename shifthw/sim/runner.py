@@ -75,8 +75,8 @@ def run_cocotb(sim: SimBuild, test_module: str, work_dir: Path, *, job: dict | N
     if isinstance(result, dict):
         result.setdefault("wall_seconds", wall)
         if sim.waves:
-            fst = sorted(work_dir.glob("*.fst")) + sorted(sim.build_dir.glob("*.fst"))
-            result["waves"] = [str(p) for p in fst]
+            result["waves"] = [str(p) for p in sorted(work_dir.glob("dump.*"))
+                               if p.suffix in (".fst", ".vcd")]
     return result
 
 

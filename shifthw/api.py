@@ -1,0 +1,120 @@
+"""The Python API, in the shape hls4ml users know: compile, predict, simulate, write.
+
+>>> import shifthw
+>>> hw = shifthw.compile("cnn", rows=8, cols=8)          # a zoo name, .pt, .shiftprog or model
+>>> hw.predict(x)                                         # golden model (numpy integers)
+>>> report = hw.simulate(x)                               # the generated RTL in Verilator
+>>> hw.write("build/cnn_8x8")                             # Verilog + manifest + program
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import golden
+from .program import Program, save_program
+
+__all__ = ["compile", "HardwareModel"]
+
+
+def _program_of(model) -> tuple[Program, object]:
+    """(program, torch model or None) from any accepted model form."""
+    if isinstance(model, Program):
+        return model, None
+    if isinstance(model, (str, os.PathLike)):
+        from .sim.flow import load_source
+
+        return load_source(model)
+    from torch import nn
+
+    if isinstance(model, nn.Module):
+        from .models.export import export_program
+
+        shape = getattr(model, "input_shape", None) or (1, 8, 8)
+        return export_program(model, shape), model
+    raise TypeError(f"model must be a Program, a path, a zoo name or a ShiftSequential, not "
+                    f"{type(model).__name__}")
+
+
+@dataclass
+class HardwareModel:
+    """A program bound to an engine configuration.
+
+    Attributes
+    ----------
+    program : the integer program (:mod:`shifthw.program`).
+    config : the engine (:class:`shifthw.rtl_gen.config.EngineConfig`).
+    torch_model : the source torch model, when there was one.
+    """
+
+    program: Program
+    config: object
+    torch_model: object = None
+
+    def _quantize(self, x, quantized: bool):
+        x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+        return (np.asarray(x, dtype=np.int64) if quantized
+                else golden.quantize_input(self.program, x))
+
+    def predict(self, x, *, quantized: bool = False) -> np.ndarray:
+        """Integer logits from the golden model (bit-identical to the hardware).
+
+        ``x``: real-valued inputs (B, *input shape), preprocessed as ``program.input``
+        says; or A-bit integers with ``quantized=True``.
+        """
+        xq = self._quantize(x, quantized)
+        return golden.run_program(self.program, xq, quantized=True,
+                                  guard_bits=self.config.guard_bits).logits
+
+    def simulate(self, x, *, quantized: bool = False, stall_prob: float = 0.0, seed: int = 0,
+                 waves: bool = False, work_dir: str | os.PathLike | None = None) -> dict:
+        """Run ``x`` through the generated engine in Verilator (cocotb), layer by layer.
+
+        Returns a dict with ``logits`` (the hardware's), ``golden_logits``, ``mismatches``
+        (outputs that differ from golden, per layer), per-layer ``layers`` reports (cycles,
+        utilisation, stalls) and timing.
+        """
+        from .sim.verify import simulate_program
+
+        xq = self._quantize(x, quantized)
+        res = simulate_program(self.program, self.config, xq, stall_prob=stall_prob, seed=seed,
+                               waves=waves, work_dir=work_dir)
+        gold = golden.run_program(self.program, xq, quantized=True,
+                                  guard_bits=self.config.guard_bits)
+        return {"logits": res["hw_steps"][-1], "golden_logits": gold.logits,
+                "mismatches": {lay["name"]: lay["mismatches"] for lay in res["layers"]},
+                "layers": res["layers"], "total_cycles": res["total_cycles"],
+                "sim_seconds": res["sim_wall_seconds"], "waves": res.get("waves", [])}
+
+    def write(self, out_dir: str | os.PathLike, *, board: str | None = None) -> dict:
+        """Write the engine's Verilog, its manifest and the program into ``out_dir``."""
+        from .rtl_gen.generate import generate
+
+        manifest = generate(self.config, out_dir, board=board)
+        save_program(self.program, Path(out_dir) / "model.shiftprog")
+        return manifest
+
+
+def compile(model, *, rows: int = 8, cols: int = 8, guard_bits: int | None = None,
+            **engine) -> HardwareModel:
+    """Bind a model to a generated shift engine.
+
+    Parameters
+    ----------
+    model : a zoo name (``"mlp"``, ``"cnn"``), a checkpoint (.pt), a program (.shiftprog or
+        :class:`~shifthw.program.Program`), or a calibrated ShiftSequential.
+    rows, cols : the PE array (R x C).
+    guard_bits : G (default P: exact accumulation; 0: DeepShift's truncation).
+    engine : further :class:`~shifthw.rtl_gen.config.EngineConfig` fields (buffer depths...).
+    """
+    from .rtl_gen.config import EngineConfig
+
+    program, torch_model = _program_of(model)
+    cfg = EngineConfig(rows=rows, cols=cols, act_bits=program.act_bits,
+                       weight_bits=program.weight_bits, guard_bits=guard_bits, pe="shift",
+                       **engine)
+    return HardwareModel(program=program, config=cfg, torch_model=torch_model)

@@ -1,0 +1,174 @@
+"""``shifthw verify`` and ``shifthw flow``: a model through the generated hardware, measured.
+
+:func:`verify_model` runs a program on the engine in Verilator over a set of images and puts
+three answers side by side for every layer and for the whole network: the hardware's (RTL), the
+golden model's (the numeric contract) and the torch model's (when the source is a checkpoint).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import golden
+from ..program import Program, load_program
+from ..rtl_gen.config import EngineConfig
+
+__all__ = ["VerifyReport", "load_source", "verify_model", "format_report"]
+
+
+@dataclass
+class VerifyReport:
+    """Everything ``shifthw verify`` measured."""
+
+    model: str
+    config: dict
+    images: int
+    layers: list[dict]
+    hw_accuracy: float
+    golden_accuracy: float
+    torch_accuracy: float | None
+    images_differing: int
+    total_cycles: int
+    sim_seconds: float
+    build_seconds: float
+    build_reused: bool
+    wall_seconds: float
+    stall_prob: float
+    layer_inputs: str
+    waves: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.images_differing == 0 and all(lay["passed"] for lay in self.layers)
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.total_cycles / self.sim_seconds if self.sim_seconds else 0.0
+
+
+def load_source(source: str | os.PathLike):
+    """(program, torch model or None) from a .shiftprog, a checkpoint or a zoo name."""
+    if str(source).endswith(".shiftprog"):
+        return load_program(source), None
+    from ..models.checkpoint import export_checkpoint, load_model
+
+    model, _ = load_model(source)
+    return export_checkpoint(source), model
+
+
+def _digits_test(program: Program, images: int | None):
+    from ..models.data import load_digits_split
+
+    _, _, x, y = load_digits_split()
+    n = len(x) if images is None else min(int(images), len(x))
+    if tuple(program.input.shape) != tuple(x.shape[1:]) and \
+            int(np.prod(program.input.shape)) != int(np.prod(x.shape[1:])):
+        raise ValueError(f"model input shape {program.input.shape} does not fit the digits "
+                         f"images {tuple(x.shape[1:])}")
+    return x[:n], y[:n]
+
+
+def verify_model(source: str | os.PathLike, cfg: EngineConfig, *, images: int | None = None,
+                 stall_prob: float = 0.0, seed: int = 0, waves: bool = False,
+                 layer_inputs: str = "hardware", work_dir: str | Path | None = None,
+                 progress=None) -> VerifyReport:
+    """Verify ``source`` on the engine ``cfg`` over the digits test split (or its first N).
+
+    ``layer_inputs="hardware"``: each layer takes the previous layer's hardware output (the
+    whole network in hardware); ``"golden"``: each layer takes the golden model's input to it.
+    Either way every layer is compared bit for bit with the golden model on the very input it
+    received.
+    """
+    from .verify import build_engine, simulate_program
+
+    if layer_inputs not in ("hardware", "golden"):
+        raise ValueError(f"layer_inputs must be 'hardware' or 'golden', not {layer_inputs!r}")
+    if images is not None and images < 1:
+        raise ValueError(f"images must be >= 1, not {images}")
+    start = time.perf_counter()
+    say = progress or (lambda msg: None)
+    program, model = load_source(source)
+    x, y = _digits_test(program, images)
+    xq = golden.quantize_input(program, x.numpy())
+    ref = golden.run_program(program, xq, quantized=True, guard_bits=cfg.guard_bits)
+    say(f"building the {cfg.rows}x{cfg.cols} engine (Verilator, cached per design)")
+    t0 = time.perf_counter()
+    sim = build_engine(cfg, waves=waves)
+    build_s = time.perf_counter() - t0
+    say(f"simulating {len(x)} images layer by layer"
+        + (" (build reused)" if sim.reused else f" (built in {build_s:.0f} s)"))
+    res = simulate_program(program, cfg, xq, chain=layer_inputs == "hardware",
+                           stall_prob=stall_prob, seed=seed, work_dir=work_dir, sim=sim)
+    torch_acc, trace = None, None
+    if model is not None:
+        from ..models.export import trace_integers
+
+        trace = trace_integers(model.double(), x.double())
+        torch_acc = float((model.float()(x.float()).argmax(dim=1).numpy() == y.numpy()).mean())
+    layers = []
+    step_index = {s.name: i for i, s in enumerate(program.steps)}
+    for lay in res["layers"]:
+        i = step_index[lay["name"]]
+        hw = res["hw_steps"][i]
+        lay = dict(lay)
+        if trace is not None:
+            lay["max_diff_torch_lsb"] = int(np.abs(hw.astype(np.int64) - trace[i]).max())
+        layers.append(lay)
+    hw_pred = np.asarray(res["hw_predictions"])
+    return VerifyReport(
+        model=str(source), config=_config_dict(cfg), images=len(x), layers=layers,
+        hw_accuracy=float((hw_pred == y.numpy()).mean()),
+        golden_accuracy=float((ref.predictions() == y.numpy()).mean()),
+        torch_accuracy=torch_acc, images_differing=res["images_differing"],
+        total_cycles=res["total_cycles"], sim_seconds=res["sim_wall_seconds"],
+        build_seconds=build_s, build_reused=sim.reused,
+        wall_seconds=time.perf_counter() - start, stall_prob=stall_prob,
+        layer_inputs=layer_inputs, waves=res.get("waves", []))
+
+
+def _config_dict(cfg: EngineConfig) -> dict:
+    d = cfg.to_dict()
+    return {k: d[k] for k in ("rows", "cols", "act_bits", "weight_bits", "guard_bits", "pe",
+                              "acc_bits") if k in d}
+
+
+def format_report(rep: VerifyReport) -> str:
+    """The summary table ``shifthw verify`` prints."""
+    c = rep.config
+    lines = [f"model {rep.model}: {rep.images} images, engine {c['rows']}x{c['cols']} "
+             f"A={c['act_bits']} b={c['weight_bits']} G={c['guard_bits']}, "
+             f"stall probability {rep.stall_prob}, layer inputs from {rep.layer_inputs}",
+             "",
+             f"{'layer':<10} {'K':>4} {'N':>4} {'vectors':>8} {'cycles':>8} {'ideal':>8} "
+             f"{'util':>6} {'stalled':>8} {'torch':>6}  result"]
+    for lay in rep.layers:
+        torch_d = lay.get("max_diff_torch_lsb")
+        lines.append(
+            f"{lay['name']:<10} {lay['fan_in']:>4} {lay['out_features']:>4} "
+            f"{lay['vectors']:>8} {lay['cycles']:>8} {lay['ideal_cycles']:>8} "
+            f"{100 * lay['utilisation']:>5.1f}% {lay['source_blocked']:>8} "
+            f"{'-' if torch_d is None else torch_d:>6}  "
+            + ("PASS" if lay["passed"] else f"FAIL ({lay['mismatches']} mismatches)"))
+        for m in lay["listed"][:5]:
+            lines.append(f"    vector {m['vector']} output {m['output']}: expected "
+                         f"{m['expected']}, got {m['got']}")
+    acc = (f"accuracy: hardware {100 * rep.hw_accuracy:.2f} %, golden "
+           f"{100 * rep.golden_accuracy:.2f} %, torch "
+           + ("-" if rep.torch_accuracy is None else f"{100 * rep.torch_accuracy:.2f} %"))
+    lines += ["", "(util = ideal ceil(K/R)*ceil(N/C) cycles per vector / measured cycles; "
+              "stalled = cycles an input word waited; torch = largest |hardware - torch float64| "
+              "in output LSBs)", acc,
+              f"images whose hardware output differs from golden: {rep.images_differing}",
+              f"simulated {rep.total_cycles} cycles in {rep.sim_seconds:.1f} s "
+              f"({rep.cycles_per_second / 1e3:.0f} k cycles/s); build "
+              + ("reused" if rep.build_reused else f"{rep.build_seconds:.1f} s")
+              + f"; wall {rep.wall_seconds:.1f} s"]
+    if rep.waves:
+        lines.append("waveforms: " + ", ".join(rep.waves))
+    lines.append("RESULT: " + ("PASS" if rep.passed else "FAIL"))
+    return "\n".join(lines)

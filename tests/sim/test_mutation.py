@@ -1,0 +1,45 @@
+"""The benches can fail: wrong variants of the RTL are reported, with what differed."""
+
+import pytest
+
+from shifthw.rtl_gen.config import EngineConfig
+from shifthw.sim.runner import SimError
+from shifthw.sim.verify import build_engine
+from tests.sim.mutants import DroppedNegation, LosesWords, OffByOneShift, pe_mutant
+import numpy as np
+
+from shifthw.rtl_gen.host import LayerJob, random_inputs, random_weights
+from tests.sim.test_engine import run_jobs
+
+CFG = dict(rows=3, cols=2, weight_bits=5, guard_bits=14)
+
+
+def plain_jobs(cfg, seed=1):
+    """Random layers whose output shift keeps results in range (no saturation hiding bugs)."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for n, k in [(5, 7), (4, 9)]:
+        job = LayerJob(weights=random_weights(cfg, rng, n, k), bias=np.zeros(n, dtype=int),
+                       out_shift=cfg.guard_bits, name=f"plain {n}x{k}")
+        items.append((job, random_inputs(cfg, rng, 4, k)))
+    return items
+
+
+@pytest.mark.parametrize("mutant", [OffByOneShift, DroppedNegation], ids=lambda c: c.__name__)
+def test_wrong_pe_is_a_mismatch(mutant, tmp_path):
+    cfg = EngineConfig(**CFG)
+    with pe_mutant(mutant):
+        sim = build_engine(cfg)
+    res = run_jobs(sim, cfg, plain_jobs(cfg), tmp_path, stall=0.0)
+    failed = [lay for lay in res["layers"] if not lay["passed"]]
+    assert failed, "the mutant went unnoticed"
+    first = failed[0]["listed"][0]
+    assert set(first) == {"layer", "vector", "output", "expected", "got"}
+    assert first["expected"] != first["got"]
+
+
+def test_lost_word_is_reported(tmp_path):
+    cfg = EngineConfig(**CFG)
+    sim = build_engine(cfg, engine_factory=LosesWords)
+    with pytest.raises(SimError, match="lost or stuck stream word"):
+        run_jobs(sim, cfg, plain_jobs(cfg), tmp_path, stall=0.5)

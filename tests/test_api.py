@@ -1,0 +1,52 @@
+"""The hls4ml-shaped API: compile, predict (golden), simulate (Verilator), write."""
+
+import json
+
+import pytest
+
+import shifthw
+from shifthw import golden
+from shifthw.models.data import load_digits_split
+from shifthw.models.zoo import load_zoo
+
+
+@pytest.fixture(scope="module")
+def images():
+    _, _, x, y = load_digits_split()
+    return x[:6], y[:6]
+
+
+def test_predict_is_the_golden_model(images):
+    x, _ = images
+    hw = shifthw.compile("mlp", rows=8, cols=8)
+    logits = hw.predict(x)
+    ref = golden.run_program(hw.program, x.numpy())
+    assert (logits == ref.logits).all()
+    # A torch model compiles too, and a truncating engine changes the arithmetic.
+    hw0 = shifthw.compile(load_zoo("mlp"), guard_bits=0)
+    assert hw0.config.guard_bits == 0
+    assert (hw0.predict(x) == golden.run_program(hw0.program, x.numpy(),
+                                                 guard_bits=0).logits).all()
+
+
+def test_simulate_matches_predict(images, tmp_path):
+    x, _ = images
+    hw = shifthw.compile("mlp")
+    res = hw.simulate(x, stall_prob=0.2, work_dir=tmp_path / "sim")
+    assert (res["logits"] == hw.predict(x)).all()
+    assert set(res["mismatches"].values()) == {0}
+
+
+def test_write(tmp_path):
+    hw = shifthw.compile("cnn", rows=4, cols=4)
+    manifest = hw.write(tmp_path / "out")
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"manifest.json", "model.shiftprog"} <= names
+    assert any(n.endswith(".v") for n in names)
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["parameters"]["rows"] == 4
+    assert manifest is not None
+
+
+def test_bad_model_type():
+    with pytest.raises(TypeError, match="model must be"):
+        shifthw.compile(42)
