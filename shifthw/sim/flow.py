@@ -102,8 +102,13 @@ def verify_model(source: str | os.PathLike, cfg: EngineConfig, *, images: int | 
     build_s = time.perf_counter() - t0
     say(f"simulating {len(x)} images layer by layer"
         + (" (build reused)" if sim.reused else f" (built in {build_s:.0f} s)"))
-    res = simulate_program(program, cfg, xq, chain=layer_inputs == "hardware",
-                           stall_prob=stall_prob, seed=seed, work_dir=work_dir, sim=sim)
+    bar = _bar(len(program.layers), f"{len(x)} images, layer", show=progress is not None)
+    try:
+        res = simulate_program(program, cfg, xq, chain=layer_inputs == "hardware",
+                               stall_prob=stall_prob, seed=seed, work_dir=work_dir, sim=sim,
+                               progress=lambda n: bar.update(n - bar.n))
+    finally:
+        bar.close()
     torch_acc, trace = None, None
     if model is not None:
         from ..models.export import trace_integers
@@ -129,6 +134,12 @@ def verify_model(source: str | os.PathLike, cfg: EngineConfig, *, images: int | 
         build_seconds=build_s, build_reused=sim.reused,
         wall_seconds=time.perf_counter() - start, stall_prob=stall_prob,
         layer_inputs=layer_inputs, waves=res.get("waves", []))
+
+
+def _bar(total: int, desc: str, *, show: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="layer", disable=not show, leave=False)
 
 
 def _config_dict(cfg: EngineConfig) -> dict:

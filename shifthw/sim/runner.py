@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,12 +36,12 @@ def _outside_pytest():
 
 
 def run_cocotb(sim: SimBuild, test_module: str, work_dir: Path, *, job: dict | None = None,
-               plusargs: list[str] | None = None, seed: int = 0, timeout_s: float = 1800
-               ) -> dict:
+               plusargs: list[str] | None = None, seed: int = 0, progress=None) -> dict:
     """Run ``test_module``'s cocotb tests on ``sim``; return the bench's result JSON.
 
     ``job`` is written to ``work_dir/job.json`` and its path passed to the bench in
-    ``SHIFTHW_JOB``; the bench writes its result to ``SHIFTHW_RESULT``.
+    ``SHIFTHW_JOB``; the bench writes its result to ``SHIFTHW_RESULT``. ``progress(n)`` is
+    called with the number of finished harness runs while the simulator works.
     """
     from cocotb_tools.runner import get_results, get_runner
 
@@ -55,6 +56,7 @@ def run_cocotb(sim: SimBuild, test_module: str, work_dir: Path, *, job: dict | N
     start = time.perf_counter()
     with toolchain.activated(), _outside_pytest():
         runner = get_runner("verilator")
+        watcher = _ProgressWatcher(work_dir / "progress.txt", progress) if progress else None
         try:
             xml = runner.test(test_module=test_module, hdl_toplevel=sim.top,
                               hdl_toplevel_lang="verilog",
@@ -65,6 +67,9 @@ def run_cocotb(sim: SimBuild, test_module: str, work_dir: Path, *, job: dict | N
         except (SystemExit, RuntimeError) as exc:
             raise SimError(f"simulation of {sim.top} did not complete ({exc}); "
                            f"log {log}:\n{_tail(log)}") from None
+        finally:
+            if watcher:
+                watcher.stop()
     wall = time.perf_counter() - start
     if failed:
         raise SimError(f"{failed} of {tests} cocotb tests failed in {test_module}; log {log}:\n"
@@ -78,6 +83,35 @@ def run_cocotb(sim: SimBuild, test_module: str, work_dir: Path, *, job: dict | N
             result["waves"] = [str(p) for p in sorted(work_dir.glob("dump.*"))
                                if p.suffix in (".fst", ".vcd")]
     return result
+
+
+class _ProgressWatcher:
+    """Polls the bench's progress file from a thread while the simulator runs."""
+
+    def __init__(self, path: Path, callback):
+        path.unlink(missing_ok=True)
+        self._path, self._callback, self._seen = path, callback, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _check(self) -> None:
+        try:
+            n = int(self._path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if n > self._seen:
+            self._seen = n
+            self._callback(n)
+
+    def _poll(self) -> None:
+        while not self._done.wait(0.2):
+            self._check()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._check()
 
 
 def _tail(path: Path, lines: int = 30) -> str:

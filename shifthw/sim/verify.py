@@ -55,12 +55,13 @@ def build_engine(cfg: EngineConfig, *, waves: bool = False, engine_factory=None)
 
 def simulate_program(program: Program, cfg: EngineConfig, xq: np.ndarray, *, chain: bool = True,
                      stall_prob: float = 0.0, seed: int = 0, waves: bool = False,
-                     work_dir: str | Path | None = None, sim: SimBuild | None = None) -> dict:
+                     work_dir: str | Path | None = None, sim: SimBuild | None = None,
+                     progress=None) -> dict:
     """Run ``program`` on integer inputs ``xq`` (B, *input.shape) in Verilator.
 
     Returns the plan's result (per-layer reports, hardware outputs vs golden) plus build and
     wall-time figures. ``stall_prob`` drops valid on every source and ready on every sink with
-    that probability per cycle.
+    that probability per cycle. ``progress(n)`` hears of every finished layer run.
     """
     if not 0.0 <= stall_prob < 1.0:
         raise ValueError(f"stall_prob must be in [0, 1), not {stall_prob!r}")
@@ -79,7 +80,8 @@ def simulate_program(program: Program, cfg: EngineConfig, xq: np.ndarray, *, cha
            "source_stall": stall_prob, "sink_stall": stall_prob, "seed": seed}
     t1 = time.perf_counter()
     try:
-        result = run_cocotb(sim, "shifthw.sim.harness_bench", folder, job=job, seed=seed)
+        result = run_cocotb(sim, "shifthw.sim.harness_bench", folder, job=job, seed=seed,
+                            progress=progress)
         with np.load(folder / "hw_steps.npz") as steps:
             result["hw_steps"] = [steps[f"step{i}"] for i in range(len(program.steps))]
     except BaseException:
