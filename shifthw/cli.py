@@ -71,10 +71,10 @@ def _cmd_convert(args) -> int:
     from .models.train import convert_and_finetune
 
     _, metrics = convert_and_finetune(args.checkpoint, mode=args.mode,
-                                      weight_bits=args.weight_bits, act_bits=args.act_bits,
+                                      weight_bits=args.weight_bits,
                                       finetune_epochs=args.finetune_epochs, seed=args.seed,
-                                      exponent=args.exponent, out=args.output,
-                                      progress=not args.quiet)
+                                      exponent=args.exponent, last_n=args.last_n,
+                                      out=args.output, progress=not args.quiet)
     print(f"converted to {args.mode} b={args.weight_bits}: test accuracy "
           f"{100 * metrics['test_accuracy']:.2f} %")
     if args.output:
@@ -201,9 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float checkpoint from `shifthw train --mode float`")
     p.add_argument("--mode", choices=["ps", "q"], default="ps")
     p.add_argument("--finetune-epochs", type=int, default=10)
+    p.add_argument("--weight-bits", type=int, default=5, help="weight code bits b (2..8)")
+    p.add_argument("--exponent", type=_exponent, default="auto",
+                   help="per-layer exponent e, or 'auto' (default: the largest weight fits)")
+    p.add_argument("--last-n", type=_positive_int, default=None,
+                   help="convert only the last N layers (DeepShift's shift depth)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("-o", "--output", type=Path, default=None)
     p.add_argument("-q", "--quiet", action="store_true")
-    _add_model_options(p)
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("export", help="write the integer program (.shiftprog) of a checkpoint")
@@ -238,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (CliError, ProgramError, ValueError, TypeError, FileNotFoundError) as exc:
+    except (CliError, ProgramError, ValueError, FileNotFoundError) as exc:
         print(f"shifthw {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
