@@ -222,6 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_arguments(p)
     p.set_defaults(func=_cmd_generate)
 
+    from .estimate.cli import (add_estimate_arguments, add_sweep_arguments, run_estimate,
+                               run_sweep)
+
+    p = sub.add_parser("estimate", help="area, Fmax and energy, shift vs multiplier baseline")
+    add_estimate_arguments(p)
+    p.set_defaults(func=run_estimate)
+
+    p = sub.add_parser("sweep", help="synthesise a grid of designs (shift and mult) in parallel")
+    add_sweep_arguments(p)
+    p.set_defaults(func=run_sweep)
+
     p = sub.add_parser("verify", help="verify a model on the generated engine in Verilator")
     p.add_argument("model", nargs="?", default="cnn",
                    help=".shiftprog, checkpoint (.pt) or zoo name (default: cnn)")

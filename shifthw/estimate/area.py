@@ -1,0 +1,288 @@
+"""Area from Yosys (YoWASP): device resources of the board top, or gates of the bare engine.
+
+FPGA targets synthesise the board top of :class:`~shifthw.rtl_gen.board.BoardTop` (the
+generated engine Verilog, with pseudo-random stimulus on its streams and its outputs
+XOR-reduced onto one LED, so that nothing is optimised away and no more than two pins are
+used) exactly as :func:`~shifthw.rtl_gen.board.synthesize_board` does, with ``synth_ice40``
+or ``synth_ecp5`` (flattened).  That run gives the totals, the netlist for place and route
+and the share of the device used.
+
+A second run gives the breakdown per component: the design is read in, processed
+(``proc; memory -nomap``), its array cells are labelled by :mod:`.hierarchy` and moved into
+modules of their own with Yosys' ``submod``, and it is synthesised without flattening, so
+that ``stat`` counts every component on its own.  Optimisation cannot cross a component's
+boundary there, so its total differs a little from the flat run's (both are reported).
+
+The ``generic`` target maps the bare engine (no board top: it has no pins to run out of) to
+the gate set AND, NAND, OR, NOR, XOR, XNOR, ANDNOT, ORNOT, MUX with ``abc -g``, keeps the
+memories as macros (their bits are reported), and weighs every cell in NAND2 equivalents from
+``generic_cells.json`` (an assumption, labelled as such).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from importlib import import_module, resources
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from .. import toolchain
+from ..rtl_gen.board import BoardTop
+from ..rtl_gen.config import EngineConfig
+from ..rtl_gen.engine import LayerEngine
+from ..rtl_gen.synth import fpga_resources
+from .hierarchy import COMPONENTS, ENGINE, annotate_for_submod, module_component
+from .targets import Target, get_target
+
+__all__ = ["GATE_TABLE", "load_gate_table", "prepare", "synthesize", "lut_equivalent",
+           "nand2_equivalents"]
+
+GATE_TABLE = "generic_cells.json"
+_GATES = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX"
+_SYNTH = {"ice40": "synth_ice40", "ecp5": "synth_ecp5"}
+
+
+def load_gate_table(path: str | os.PathLike | None = None) -> dict:
+    """NAND2 equivalents per gate: the shipped assumption, or a JSON file of the same form."""
+    if path is None:
+        return json.loads(resources.files(__package__).joinpath(GATE_TABLE).read_text())
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"gate table {os.fspath(path)!r}: no such file")
+    table = json.loads(p.read_text())
+    if "nand2_equivalents" not in table:
+        raise ValueError(f"gate table {p}: missing key 'nand2_equivalents'")
+    return table
+
+
+def _dsp_flag(target: Target, dsp: bool) -> str:
+    if target.family == "ice40":
+        return " -dsp" if dsp else ""
+    return "" if dsp else " -nodsp"
+
+
+def prepare(cfg: EngineConfig, target: Target, work: Path) -> None:
+    """Write the design files of ``cfg`` for ``target`` into ``work``.
+
+    FPGA targets: the board top's build plan (``shifthw_engine.v``, ``top.il``, the pin
+    constraints); ``generic``: the engine's Verilog only.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    if target.is_fpga:
+        module, cls = target.platform
+        platform = getattr(import_module(module), cls)()
+        plan = platform.build(BoardTop(config=cfg, engine_name=ENGINE), name="top",
+                              do_build=False)
+        plan.extract(str(work))
+    else:
+        (work / f"{ENGINE}.v").write_text(verilog.convert(LayerEngine(config=cfg), name=ENGINE))
+
+
+def _read_lines(target: Target) -> list[str]:
+    if target.is_fpga:
+        return [f"read_verilog {ENGINE}.v", "read_rtlil top.il"]
+    return [f"read_verilog {ENGINE}.v"]
+
+
+def _map_lines(target: Target, dsp: bool, *, flatten: bool) -> list[str]:
+    top = "top" if target.is_fpga else ENGINE
+    if target.is_fpga:
+        return [f"{_SYNTH[target.family]} -top {top}{_dsp_flag(target, dsp)}"
+                + ("" if flatten else " -noflatten")]
+    return [f"synth -top {top}{' -flatten' if flatten else ''} -run begin:fine",
+            "opt -fast -full", "techmap", "opt -fast", f"abc -g {_GATES}", "opt_clean"]
+
+
+def _script(work: Path, name: str, lines: list[str]) -> str:
+    (work / f"{name}.ys").write_text("\n".join(lines) + "\n")
+    return f"{name}.ys"
+
+
+def _run(work: Path, name: str, lines: list[str], progress, timeout) -> None:
+    toolchain.run_yosys(["-q", "-l", f"{name}.log", _script(work, name, lines)], cwd=work,
+                        progress=progress, timeout=timeout)
+
+
+def _stat_modules(path: Path) -> dict[str, dict[str, int]]:
+    obj = json.loads(path.read_text())
+    return {m.lstrip("\\"): {str(k): int(v) for k, v in d.get("num_cells_by_type", {}).items()}
+            for m, d in obj.get("modules", {}).items()}
+
+
+def _multiplicity(mods: dict[str, dict[str, int]], top: str) -> dict[str, int]:
+    """How many instances of every module the design holds."""
+    count = Counter({top: 1})
+    order = [top]
+    for name in order:  # breadth first; a module's instances are known before its children
+        for kind, n in mods.get(name, {}).items():
+            child = kind.lstrip("\\")
+            if child in mods:
+                if child not in order:
+                    order.append(child)
+                count[child] += count[name] * n
+    return dict(count)
+
+
+def _own_cells(cells: dict[str, int], mods) -> dict[str, int]:
+    return {k: v for k, v in cells.items()
+            if k.lstrip("\\") not in mods and k != "$scopeinfo"}
+
+
+def lut_equivalent(res: dict[str, int], cells: dict[str, int], family: str) -> int:
+    """LUT4s a design occupies: iCE40 SB_LUT4 (carries share the logic cell); ECP5 LUT4 plus
+    two per CCU2C carry cell and two per TRELLIS_DPR16X4 distributed RAM (a slice's LUTs)."""
+    if family == "ecp5":
+        dpr = sum(v for k, v in cells.items() if k.endswith("TRELLIS_DPR16X4"))
+        return res["lut4"] + 2 * res["carry"] + 2 * dpr
+    return res["lut4"]
+
+
+def _fpga_figures(cells: dict[str, int], family: str) -> dict[str, int]:
+    res = fpga_resources(cells, family)
+    res["lut"] = lut_equivalent(res, cells, family)
+    return res
+
+
+def _is_ff(kind: str) -> bool:
+    return kind.startswith(("$_DFF", "$_SDFF", "$_ALDFF", "$_DLATCH", "$_SR"))
+
+
+def nand2_equivalents(cells: dict[str, int], table: dict) -> tuple[float, dict]:
+    """NAND2 equivalents of generic cells, and the gate / flip-flop counts."""
+    eq = table["nand2_equivalents"]
+    total, gates, ffs, unknown = 0.0, 0, 0, {}
+    for kind, n in cells.items():
+        if kind in ("$scopeinfo", "$mem_v2"):
+            continue
+        if _is_ff(kind):
+            enable = re.search(r"DFFC?E", kind) is not None
+            reset = kind.startswith(("$_SDFF", "$_DFFSR")) or re.match(
+                r"\$_DFFE?_[PN]{2,3}[01]", kind) is not None
+            key = "flip-flop" + {(True, True): " with enable and reset",
+                                 (True, False): " with enable",
+                                 (False, True): " with reset"}.get((enable, reset), "")
+            total += eq[key] * n
+            ffs += n
+        elif kind in eq:
+            total += eq[kind] * n
+            gates += n
+        else:
+            unknown[kind] = n
+    return total, {"gates": gates, "flip_flops": ffs, "unknown_cells": unknown}
+
+
+def _memories(netlist: dict) -> dict[str, int]:
+    """Bits of every memory ($mem_v2) of a Yosys JSON netlist, by memory name."""
+    out = {}
+    for mod in netlist["modules"].values():
+        for cell in mod.get("cells", {}).values():
+            if cell["type"] == "$mem_v2":
+                p = cell["parameters"]
+                name = str(p.get("MEMID", "?")).strip().lstrip("\\")
+                out[name] = int(p["WIDTH"], 2) * int(p["SIZE"], 2)
+    return out
+
+
+def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: bool = False,
+               breakdown: bool = True, progress=None, timeout: float | None = None) -> dict:
+    """Synthesise ``cfg`` for ``target`` in ``work_dir``; return its area figures.
+
+    Parameters
+    ----------
+    cfg : the engine.
+    target : a :class:`~.targets.Target` or its name.
+    work_dir : a folder for the tools (created); the flat netlist is left there as
+        ``flat.json`` for place and route.
+    dsp : map multipliers to DSP blocks (iCE40UP5K SB_MAC16, ECP5 MULT18X18D); False builds
+        them from LUTs.  Shift designs have no multiplier, so it changes nothing for them.
+    breakdown : also run the per-component synthesis.
+    progress : callable taking a one-line message, or None.
+
+    Returns
+    -------
+    dict
+        FPGA: ``cells`` (flat cell counts), ``resources`` (lut, lut4, carry, ff, bram, spram,
+        dsp), ``capacity``, ``utilisation`` (share of each), ``fits`` (every resource within
+        the device), ``over`` (resources beyond it), ``breakdown`` (per component, from the
+        hierarchical run) and ``breakdown_total``.  Generic: ``cells``, ``nand2_eq``,
+        ``gates``, ``flip_flops``, ``memory_bits``, ``logic_depth``, ``breakdown``.
+        Both: ``seconds``.
+    """
+    target = get_target(target)
+    say = progress or (lambda msg: None)
+    work = Path(work_dir)
+    t0 = time.perf_counter()
+    prepare(cfg, target, work)
+    top = "top" if target.is_fpga else ENGINE
+    pre = [*_read_lines(target), f"hierarchy -top {top}", "proc", "opt_clean",
+           "opt", "memory -nomap", "write_json pre.json"]
+    flat = [*_read_lines(target), *_map_lines(target, dsp, flatten=True),
+            "tee -q -o flat.stat.json stat -json", "write_json flat.json"]
+    if not target.is_fpga:
+        flat.append("tee -q -o flat.ltp.txt ltp -noff")
+    jobs = {"flat": flat}
+    if breakdown:
+        _run(work, "pre", pre, say, timeout)
+        netlist = json.loads((work / "pre.json").read_text())
+        annotate_for_submod(netlist, ENGINE)
+        (work / "ann.json").write_text(json.dumps(netlist))
+        jobs["hier"] = ["read_json ann.json", "submod", "opt_clean -purge",
+                        *_map_lines(target, dsp, flatten=False),
+                        "tee -q -o hier.stat.json stat -json"]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(_run, work, name, lines, say, timeout)
+                   for name, lines in jobs.items()]
+        for f in futures:
+            f.result()
+    mods = _stat_modules(work / "flat.stat.json")
+    cells = _own_cells(mods[top], mods) if top in mods else {}
+    gate_table = load_gate_table() if not target.is_fpga else None
+    if target.is_fpga:
+        res = _fpga_figures(cells, target.family)
+        cap = dict(target.capacity)
+        util = {k: (res.get(k if k != "lut4" else "lut", 0) / v if v else None)
+                for k, v in cap.items()}
+        over = [k for k, v in cap.items() if res.get(k if k != "lut4" else "lut", 0) > v]
+        result = {"cells": cells, "resources": res, "capacity": cap, "utilisation": util,
+                  "fits": not over, "over": over}
+    else:
+        nand2, counts = nand2_equivalents(cells, gate_table)
+        text = (work / "flat.ltp.txt").read_text() if (work / "flat.ltp.txt").exists() else ""
+        depth = re.search(r"length=(\d+)", text)
+        result = {"cells": cells, "nand2_eq": nand2, **counts,
+                  "memory_bits": _memories(json.loads((work / "flat.json").read_text())),
+                  "logic_depth": int(depth.group(1)) if depth else None,
+                  "nand2_source": gate_table["source"]}
+    if breakdown:
+        result.update(_breakdown(work / "hier.stat.json", top, target, gate_table))
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def _breakdown(path: Path, top: str, target: Target, gate_table) -> dict:
+    mods = _stat_modules(path)
+    mult = _multiplicity(mods, top)
+    comps: dict[str, Counter] = {c: Counter() for c in (*COMPONENTS, "harness")}
+    for name, n in mult.items():
+        own = _own_cells(mods.get(name, {}), mods)
+        comps[module_component(name, ENGINE)].update({k: v * n for k, v in own.items()})
+    out, total = {}, Counter()
+    for comp, cells in comps.items():
+        cells = dict(cells)
+        if target.is_fpga:
+            figs = _fpga_figures(cells, target.family)
+        else:
+            nand2, counts = nand2_equivalents(cells, gate_table)
+            figs = {"nand2_eq": nand2, "gates": counts["gates"],
+                    "flip_flops": counts["flip_flops"]}
+        out[comp] = figs
+        if comp != "harness":
+            total.update(figs)
+    return {"breakdown": out, "breakdown_total": dict(total)}
+

@@ -1,0 +1,238 @@
+"""``shifthw estimate`` and ``shifthw sweep``: the command-line layer over :mod:`.flow` and
+:mod:`.sweep`.
+
+``shifthw/cli.py`` builds the subcommands with :func:`add_estimate_arguments` /
+:func:`add_sweep_arguments` and calls :func:`run_estimate` / :func:`run_sweep`, which print what
+they measured and return an exit code.  Bad options raise ValueError or FileNotFoundError with
+one message naming the option or file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .. import numerics as nx
+from ..rtl_gen.config import EngineConfig
+from .targets import TARGET_NAMES, get_target
+
+__all__ = ["add_estimate_arguments", "run_estimate", "add_sweep_arguments", "run_sweep",
+           "config_from_design_dir"]
+
+#: Engine options shared by both commands: (flag, type, help).
+_ENGINE_OPTIONS = (
+    ("--k-depth", int, "activation buffer words per bank: max ceil(K / R)"),
+    ("--weight-depth", int, "weight buffer entries"),
+    ("--bias-depth", int, "bias buffer entries"),
+    ("--bias-lanes", int, "biases read per cycle (default C; fewer saves block RAM; "
+                          "sweeps cap it at each point's C)"),
+    ("--param-word-bits", int, "params stream word bits"),
+    ("--out-depth", int, "output FIFO depth (0: none, 1, or 3 and more)"),
+    ("--pipeline-stages", int, "array register stages (default min(2, ceil(log2 R) + 1))"),
+)
+_TARGET_HELP = f"one of {', '.join(TARGET_NAMES)}"
+
+
+def _say(args, command: str):
+    if getattr(args, "quiet", False):
+        return None
+    return lambda msg: print(f"shifthw {command}: {msg}", flush=True)
+
+
+def _engine_extra(args) -> dict:
+    out = {}
+    for flag, _, _ in _ENGINE_OPTIONS:
+        dest = flag[2:].replace("-", "_")
+        value = getattr(args, dest, None)
+        if value is not None:
+            out[dest] = value
+    return out
+
+
+def _add_engine_extra(p: argparse.ArgumentParser) -> None:
+    for flag, kind, help_ in _ENGINE_OPTIONS:
+        p.add_argument(flag, type=kind, default=None, help=help_)
+
+
+# -- estimate -------------------------------------------------------------------------------
+def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``shifthw estimate`` to ``parser``."""
+    p = parser
+    p.add_argument("design", nargs="?", type=Path, default=None,
+                   help="a folder written by `shifthw generate` (or give engine options)")
+    p.add_argument("--target", required=True, help=_TARGET_HELP)
+    g = p.add_argument_group("engine options (instead of DESIGN)")
+    g.add_argument("--rows", type=int, default=None, help="array rows R (default 8)")
+    g.add_argument("--cols", type=int, default=None, help="array columns C (default 8)")
+    g.add_argument("--act-bits", type=int, default=None, help="activation bits A (default 8)")
+    g.add_argument("--weight-bits", type=int, default=None, help="weight bits b (default 5)")
+    m = g.add_mutually_exclusive_group()
+    m.add_argument("--guard-bits", type=int, default=None, help="G, 0..P (default P)")
+    m.add_argument("--mode", choices=["exact", "truncate"], default=None,
+                   help="exact: G = P; truncate: G = 0")
+    g.add_argument("--acc-bits", type=int, default=None, help="accumulator bits")
+    _add_engine_extra(g)
+    p.add_argument("--model", default=None,
+                   help="energy per inference of this model: zoo name (mlp, cnn), "
+                        ".shiftprog or checkpoint")
+    p.add_argument("--baseline", choices=["mult", "none"], default="mult",
+                   help="compare with the multiplier twin (default) or not")
+    p.add_argument("--mult-weight-bits", type=int, default=8,
+                   help="integer weight bits of the multiplier baseline (default 8)")
+    p.add_argument("--images", type=int, default=4,
+                   help="images per batch, simulated for the switching activity (default 4)")
+    p.add_argument("--no-activity", action="store_true",
+                   help="op-count energy only (no Verilator runs)")
+    p.add_argument("--no-place", action="store_true", help="synthesis only (no Fmax)")
+    p.add_argument("--freq", type=float, default=None,
+                   help="clock target for nextpnr in MHz (default: 60 iCE40, 200 ECP5)")
+    p.add_argument("--energy-table", type=Path, default=None,
+                   help="energy-per-operation table (JSON) replacing the shipped one")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="report folder: estimate.json, estimate.md, PNG plots")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+
+
+def config_from_design_dir(folder) -> EngineConfig:
+    """The :class:`EngineConfig` recorded in a ``shifthw generate`` folder's manifest."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"design folder {str(folder)!r}: no such folder")
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: no manifest.json; DESIGN must be a folder "
+                                f"written by `shifthw generate`")
+    try:
+        params = json.loads(manifest.read_text())["parameters"]
+        return EngineConfig(**params)
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{manifest}: not a shifthw generate manifest ({exc})") from None
+
+
+def _estimate_config(args) -> EngineConfig:
+    given = {k: getattr(args, k) for k in ("rows", "cols", "act_bits", "weight_bits",
+                                           "guard_bits", "mode", "acc_bits")
+             if getattr(args, k, None) is not None}
+    given.update(_engine_extra(args))
+    if args.design is not None:
+        if given:
+            raise ValueError(f"give either DESIGN ({args.design}) or engine options "
+                             f"(--{', --'.join(k.replace('_', '-') for k in given)}), not both")
+        return config_from_design_dir(args.design)
+    b = given.pop("weight_bits", 5)
+    mode = given.pop("mode", None)
+    if mode is not None:
+        given["guard_bits"] = nx.max_shift(b) if mode == "exact" else 0
+    return EngineConfig(pe="shift", weight_bits=b, **given)
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    """``shifthw estimate``: measure, print the comparison, write the reports."""
+    from .flow import estimate
+    from .report import markdown
+
+    target = get_target(args.target)
+    if args.images < 1:
+        raise ValueError(f"--images must be a positive integer, not {args.images}")
+    cfg = _estimate_config(args)
+    say = _say(args, "estimate")
+    rep = estimate(cfg, target, model=args.model,
+                   baseline=None if args.baseline == "none" else "mult",
+                   out_dir=args.output, progress=say,
+                   mult_weight_bits=args.mult_weight_bits, images=args.images,
+                   activity=not args.no_activity, place=not args.no_place,
+                   freq_mhz=args.freq, energy_table=args.energy_table)
+    text = markdown(rep)
+    # The summary: everything up to the per-component tables.
+    print(text.split("## Area by component")[0].rstrip())
+    en = rep.get("energy")
+    if en:
+        for kind, ent in en["designs"].items():
+            oc, ac = ent["op_count"], ent.get("activity")
+            print(f"energy per inference of {en['model']} on {kind}: op-count "
+                  f"{oc['total_pj'] / 1000:.2f} nJ"
+                  + (f", activity {ac['total_pj'] / 1000:.2f} nJ" if ac else ""))
+    for note in rep["notes"]:
+        print(f"note: {note}")
+    if args.output:
+        print(f"wrote {args.output}: {', '.join(rep.get('files', []))}")
+    return 0
+
+
+# -- sweep ----------------------------------------------------------------------------------
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``shifthw sweep`` to ``parser``."""
+    p = parser
+    p.add_argument("--rows", default="2,4,8", help="array rows, comma-separated")
+    p.add_argument("--cols", default="2,4,8", help="array columns, comma-separated")
+    p.add_argument("--weight-bits", default="5", help="shift weight bits, comma-separated")
+    p.add_argument("--guard-bits", default="0,P",
+                   help="guard bits, comma-separated; P means G = P (exact)")
+    p.add_argument("--act-bits", default="8", help="activation bits, comma-separated")
+    p.add_argument("--target", required=True, help=_TARGET_HELP)
+    p.add_argument("--mult-weight-bits", default="8",
+                   help="multiplier baseline weight bits, comma-separated")
+    p.add_argument("--no-baseline", action="store_true", help="shift designs only")
+    _add_engine_extra(p)
+    p.add_argument("--jobs", type=int, default=None,
+                   help="points synthesised at once (default: one per core)")
+    p.add_argument("--no-place", action="store_true", help="synthesis only (no Fmax)")
+    p.add_argument("--freq", type=float, default=None, help="nextpnr clock target (MHz)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="folder for sweep.csv, sweep.json and the plots")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """``shifthw sweep``: synthesise every point, write the CSV and plots, print the fits."""
+    from .model import check_rows
+    from .plots import sweep_plots
+    from .sweep import largest_fit, parse_list, run_sweep_points, sweep_grid, write_csv
+
+    target = get_target(args.target)
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer, not {args.jobs}")
+    points, skipped = sweep_grid(
+        parse_list(args.rows, "--rows"), parse_list(args.cols, "--cols"),
+        parse_list(args.weight_bits, "--weight-bits"),
+        parse_list(args.guard_bits, "--guard-bits", allow_p=True),
+        parse_list(args.act_bits, "--act-bits"), target=target,
+        mult_bits=parse_list(args.mult_weight_bits, "--mult-weight-bits"),
+        baseline=not args.no_baseline, engine=_engine_extra(args))
+    say = _say(args, "sweep")
+    if say:
+        say(f"{len(points)} points on {target.name}"
+            + (f" (skipped: {'; '.join(skipped)})" if skipped else ""))
+    rows = run_sweep_points(points, target, jobs=args.jobs, place=not args.no_place,
+                            freq_mhz=args.freq, progress=say)
+    fits = largest_fit(rows) if target.is_fpga else {}
+    if fits:
+        print(f"{'design':<28} largest array that fits {target.name}")
+    for key, f in sorted(fits.items()):
+        what = (f"{f['rows']}x{f['cols']} ({f['pes']} PEs, {f['lut']} LUT"
+                + (f", {f['dsp_blocks']} DSP" if f.get("dsp_blocks") else "")
+                + (f", {f['fmax_mhz']:.1f} MHz" if f.get("fmax_mhz") else "") + ")"
+                if f["pes"] else "none")
+        print(f"{key:<28} {what}")
+    if target.name == "ice40-up5k" and any(k.startswith("mult") for k in fits):
+        print("note: the iCE40UP5K has 8 DSP blocks (SB_MAC16), one per multiplier: a "
+              "DSP-built multiplier array is bound to 8 PEs; a LUT-built one by its LUTs.")
+    check = check_rows(rows, target)
+    if check:
+        print(f"analytic area model vs these synthesis results ({check['metric']}): mean "
+              f"error {check['mean_pct']:.1f} %, max {check['max_pct']:.1f} % "
+              f"({check['n']} points)")
+    errors = [r for r in rows if r["error"] and r["fits"] is None]
+    for r in errors:
+        print(f"error: {r['label']} {r['rows']}x{r['cols']}: {r['error']}")
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(rows, out / "sweep.csv")
+        (out / "sweep.json").write_text(json.dumps(
+            {"target": target.name, "skipped": skipped, "largest_fit": fits,
+             "model_check": check, "rows": rows}, indent=1) + "\n")
+        files = ["sweep.csv", "sweep.json", *sweep_plots(rows, out, target, fits)]
+        print(f"wrote {out}: {', '.join(files)}")
+    return 1 if errors else 0

@@ -1,0 +1,261 @@
+"""``estimate()``: area, Fmax and energy of a shift engine beside its multiplier twin.
+
+One call measures every design of the comparison on one target, in one run:
+
+* ``shift``: the engine as configured (shift PEs);
+* ``mult_lut``: the same array and engine with multiplier PEs (b-bit integer weights,
+  default b = 8), multipliers built from LUTs;
+* ``mult_dsp``: the same, multipliers in DSP blocks (targets that have them).
+
+The generic target has one multiplier design, ``mult``.  Each is synthesised (totals and a
+breakdown per component), placed and routed (FPGA targets; skipped, and reported as "does not
+fit", when synthesis already exceeds the device), and, given a model, its energy per inference
+is estimated from operation counts and from the switching activity of a Verilator run.
+:mod:`.report` turns the result into the comparison table, Markdown and plots.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import golden
+from ..program import Program, load_program
+from ..rtl_gen.config import EngineConfig
+from . import activity as act
+from . import area, energy, report, timing
+from .targets import get_target
+
+__all__ = ["FORMAT", "VERSION", "BASELINES", "mult_config", "load_model", "model_inputs",
+           "estimate", "estimate_energy"]
+
+FORMAT = "shifthw.estimate"
+VERSION = 1
+#: Baselines ``estimate`` can compare with.
+BASELINES = ("mult", None)
+_ZOO = Path(__file__).resolve().parent.parent / "zoo"
+
+
+def mult_config(cfg: EngineConfig, weight_bits: int = 8) -> EngineConfig:
+    """The multiplier twin of a shift engine: same array, buffers and pipeline, integer
+    weights of ``weight_bits`` bits, the multiplier's natural accumulator width."""
+    params = cfg.to_dict()
+    for key in ("pe", "weight_bits", "guard_bits", "acc_bits"):
+        params.pop(key)
+    return EngineConfig(pe="mult", weight_bits=weight_bits, **params)
+
+
+def load_model(model) -> tuple[Program, str]:
+    """A program and its name from a Program, a .shiftprog, a checkpoint or a zoo name."""
+    if isinstance(model, Program):
+        return model, str(model.meta.get("source", "program")) if model.meta else "program"
+    name = os.fspath(model)
+    if name in ("mlp", "cnn") and not Path(name).exists():
+        return load_program(_ZOO / f"{name}.shiftprog"), name
+    if name.endswith(".shiftprog"):
+        if not Path(name).is_file():
+            raise FileNotFoundError(f"model {name!r}: no such .shiftprog file")
+        return load_program(name), name
+    from ..sim.flow import load_source
+
+    return load_source(name)[0], name
+
+
+def model_inputs(program: Program, images: int) -> tuple[np.ndarray, str]:
+    """``images`` integer inputs: digits test images when the model takes 8 x 8 images,
+    else seeded random A-bit activations (and which it was)."""
+    if int(np.prod(program.input.shape)) == 64:
+        from ..models.data import load_digits_split
+
+        x = load_digits_split()[2][:images].numpy().reshape(images, *program.input.shape)
+        return golden.quantize_input(program, x), "digits test split"
+    rng = np.random.default_rng(0)
+    lo, hi = -(1 << (program.act_bits - 1)), (1 << (program.act_bits - 1)) - 1
+    return rng.integers(lo, hi + 1, size=(images, *program.input.shape)), "random activations"
+
+
+def _check_model(program: Program, cfg: EngineConfig) -> None:
+    if (program.act_bits, program.weight_bits) != (cfg.act_bits, cfg.weight_bits):
+        raise ValueError(f"model has A={program.act_bits}, b={program.weight_bits}; the "
+                         f"design has A={cfg.act_bits}, b={cfg.weight_bits}: generate the "
+                         f"engine with the model's widths")
+
+
+def _designs(cfg: EngineConfig, target, baseline, mult_bits: int) -> dict:
+    designs = {"shift": (cfg, False)}
+    if baseline == "mult":
+        mcfg = mult_config(cfg, mult_bits)
+        if target.is_fpga:
+            designs["mult_lut"] = (mcfg, False)
+            if target.dsp:
+                designs["mult_dsp"] = (mcfg, True)
+        else:
+            designs["mult"] = (mcfg, False)
+    return designs
+
+
+def estimate(config: EngineConfig, target, *, model=None, baseline: str | None = "mult",
+             out_dir: str | os.PathLike | None = None, progress=None,
+             mult_weight_bits: int = 8, images: int = 4, activity: bool = True,
+             place: bool = True, freq_mhz: float | None = None,
+             energy_table: str | os.PathLike | None = None,
+             plots: bool = True) -> dict:
+    """Estimate area, Fmax and energy of ``config`` on ``target``, beside the multiplier twin.
+
+    Parameters
+    ----------
+    config : the shift engine (``pe="shift"``; a ``pe="mult"`` design needs
+        ``baseline=None``).
+    target : a name of :data:`~.targets.TARGETS` (``ice40-up5k``, ``ice40-hx8k``,
+        ``ecp5-25k``, ``ecp5-85k``, ``generic``).
+    model : a zoo name (``mlp``, ``cnn``), a .shiftprog, a checkpoint or a
+        :class:`~shifthw.program.Program`: energy per inference of that model; None skips
+        the energy section.
+    baseline : ``"mult"`` (default) or None.
+    out_dir : write ``estimate.json``, ``estimate.md`` and the plots there (created); the
+        tools' work folders go to ``out_dir/work``.  None: a temporary folder, removed.
+    progress : callable taking one-line messages (the first Yosys run compiles itself for
+        about 25 s; the steps of big designs take minutes).
+    mult_weight_bits : integer weight bits of the baseline (default 8).
+    images : images of the model per batch, and simulated for the switching activity.
+    activity : run the Verilator simulations (the slow part of the energy section).
+    place : run nextpnr (Fmax); False reports synthesis only.
+    freq_mhz : the clock target given to nextpnr (default: the target's goal).
+    energy_table : a replacement for the shipped energy table (JSON).
+    plots : write PNG plots (with ``out_dir``).
+
+    Returns
+    -------
+    dict
+        The report (``docs/estimation.md`` lists every key).
+    """
+    if not isinstance(config, EngineConfig):
+        raise TypeError(f"config must be an EngineConfig, not {config!r}")
+    tgt = get_target(target)
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be 'mult' or None, not {baseline!r}")
+    if baseline == "mult" and config.pe != "shift":
+        raise ValueError("the design to estimate has pe='mult'; compare a shift design with "
+                         "its multiplier twin (or pass baseline=None)")
+    if not isinstance(images, int) or images < 1:
+        raise ValueError(f"images must be a positive integer, not {images!r}")
+    say = progress or (lambda msg: None)
+    start = time.perf_counter()
+    energy.load_table(energy_table)  # a bad table fails before any synthesis
+    program, model_name = (None, None)
+    if model is not None:
+        if config.pe != "shift":
+            raise ValueError("model needs a shift design (energy of a shift program)")
+        program, model_name = load_model(model)
+        _check_model(program, config)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise FileExistsError(f"out_dir {out} exists and is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+    scratch = (out / "work") if out is not None else Path(tempfile.mkdtemp(prefix="shifthw-est-"))
+    designs = _designs(config, tgt, baseline, mult_weight_bits)
+    results, steps = {}, {}
+    try:
+        for i, (key, (cfg, dsp)) in enumerate(designs.items(), 1):
+            tag = f"[{i}/{len(designs)}] {key}"
+            say(f"{tag}: synthesising {cfg.rows}x{cfg.cols} pe={cfg.pe} for {tgt.name}"
+                + (" (multipliers in DSP blocks)" if dsp else ""))
+            work = scratch / key
+            if work.exists():
+                shutil.rmtree(work)
+            syn = area.synthesize(cfg, tgt, work, dsp=dsp, progress=say)
+            steps[f"{key}.synthesis"] = syn["seconds"]
+            placed = None
+            if tgt.is_fpga and place:
+                if syn["fits"]:
+                    say(f"{tag}: place and route (nextpnr-{tgt.family}, "
+                        f"{freq_mhz or tgt.freq_mhz:g} MHz target)")
+                    placed = timing.place_and_route(tgt, work, freq_mhz=freq_mhz,
+                                                    progress=say)
+                    steps[f"{key}.place"] = placed["seconds"]
+                else:
+                    over = ", ".join(f"{k} {syn['resources'].get('lut' if k == 'lut4' else k)}"
+                                     f" > {syn['capacity'][k]}" for k in syn["over"])
+                    placed = {"fits": False, "fmax_mhz": None, "met": False,
+                              "error": f"not placed: synthesis exceeds the device ({over})",
+                              "target_mhz": float(freq_mhz or tgt.freq_mhz),
+                              "utilisation": {}, "logic_cells": None, "critical_path": None}
+            results[key] = {"config": cfg.to_dict(), "pe": cfg.pe, "dsp": dsp,
+                            "area": syn, "timing": placed}
+        energy_section = None
+        if program is not None:
+            t0 = time.perf_counter()
+            energy_section = estimate_energy(
+                config, program, baseline=baseline, mult_weight_bits=mult_weight_bits,
+                images=images, activity=activity, energy_table=energy_table,
+                work_dir=scratch, progress=say)
+            energy_section["model"] = model_name
+            steps["energy"] = time.perf_counter() - t0
+    finally:
+        if out is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    rep = report.build(FORMAT, VERSION, tgt, config, baseline, mult_weight_bits, results,
+                       energy_section, time.perf_counter() - start, steps)
+    if out is not None:
+        say(f"writing the reports into {out}")
+        rep["files"] = report.write(rep, out, plots=plots)
+    return rep
+
+
+def estimate_energy(config: EngineConfig, model, *, baseline: str | None = "mult",
+                    mult_weight_bits: int = 8, images: int = 4, activity: bool = True,
+                    energy_table: str | os.PathLike | None = None,
+                    work_dir: str | os.PathLike | None = None, progress=None) -> dict:
+    """Energy per inference of ``model`` on ``config`` (and on its multiplier twin).
+
+    The ``energy`` section of :func:`estimate`'s report: per design (``shift``, ``mult``),
+    ``op_count`` (operation counts times the table) and, with ``activity``, ``activity``
+    (the switching activity of ``images`` images in Verilator).  It needs no synthesis.
+    """
+    if not isinstance(config, EngineConfig):
+        raise TypeError(f"config must be an EngineConfig, not {config!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be 'mult' or None, not {baseline!r}")
+    if not isinstance(images, int) or images < 1:
+        raise ValueError(f"images must be a positive integer, not {images!r}")
+    if config.pe != "shift":
+        raise ValueError("energy needs the shift design: the model is a shift program (its "
+                         "multiplier twin is the baseline)")
+    say = progress or (lambda msg: None)
+    table = energy.load_table(energy_table)
+    program, model_name = load_model(model)
+    _check_model(program, config)
+    kinds = {"shift": config}
+    if baseline == "mult":
+        kinds["mult"] = mult_config(config, mult_weight_bits)
+    section = {"model": model_name, "batch": images, "table": {
+        "name": table.get("name"), "source": table.get("source"), "file": table.get("file")},
+        "assumptions": {k: v["why"] for k, v in table["assumptions"].items()},
+        "inputs": None, "designs": {}}
+    xq = None
+    if activity:
+        xq, section["inputs"] = model_inputs(program, images)
+    scratch = Path(work_dir) if work_dir else None
+    for kind, c in kinds.items():
+        counts = energy.program_ops(program, c, batch=images)
+        priced = energy.price(counts, table)
+        entry = {"config": c.to_dict(), "op_count": {**priced, **{
+            k: counts[k] for k in ("beats", "macs", "pe_ops", "vectors", "output_words",
+                                   "param_words", "stream_bits", "layers", "memories")}},
+                 "activity": None}
+        if activity:
+            say(f"energy: simulating {images} images of {model_name} on the {kind} engine "
+                f"(Verilator with a VCD trace; a design's first build takes a while)")
+            meas = act.measure_activity(program, config, xq,
+                                        mult_cfg=None if kind == "shift" else c,
+                                        work_dir=scratch / f"activity_{kind}" if scratch
+                                        else None)
+            entry["activity"] = report.activity_energy(meas, counts, priced, table)
+        section["designs"][kind] = entry
+    return section

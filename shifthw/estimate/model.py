@@ -1,0 +1,252 @@
+"""A fast analytic area model, calibrated on sweeps of real synthesis results.
+
+Users ask for resource estimates without running synthesis.  :class:`AreaModel` answers in
+well under a millisecond: LUTs and flip-flops are linear in a few features that follow the
+engine's structure (PE shifters or multipliers, adder-tree and accumulator bits, the output
+stage, the weight buffer's width, a constant for control), with non-negative coefficients
+fitted per FPGA family (or generic gates) and per PE kind (shift, LUT-built multiplier,
+DSP multiplier) by least squares on relative error.  Block RAMs and DSP blocks come from
+rules (the buffers' shapes over the block RAM's aspect ratios; one DSP per multiplier).
+
+``benchmarks/estimate_sweep.py`` synthesises the calibration sweeps (``sweep_data.json``),
+fits the model and writes ``area_model.json`` with, per family, kind and metric, the error
+on points held out of the fit (every fourth point) and a stated bound on that error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..rtl_gen.config import EngineConfig
+from ..rtl_gen.layouts import act_word_layout, bias_entry_layout, weight_entry_layout
+from .energy import tree_widths
+from .targets import Target, get_target
+
+__all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "dsp_mapped", "kind_of",
+           "calibration_rows", "features", "bram_blocks", "fit_family",
+           "split_heldout", "AreaModel", "load_area_model", "check_rows", "config_of_row"]
+
+MODEL_FILE = "area_model.json"
+DATA_FILE = "sweep_data.json"
+
+#: Features per metric (names; values from :func:`features`).
+FEATURES = {
+    "lut": ("pe_core", "pe_bits", "tree_bits", "acc_bits", "out_bits", "weight_bits",
+            "const"),
+    "ff": ("pipe_bits", "acc_bits", "out_regs", "weight_bits", "const"),
+}
+FEATURES["nand2_eq"] = FEATURES["lut"]
+
+
+#: Yosys maps a multiplier to a DSP block only if its product has at least this many bits
+#: (``synth_ice40 -dsp``: DSP_Y_MINWIDTH=11; ECP5: every multiplier of the calibration sweep,
+#: down to 4 x 4, went to a DSP block).
+DSP_MIN_PRODUCT_BITS = {"ice40": 11, "ecp5": 2}
+
+
+def dsp_mapped(cfg: EngineConfig, family: str) -> bool:
+    """Whether Yosys puts this engine's multipliers into DSP blocks when asked to."""
+    return cfg.pe == "mult" and cfg.act_bits + cfg.weight_bits >= \
+        DSP_MIN_PRODUCT_BITS.get(family, 1 << 30)
+
+
+def kind_of(pe: str, dsp: bool, cfg: EngineConfig | None = None,
+            family: str | None = None) -> str:
+    """``"shift"``, ``"mult_lut"`` or ``"mult_dsp"`` (a multiplier too small for the DSP
+    blocks is built from LUTs even when DSPs are asked for)."""
+    if pe == "shift":
+        return "shift"
+    if dsp and (cfg is None or family is None or dsp_mapped(cfg, family)):
+        return "mult_dsp"
+    return "mult_lut"
+
+
+def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
+    """The model's features of an engine (see the module docstring)."""
+    r, c, a = cfg.rows, cfg.cols, cfg.act_bits
+    adders, levels = tree_widths(cfg.term_bits, r)
+    stages = max(cfg.acc_bits + a + 1, 2).bit_length()
+    if kind == "shift":
+        core = r * c * cfg.term_bits * max(cfg.weight_bits - 1, 1)
+    elif kind == "mult_lut":
+        core = r * c * a * cfg.weight_bits
+    else:
+        core = 0.0
+    pipe = sum(sum(levels[lv]) for lv in cfg.register_levels)
+    return {
+        "pe_core": float(core),
+        "pe_bits": float(r * c * cfg.term_bits),
+        "tree_bits": float(c * sum(adders)),
+        "acc_bits": float(c * cfg.acc_bits),
+        "out_bits": float(c * (a + 1) * stages),
+        "weight_bits": float(r * c * cfg.weight_bits),
+        "pipe_bits": float(c * pipe),
+        "out_regs": float(c * a * (1 + cfg.out_depth)),
+        "const": 1.0,
+    }
+
+
+#: Block RAM aspect ratios (width, depth) per family.
+_BRAM_SHAPES = {
+    "ice40": ((16, 256), (8, 512), (4, 1024), (2, 2048)),
+    "ecp5": ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)),
+}
+
+
+#: Memories Yosys keeps in LUT RAM instead (ECP5: at most this many bits, or this deep),
+#: found on the calibration sweep.
+_LUT_RAM = {"ecp5": (1024, 32)}
+
+
+def bram_blocks(cfg: EngineConfig, family: str) -> int:
+    """Block RAMs of the three buffers, each in the cheapest aspect ratio of the family
+    (small or shallow memories in LUT RAM where the family has it)."""
+    if family not in _BRAM_SHAPES:
+        return 0
+    bank = 1 << max(cfg.k_depth - 1, 0).bit_length()
+    mems = [(weight_entry_layout(cfg).size, cfg.weight_depth),
+            (bias_entry_layout(cfg).size, cfg.bias_depth * cfg.bias_beats),
+            (act_word_layout(cfg).size, 2 * bank)]
+    max_bits, max_depth = _LUT_RAM.get(family, (0, 0))
+    return sum(min(math.ceil(w / bw) * math.ceil(d / bd) for bw, bd in _BRAM_SHAPES[family])
+               for w, d in mems if w * d > max_bits and d > max_depth)
+
+
+def config_of_row(row: dict) -> EngineConfig:
+    """The engine of a sweep row (its engine parameters; the sweep's buffer defaults)."""
+    extra = {k: row[k] for k in ("k_depth", "weight_depth", "bias_depth", "bias_lanes",
+                                 "out_depth") if row.get(k) is not None}
+    return EngineConfig(rows=row["rows"], cols=row["cols"], act_bits=row["act_bits"],
+                        weight_bits=row["weight_bits"], pe=row["pe"],
+                        guard_bits=row["guard_bits"] if row["pe"] == "shift" else None,
+                        pipeline_stages=row.get("pipeline_stages"), **extra)
+
+
+def calibration_rows(rows: list[dict], family: str, kind: str,
+                     metrics=("lut", "ff")) -> list[dict]:
+    """The sweep rows of one kind that were synthesised (a design that does not fit the
+    device still has its area) and have every metric."""
+    return [r for r in rows
+            if (r.get("error") is None or str(r["error"]).startswith("over capacity"))
+            and kind_of(r["pe"], bool(r.get("dsp")), config_of_row(r), family) == kind
+            and all(r.get(m) is not None for m in metrics)]
+
+
+def split_heldout(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(fit, held out): every fourth row of a stable order is held out of the fit."""
+    order = sorted(rows, key=lambda r: (r["pe"], bool(r.get("dsp")), r["act_bits"],
+                                        r["weight_bits"], r.get("guard_bits") or 0,
+                                        r["rows"], r["cols"]))
+    return ([r for i, r in enumerate(order) if i % 4 != 3],
+            [r for i, r in enumerate(order) if i % 4 == 3])
+
+
+def _matrix(rows, kind, metric):
+    names = FEATURES[metric]
+    x = np.array([[features(config_of_row(r), kind)[n] for n in names] for r in rows])
+    y = np.array([float(r[metric]) for r in rows])
+    return x, y
+
+
+def _errors(pred, y) -> dict:
+    pct = np.abs(pred - y) / np.maximum(y, 1.0) * 100
+    return {"n": int(len(y)), "mean_pct": float(pct.mean()) if len(y) else None,
+            "max_pct": float(pct.max()) if len(y) else None}
+
+
+def fit_family(rows: list[dict], metric: str, kind: str) -> dict:
+    """Fit one metric of one kind; coefficients and fit / held-out errors."""
+    from scipy.optimize import nnls
+
+    train, held = split_heldout(rows)
+    x, y = _matrix(train, kind, metric)
+    keep = np.abs(x).sum(axis=0) > 0          # features that are zero for this kind
+    w = 1.0 / np.maximum(y, 1.0)              # least squares on relative error
+    coef = np.zeros(x.shape[1])
+    coef[keep], _ = nnls(x[:, keep] * w[:, None], y * w)
+    out = {"features": list(FEATURES[metric]), "coef": coef.tolist(),
+           "fit": _errors(x @ coef, y)}
+    if held:
+        xh, yh = _matrix(held, kind, metric)
+        out["heldout"] = _errors(xh @ coef, yh)
+        # The stated bound: the held-out maximum rounded up to the next 5 %.
+        out["stated_error_pct"] = float(5 * math.ceil(max(out["heldout"]["max_pct"], 1) / 5))
+    return out
+
+
+class AreaModel:
+    """LUT, FF, BRAM and DSP estimates of an engine on a target, in microseconds."""
+
+    def __init__(self, data: dict):
+        if data.get("format") != "shifthw.area_model":
+            raise ValueError("not a shifthw area model (format != 'shifthw.area_model')")
+        self.data = data
+
+    def families(self) -> list[str]:
+        return list(self.data["families"])
+
+    def predict(self, cfg: EngineConfig, target, *, dsp: bool = False) -> dict:
+        """Estimated resources of ``cfg`` on ``target`` (``dsp``: multipliers in DSPs)."""
+        tgt: Target = get_target(target)
+        fam = self.data["families"].get(tgt.family)
+        kind = kind_of(cfg.pe, dsp, cfg, tgt.family)
+        if fam is None or kind not in fam:
+            raise ValueError(f"the area model has no calibration for {kind} designs on "
+                             f"{tgt.family} (families: {', '.join(self.families())})")
+        feats = features(cfg, kind)
+        out = {"target": tgt.name, "kind": kind}
+        for metric, m in fam[kind].items():
+            out[metric] = float(sum(c * feats[n] for n, c in zip(m["features"], m["coef"])))
+            out[f"{metric}_error_pct"] = m.get("stated_error_pct")
+        if tgt.is_fpga:
+            out["bram"] = bram_blocks(cfg, tgt.family)
+            out["dsp"] = cfg.rows * cfg.cols if kind == "mult_dsp" else 0
+            cap = tgt.capacity
+            out["fits"] = (out["lut"] <= cap["lut4"] and out["ff"] <= cap["ff"]
+                           and out["bram"] <= cap["bram"] and out["dsp"] <= cap["dsp"])
+        return out
+
+
+def load_area_model(path: str | os.PathLike | None = None) -> AreaModel:
+    """The shipped calibration (``area_model.json``) or a file of the same format."""
+    if path is None:
+        text = resources.files(__package__).joinpath(MODEL_FILE).read_text()
+    else:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"area model {os.fspath(path)!r}: no such file")
+        text = Path(path).read_text()
+    return AreaModel(json.loads(text))
+
+
+def check_rows(rows: list[dict], target) -> dict | None:
+    """The shipped model's error (LUT, or NAND2 equivalents on generic gates) against
+    synthesised sweep rows: ``{metric, n, mean_pct, max_pct}``, None without a calibration
+    for the target's family."""
+    tgt = get_target(target)
+    try:
+        model = load_area_model()
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    if tgt.family not in model.families():
+        return None
+    pred, meas = [], []
+    metric = "lut" if tgt.is_fpga else "nand2_eq"
+    for r in rows:
+        if r.get(metric) is None:
+            continue
+        try:
+            p = model.predict(config_of_row(r), tgt, dsp=bool(r.get("dsp")))
+        except ValueError:
+            continue
+        if metric in p:
+            pred.append(p[metric])
+            meas.append(float(r[metric]))
+    if not meas:
+        return None
+    return {"metric": metric, **_errors(np.array(pred), np.array(meas))}

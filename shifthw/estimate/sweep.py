@@ -1,0 +1,229 @@
+"""Sweeps: synthesise (and place) a grid of shift designs and their multiplier twins.
+
+Every point is a :class:`SweepPoint`; :func:`run_sweep_points` synthesises the points in
+parallel over the cores (one process per point, each in a work folder of its own), places and
+routes the ones that fit (FPGA targets), and returns one flat row per point (the CSV's
+columns, :data:`CSV_FIELDS`).  :func:`largest_fit` answers "what is the largest array that
+fits the target?" per design family.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import numerics as nx
+from ..rtl_gen.config import EngineConfig
+from .targets import get_target
+
+__all__ = ["SweepPoint", "CSV_FIELDS", "parse_list", "sweep_grid", "run_point",
+           "run_sweep_points", "write_csv", "read_csv", "largest_fit"]
+
+#: Columns of a sweep CSV (and keys of every row).
+CSV_FIELDS = ("label", "pe", "dsp", "rows", "cols", "act_bits", "weight_bits", "guard_bits",
+              "acc_bits", "pipeline_stages", "pes", "lut", "lut4", "carry", "ff", "bram",
+              "spram", "dsp_blocks", "nand2_eq", "fits", "placed", "fmax_mhz", "logic_cells",
+              "seconds", "error")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One design of a sweep: the engine parameters and whether multipliers go to DSPs."""
+
+    rows: int
+    cols: int
+    act_bits: int
+    weight_bits: int
+    pe: str = "shift"
+    guard_bits: int | None = None
+    dsp: bool = False
+    engine: tuple = field(default_factory=tuple)   # further EngineConfig fields, as pairs
+
+    def config(self) -> EngineConfig:
+        extra = dict(self.engine)
+        if "bias_lanes" in extra:               # one setting for every array width
+            extra["bias_lanes"] = min(extra["bias_lanes"], self.cols)
+        return EngineConfig(rows=self.rows, cols=self.cols, act_bits=self.act_bits,
+                            weight_bits=self.weight_bits, pe=self.pe,
+                            guard_bits=self.guard_bits if self.pe == "shift" else None,
+                            **extra)
+
+    @property
+    def label(self) -> str:
+        if self.pe == "shift":
+            return f"shift b={self.weight_bits} G={self.guard_bits}"
+        return f"mult b={self.weight_bits} ({'DSP' if self.dsp else 'LUT'})"
+
+
+def parse_list(text, name: str, *, allow_p: bool = False) -> list:
+    """``"2,4,8"`` as ``[2, 4, 8]`` (and ``"P"`` kept when ``allow_p``); errors name
+    the option."""
+    items = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if allow_p and part.upper() == "P":
+            items.append("P")
+            continue
+        try:
+            items.append(int(part))
+        except ValueError:
+            raise ValueError(f"{name} must be a comma-separated list of integers"
+                             + (" (or P)" if allow_p else "") + f", not {text!r}") from None
+    if not items:
+        raise ValueError(f"{name} is empty")
+    return items
+
+
+def sweep_grid(rows, cols, weight_bits, guard_bits, act_bits, *, target, mult_bits=(8,),
+               baseline: bool = True, engine: dict | None = None
+               ) -> tuple[list[SweepPoint], list[str]]:
+    """The points of a grid, and why some combinations were skipped.
+
+    ``guard_bits`` may hold ``"P"`` (G = P of each b); a G above P is skipped.  Multiplier
+    twins (one per R, C, A and multiplier width; LUT-built, plus DSP where the target has
+    DSP blocks) are added with ``baseline``.
+    """
+    tgt = get_target(target)
+    extra = tuple(sorted((engine or {}).items()))
+    points, skipped = [], []
+    for a in act_bits:
+        for r in rows:
+            for c in cols:
+                for b in weight_bits:
+                    p = nx.max_shift(b)
+                    for g in guard_bits:
+                        gv = p if g == "P" else g
+                        if gv > p:
+                            skipped.append(f"b={b} G={g}: G above P={p}")
+                            continue
+                        pt = SweepPoint(r, c, a, b, "shift", gv, False, extra)
+                        if pt not in points:
+                            points.append(pt)
+                if baseline:
+                    for mb in mult_bits:
+                        points.append(SweepPoint(r, c, a, mb, "mult", None, False, extra))
+                        if tgt.dsp:
+                            points.append(SweepPoint(r, c, a, mb, "mult", None, True, extra))
+    for pt in points:
+        pt.config()  # every point is a valid engine (a clear error now, not in a worker)
+    return points, sorted(set(skipped))
+
+
+def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
+              freq_mhz: float | None) -> dict:
+    """Synthesise (and place) one point; a flat row of :data:`CSV_FIELDS`.  Runs in a worker
+    process; errors become the row's ``error``."""
+    from . import area, timing
+
+    tgt = get_target(target)
+    cfg = point.config()
+    row = dict.fromkeys(CSV_FIELDS)
+    row.update(label=point.label, pe=point.pe, dsp=point.dsp, rows=point.rows,
+               cols=point.cols, act_bits=point.act_bits, weight_bits=point.weight_bits,
+               guard_bits=cfg.guard_bits if point.pe == "shift" else None,
+               acc_bits=cfg.acc_bits, pipeline_stages=cfg.pipeline_stages,
+               pes=point.rows * point.cols)
+    work = Path(tempfile.mkdtemp(prefix="pt-", dir=work_root))
+    t0 = time.perf_counter()
+    try:
+        syn = area.synthesize(cfg, tgt, work, dsp=point.dsp, breakdown=False)
+        if tgt.is_fpga:
+            res = syn["resources"]
+            row.update(lut=res["lut"], lut4=res["lut4"], carry=res["carry"], ff=res["ff"],
+                       bram=res["bram"], spram=res["spram"], dsp_blocks=res["dsp"],
+                       fits=syn["fits"])
+            if place and syn["fits"]:
+                pr = timing.place_and_route(tgt, work, freq_mhz=freq_mhz)
+                row.update(placed=pr["fits"], fmax_mhz=pr["fmax_mhz"],
+                           logic_cells=pr["logic_cells"], error=pr["error"])
+                row["fits"] = bool(syn["fits"] and pr["fits"])
+            elif not syn["fits"]:
+                row.update(placed=False, error="over capacity: " + ", ".join(syn["over"]))
+        else:
+            row.update(nand2_eq=round(syn["nand2_eq"], 1), ff=syn["flip_flops"],
+                       lut=None, fits=True)
+    except Exception as exc:  # noqa: BLE001 - one failed point must not stop a sweep
+        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def run_sweep_points(points: list[SweepPoint], target, *, jobs: int | None = None,
+                     place: bool = True, freq_mhz: float | None = None, progress=None,
+                     work_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Run every point, ``jobs`` at a time (default: one per core); rows in point order."""
+    tgt = get_target(target)
+    say = progress or (lambda msg: None)
+    jobs = jobs or os.cpu_count() or 1
+    root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="shifthw-sweep-"))
+    root.mkdir(parents=True, exist_ok=True)
+    rows: list[dict | None] = [None] * len(points)
+    start = time.perf_counter()
+    try:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(run_point, p, tgt.name, str(root), place, freq_mhz): i
+                       for i, p in enumerate(points)}
+            for done, fut in enumerate(as_completed(futures), 1):
+                i = futures[fut]
+                row = fut.result()
+                rows[i] = row
+                fig = (f"lut {row['lut']}" if row["lut"] is not None
+                       else f"NAND2 {row['nand2_eq']}")
+                fm = f", {row['fmax_mhz']:.1f} MHz" if row.get("fmax_mhz") else ""
+                say(f"[{done}/{len(points)}] {row['label']} {row['rows']}x{row['cols']} "
+                    f"A={row['act_bits']}: {fig}, ff {row['ff']}{fm}"
+                    + ("" if row["fits"] or row["fits"] is None else " (does not fit)")
+                    + (f" ERROR {row['error']}" if row["error"] and row["fits"] is None
+                       else "") + f"  ({row['seconds']} s; {time.perf_counter() - start:.0f} s)")
+    finally:
+        if not work_dir:
+            shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def write_csv(rows: list[dict], path) -> None:
+    """Write sweep rows as CSV (columns :data:`CSV_FIELDS`)."""
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r[k]) for k in CSV_FIELDS})
+
+
+def read_csv(path) -> list[dict]:
+    """Sweep rows from a CSV of :func:`write_csv` (numbers back as numbers)."""
+    def conv(v):
+        if v == "":
+            return None
+        if v in ("True", "False"):
+            return v == "True"
+        for t in (int, float):
+            try:
+                return t(v)
+            except ValueError:
+                pass
+        return v
+    with open(path, newline="") as fh:
+        return [{k: conv(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def largest_fit(rows: list[dict]) -> dict:
+    """Per design family (label and A), the fitting point with the most PEs."""
+    best = {}
+    for r in rows:
+        key = f"{r['label']} A={r['act_bits']}"
+        best.setdefault(key, {"pes": 0, "rows": None, "cols": None, "lut": None})
+        if r.get("fits") and r["pes"] > best[key]["pes"]:
+            best[key] = {"pes": r["pes"], "rows": r["rows"], "cols": r["cols"],
+                         "lut": r["lut"], "dsp_blocks": r.get("dsp_blocks"),
+                         "fmax_mhz": r.get("fmax_mhz")}
+    return best
+

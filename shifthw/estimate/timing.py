@@ -1,0 +1,147 @@
+"""Fmax from nextpnr place and route of the synthesised board top.
+
+nextpnr-ice40 / nextpnr-ecp5 place the flat netlist of :func:`.area.synthesize` with the
+board's pin constraints, whose clock frequency is replaced by the target's (so the placer
+works for the speed asked for, not for the board oscillator's 12 or 25 MHz), with
+``--timing-allow-fail``: a slow design still reports its Fmax.  A design too big for the
+device fails placement; that is reported as "does not fit", with nextpnr's reason.
+
+From nextpnr's JSON report: the achieved Fmax of the clock, the utilisation of every cell
+type; from the critical path: its start and end cells, the engine components they belong to,
+and the generator source lines (``shifthw/rtl_gen/*.py:N``) along it, read from the log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from .. import toolchain
+from .hierarchy import scope_component
+from .targets import Target, get_target
+
+__all__ = ["place_and_route", "cell_component"]
+
+_FREQ = {
+    "ice40": (re.compile(r"^(set_frequency\s+\S+\s+)[0-9.eE+-]+", re.M), "{mhz}"),
+    "ecp5": (re.compile(r'^(FREQUENCY\s+PORT\s+"[^"]+"\s+)[0-9.eE+-]+(\s*HZ)', re.M),
+             "{hz}"),
+}
+
+
+def _constraints(work: Path, target: Target, freq_mhz: float) -> list[str]:
+    """Pin constraints with the clock at ``freq_mhz``, as nextpnr arguments."""
+    if target.family == "ice40":
+        src, dst, flag = work / "top.pcf", work / "place.pcf", "--pcf"
+    else:
+        src, dst, flag = work / "top.lpf", work / "place.lpf", "--lpf"
+    rx, fmt = _FREQ[target.family]
+    text = src.read_text()
+    value = fmt.format(mhz=f"{freq_mhz:g}", hz=f"{freq_mhz * 1e6:.1f}")
+    if target.family == "ice40":
+        text = rx.sub(lambda m: m.group(1) + value, text)
+    else:
+        text = rx.sub(lambda m: m.group(1) + value + m.group(2), text)
+    dst.write_text(text)
+    return [flag, dst.name]
+
+
+def cell_component(cell: str) -> str:
+    """The engine component a placed cell's name points to (its hierarchical prefix and the
+    signal it was named after, by the rules of :mod:`.hierarchy`)."""
+    name = cell.split("$", 1)[0]
+    if not name.startswith("engine."):
+        return "harness"
+    parts = name[len("engine."):].split(".")
+    scope = []
+    for part in parts[:-1]:
+        if part not in ("array", "output", "fifo") and not part.startswith("pe_"):
+            break
+        scope.append(part)
+    return scope_component(tuple(scope), _signal(".".join(parts[len(scope):])))
+
+
+def _signal(cell: str) -> str:
+    """A readable signal name from a packed cell name (``engine.d_SB_DFFESR_Q_20_DFFLC``)."""
+    return re.split(r"_(SB_|TRELLIS_|LUT4|CCU2C|DP16KD|MULT18|PFUMX|L6MUX)", cell, maxsplit=1)[0]
+
+
+def _critical(report: dict, log: str) -> dict | None:
+    paths = [p for p in report.get("critical_paths", [])
+             if p.get("path") and "<async>" not in (p.get("from", ""), p.get("to", ""))]
+    if not paths:
+        return None
+    path = max(paths, key=lambda p: sum(step.get("delay", 0.0) for step in p["path"]))
+    first, last = path["path"][0], path["path"][-1]
+    start, end = first["from"]["cell"], last["to"]["cell"]
+    # Generator source lines along the path, from the log's text report of the same path.
+    block = re.search(r"Critical path report for clock .*?\n(.*?)\n\s*\n", log, re.S)
+    lines = []
+    if block:
+        for m in re.finditer(r"(shifthw/rtl_gen/\w+\.py:\d+)", block.group(1)):
+            if m.group(1) not in lines:
+                lines.append(m.group(1))
+    through = []
+    for step in path["path"]:
+        comp = cell_component(step["to"]["cell"])
+        if comp not in through:
+            through.append(comp)
+    return {"start": start, "end": end, "start_signal": _signal(start),
+            "through": through,
+            "end_signal": _signal(end), "start_component": cell_component(start),
+            "end_component": cell_component(end),
+            "delay_ns": sum(step.get("delay", 0.0) for step in path["path"]),
+            "logic_levels": sum(1 for step in path["path"] if step.get("type") == "logic"),
+            "source_lines": lines}
+
+
+def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress=None,
+                    timeout: float | None = None, seed: int = 1) -> dict:
+    """Place and route ``work_dir/flat.json`` (from :func:`.area.synthesize`) with nextpnr.
+
+    Returns
+    -------
+    dict
+        ``fits`` (placed and routed), ``fmax_mhz`` (achieved), ``target_mhz``, ``met``
+        (Fmax reaches the target), ``utilisation`` (nextpnr's used / available of every
+        cell type in use), ``logic_cells`` (ICESTORM_LC or TRELLIS_COMB used),
+        ``critical_path`` (start, end, their components, delay, source lines), ``error``
+        (why it does not fit) and ``seconds``.
+    """
+    target = get_target(target)
+    if not target.is_fpga:
+        raise ValueError(f"target {target.name!r} has no place and route (generic gates)")
+    say = progress or (lambda msg: None)
+    work = Path(work_dir)
+    if not (work / "flat.json").exists():
+        raise FileNotFoundError(f"{work / 'flat.json'}: synthesise first (no netlist)")
+    freq = float(freq_mhz or target.freq_mhz)
+    t0 = time.perf_counter()
+    args = [*target.nextpnr, "--json", "flat.json", *_constraints(work, target, freq),
+            "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", str(seed),
+            "--report", "place.report.json", "--log", "place.log"]
+    out = {"target_mhz": freq, "fits": False, "fmax_mhz": None, "met": False,
+           "utilisation": {}, "logic_cells": None, "critical_path": None, "error": None}
+    try:
+        toolchain.run_nextpnr(target.family, args, cwd=work, progress=say, timeout=timeout)
+    except toolchain.ToolError as exc:
+        log = (work / "place.log").read_text(errors="replace") if (work / "place.log").exists() \
+            else str(exc)
+        errors = [ln.strip() for ln in log.splitlines() if ln.startswith("ERROR")]
+        out["error"] = errors[0] if errors else str(exc).splitlines()[0]
+        out["seconds"] = time.perf_counter() - t0
+        return out
+    report = json.loads((work / "place.report.json").read_text())
+    log = (work / "place.log").read_text(errors="replace")
+    clocks = report.get("fmax", {})
+    fmax = min((c["achieved"] for c in clocks.values()), default=None)
+    util = {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}
+    lc = "ICESTORM_LC" if target.family == "ice40" else "TRELLIS_COMB"
+    out.update(fits=True, fmax_mhz=fmax, met=fmax is not None and fmax >= freq,
+               utilisation=util, logic_cells=util.get(lc, {}).get("used"),
+               critical_path=_critical(report, log))
+    out["seconds"] = time.perf_counter() - t0
+    return out
+

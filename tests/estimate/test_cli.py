@@ -1,0 +1,75 @@
+"""``shifthw estimate`` and ``shifthw sweep`` handlers: options, errors, output."""
+
+import argparse
+import csv
+
+import pytest
+
+from shifthw.estimate.cli import (add_estimate_arguments, add_sweep_arguments,
+                                  config_from_design_dir, run_estimate, run_sweep)
+from shifthw.rtl_gen.config import EngineConfig
+from shifthw.rtl_gen.generate import generate
+
+from .conftest import TINY
+
+
+def _parse(adder, argv):
+    p = argparse.ArgumentParser()
+    adder(p)
+    return p.parse_args(argv)
+
+
+def test_unknown_target_is_one_clear_error():
+    args = _parse(add_estimate_arguments, ["--target", "ecp5-45k", "--rows", "2"])
+    with pytest.raises(ValueError, match=r"target must be one of ice40-up5k, .* not 'ecp5-45k'"):
+        run_estimate(args)
+
+
+def test_missing_design_folder_is_one_clear_error(tmp_path):
+    args = _parse(add_estimate_arguments, [str(tmp_path / "build"), "--target", "generic"])
+    with pytest.raises(FileNotFoundError, match="design folder .*build.*: no such folder"):
+        run_estimate(args)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        config_from_design_dir(tmp_path / "empty")
+
+
+def test_design_folder_or_options_not_both(tmp_path):
+    generate(EngineConfig(**TINY), tmp_path / "d")
+    assert config_from_design_dir(tmp_path / "d") == EngineConfig(**TINY)
+    args = _parse(add_estimate_arguments, [str(tmp_path / "d"), "--target", "generic",
+                                           "--rows", "4"])
+    with pytest.raises(ValueError, match="either DESIGN .* or engine options .*--rows"):
+        run_estimate(args)
+
+
+def test_estimate_a_generated_folder(tmp_path, capsys):
+    generate(EngineConfig(**TINY, guard_bits=0), tmp_path / "d")
+    args = _parse(add_estimate_arguments, [str(tmp_path / "d"), "--target", "generic",
+                                           "-o", str(tmp_path / "rep"), "-q"])
+    assert run_estimate(args) == 0
+    text = capsys.readouterr().out
+    assert "| nand2_eq (NAND2 eq.) |" in text and "mult / shift" in text
+    assert (tmp_path / "rep" / "estimate.json").exists()
+
+
+def test_sweep_lists(capsys):
+    args = _parse(add_sweep_arguments, ["--target", "generic", "--rows", "2,x"])
+    with pytest.raises(ValueError, match="--rows must be a comma-separated list"):
+        run_sweep(args)
+    args = _parse(add_sweep_arguments, ["--target", "nowhere"])
+    with pytest.raises(ValueError, match="target must be one of"):
+        run_sweep(args)
+
+
+def test_sweep_writes_csv_and_plots(tmp_path, capsys):
+    args = _parse(add_sweep_arguments, ["--target", "generic", "--rows", "2", "--cols", "2",
+                                        "--weight-bits", "3", "--guard-bits", "0,P,4",
+                                        "--k-depth", "8", "--weight-depth", "16",
+                                        "--bias-depth", "4", "-o", str(tmp_path), "-q"])
+    assert run_sweep(args) == 0
+    with open(tmp_path / "sweep.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["label"] for r in rows] == ["shift b=3 G=0", "shift b=3 G=2", "mult b=8 (LUT)"]
+    assert all(float(r["nand2_eq"]) > 0 for r in rows)
+    assert (tmp_path / "sweep_lut_fmax.png").exists()

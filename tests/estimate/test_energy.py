@@ -1,0 +1,104 @@
+"""Op-count energy: the table, its interpolation labels, and counts from the real schedule."""
+
+import json
+
+import numpy as np
+import pytest
+
+from shifthw.estimate import energy
+from shifthw.program import load_program
+from shifthw.rtl_gen.config import EngineConfig
+
+from .conftest import TINY, linear_program
+
+
+@pytest.fixture(scope="module")
+def table():
+    return energy.load_table()
+
+
+def test_table_holds_the_horowitz_rows(table):
+    assert "Horowitz" in table["source"] and "45 nm" in table["source"]
+    assert energy.add_energy(table, 8) == (0.03, "table")
+    assert energy.add_energy(table, 32) == (0.1, "table")
+    assert energy.mult_energy(table, 8, 8) == (0.2, "table")
+    assert energy.mult_energy(table, 32, 32) == (3.1, "table")
+    assert energy.sram_energy(table, 64, 8 * 8192) == (10.0, "table")
+    assert energy.sram_energy(table, 64, 8 * 1048576) == (100.0, "table")
+
+
+def test_widths_between_rows_are_interpolated_and_labelled(table):
+    e16, label = energy.add_energy(table, 16)
+    assert 0.03 < e16 < 0.1 and label == "interpolated"
+    e4, label = energy.add_energy(table, 4)
+    assert e4 < 0.03 and label == "extrapolated"
+    m, label = energy.mult_energy(table, 8, 5)
+    assert 0.0 < m < 0.2 and label == "extrapolated"          # sqrt(8 * 5) < 8
+    s, label = energy.sram_energy(table, 64, 8 * 16384)
+    assert 10 < s < 20 and label == "interpolated"
+
+
+def test_shifter_cost_is_labelled_an_assumption(table):
+    counts = energy.program_ops(linear_program(), EngineConfig(**TINY))
+    rows = energy.price(counts, table)["rows"]
+    shift = [r for r in rows if r["op"] == "shift"]
+    assert shift and all(r["basis"].startswith("assumption") for r in shift)
+    assert "ASSUMPTION" in table["assumptions"]["shifter_stage_bit"]["why"]
+
+
+def test_counts_follow_the_engine_schedule():
+    cfg = EngineConfig(**TINY)
+    counts = energy.program_ops(linear_program(k=8, n=4), cfg)
+    # ceil(8/2) row-tiles x ceil(4/2) column-tiles per vector, one vector per image
+    assert counts["beats"] == 4 * 2
+    assert counts["pe_ops"] == 4 * counts["beats"]          # padding lanes included
+    assert counts["macs"] == 8 * 4
+    adds = [o for o in counts["ops"] if o["component"] == "adder_trees" and o["op"] == "add"]
+    assert [o["bits"] for o in adds] == [(cfg.term_bits + 1,)]     # R - 1 = 1 adder, A+G+1
+
+
+def test_weights_load_once_per_batch(table):
+    cfg = EngineConfig(**TINY)
+    one = energy.program_ops(linear_program(), cfg, batch=1)
+    four = energy.program_ops(linear_program(), cfg, batch=4)
+    assert four["param_words"] == pytest.approx(one["param_words"] / 4)
+    assert four["beats"] == one["beats"]
+
+
+@pytest.mark.parametrize("pe", ["shift", "mult"])
+def test_energy_grows_linearly_with_layer_size(table, pe):
+    cfg = EngineConfig(**TINY, pe=pe)
+    for axis in ("n", "k"):
+        sizes = (2, 4, 6, 8)
+        e = [energy.price(energy.program_ops(linear_program(**{axis: s, "k" if axis == "n"
+                                                                else "n": 4}), cfg), table)
+             ["total_pj"] for s in sizes]
+        steps = np.diff(e)
+        assert (steps > 0).all()
+        assert steps == pytest.approx([steps[0]] * len(steps), rel=1e-9)
+
+
+def test_shift_pe_costs_less_than_the_multiplier(table):
+    prog = load_program_zoo("mlp")
+    shift = energy.price(energy.program_ops(prog, EngineConfig(guard_bits=0)), table)
+    mult = energy.price(energy.program_ops(prog, EngineConfig(pe="mult")), table)
+    assert shift["by_component"]["pe_array"] < mult["by_component"]["pe_array"]
+    assert shift["total_pj"] < mult["total_pj"]
+
+
+def load_program_zoo(name):
+    from importlib import resources
+
+    return load_program(resources.files("shifthw").joinpath(f"zoo/{name}.shiftprog"))
+
+
+def test_a_replacement_table(tmp_path, table):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({**table, "int_add": [[8, 0.06], [32, 0.2]]}))
+    other = energy.load_table(path)
+    assert energy.add_energy(other, 8)[0] == 0.06
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        energy.load_table(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="missing key 'int_add'"):
+        energy.load_table(tmp_path / "bad.json")

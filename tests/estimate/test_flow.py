@@ -1,0 +1,125 @@
+"""``estimate()`` end to end on tiny arrays: iCE40 (with place and route), ECP5, generic."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from shifthw.estimate import estimate
+from shifthw.estimate.hierarchy import COMPONENTS
+from shifthw.estimate.report import REPORT_KEYS
+from shifthw.rtl_gen.config import EngineConfig
+from shifthw.rtl_gen.generate import generate
+from shifthw.rtl_gen.synth import cell_counts
+
+from .conftest import TINY, linear_program
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "estimation.md"
+
+
+def _row(rep, metric):
+    return next(r for r in rep["comparison"]["rows"] if r["metric"] == metric)
+
+
+def test_ice40_estimate(tmp_path):
+    # One run for every iCE40 check: a second run would double the time under pytest-xdist.
+    rep = estimate(EngineConfig(**TINY), "ice40-up5k", model=linear_program(),
+                   activity=False, out_dir=tmp_path)
+    _check_ice40_area_and_timing(rep)
+    _check_ice40_energy_and_files(rep, tmp_path)
+    _check_documented_keys(json.loads((tmp_path / "estimate.json").read_text()))
+
+
+def _check_ice40_area_and_timing(rep):
+    assert list(rep["designs"]) == ["shift", "mult_lut", "mult_dsp"]
+    lut = _row(rep, "lut")
+    assert lut["ratio_mult_over_shift"]["mult_lut"] > 1.0
+    assert _row(rep, "dsp")["values"] == {"shift": 0, "mult_lut": 0, "mult_dsp": 4}
+    for key, d in rep["designs"].items():
+        t = d["timing"]
+        assert t["fits"] and t["fmax_mhz"] > 5, key
+        assert t["critical_path"]["start"] and t["critical_path"]["end"]
+        assert d["area"]["resources"]["bram"] >= 1
+        assert set(COMPONENTS) <= set(d["area"]["breakdown"])
+    assert rep["designs"]["shift"]["area"]["breakdown"]["pe_array"]["lut"] < \
+        rep["designs"]["mult_lut"]["area"]["breakdown"]["pe_array"]["lut"]
+
+
+def _check_ice40_energy_and_files(rep, out):
+    en = rep["energy"]
+    assert set(en["designs"]) == {"shift", "mult"}
+    assert en["designs"]["shift"]["op_count"]["total_pj"] > 0
+    assert en["designs"]["shift"]["activity"] is None         # activity=False
+    assert {"estimate.json", "estimate.md", "area_breakdown.png",
+            "energy_breakdown.png"} <= set(rep["files"])
+    for name in rep["files"]:
+        assert (out / name).stat().st_size > 0
+    assert json.loads((out / "estimate.json").read_text())["format"] == "shifthw.estimate"
+    assert "## Shift vs multiplier" in (out / "estimate.md").read_text()
+
+
+def test_ecp5():
+    ecp5 = estimate(EngineConfig(**TINY, guard_bits=0), "ecp5-25k", place=False)
+    assert list(ecp5["designs"]) == ["shift", "mult_lut", "mult_dsp"]
+    assert _row(ecp5, "lut")["ratio_mult_over_shift"]["mult_lut"] > 1.0
+    assert ecp5["designs"]["mult_dsp"]["area"]["resources"]["dsp"] >= 4
+    assert ecp5["designs"]["shift"]["timing"] is None          # place=False
+    assert ecp5["energy"] is None
+
+
+def test_generic_gates(tmp_path):
+    rep = estimate(EngineConfig(**TINY), "generic")
+    assert list(rep["designs"]) == ["shift", "mult"]
+    shift, mult = (rep["designs"][k]["area"] for k in ("shift", "mult"))
+    assert 0 < shift["nand2_eq"] < mult["nand2_eq"]
+    assert shift["memory_bits"] and shift["logic_depth"] > 5
+    assert "ASSUMPTION" in shift["nand2_source"]
+
+
+def test_shift_engine_has_no_multiplier(tmp_path):
+    for pe, muls in (("shift", 0), ("mult", 4)):
+        generate(EngineConfig(**TINY, pe=pe), tmp_path / pe)
+        cells = cell_counts(tmp_path / pe / "shifthw_engine.v", "shifthw_engine")
+        assert cells.get("$mul", 0) == muls, pe
+
+
+def _documented_keys():
+    """Dotted key paths from the report-key table of docs/estimation.md."""
+    text = DOC.read_text()
+    section = text[text.index("## The JSON report"):text.index("Generic target only")]
+    return re.findall(r"^\| `([a-z_.*<>]+)` \|", section, re.M)
+
+
+def _has(obj, path):
+    head, _, rest = path.partition(".")
+    if head in ("*", "<design>", "<component>", "<kind>"):
+        return bool(obj) and all(_has(v, rest) if rest else True for v in obj.values())
+    if not isinstance(obj, dict) or head not in obj:
+        return False
+    return _has(obj[head], rest) if rest and obj[head] is not None else True
+
+
+def _check_documented_keys(rep):
+    keys = _documented_keys()
+    assert len(keys) > 30
+    assert set(REPORT_KEYS) <= {k.split(".")[0] for k in keys}
+    missing = [k for k in keys if not _has(rep, k)]
+    assert not missing, missing
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="target must be one of .*not 'ice40-up3k'"):
+        estimate(EngineConfig(**TINY), "ice40-up3k")
+    with pytest.raises(ValueError, match="baseline must be"):
+        estimate(EngineConfig(**TINY), "generic", baseline="float")
+    with pytest.raises(ValueError, match="model has A=8, b=4"):
+        estimate(EngineConfig(**TINY), "generic", model=linear_program(weight_bits=4))
+    with pytest.raises(FileNotFoundError, match="no such .shiftprog"):
+        estimate(EngineConfig(**TINY), "generic", model=str(tmp_path / "none.shiftprog"))
+
+
+def test_without_baseline():
+    rep = estimate(EngineConfig(**TINY), "generic", baseline=None)
+    assert list(rep["designs"]) == ["shift"] and rep["baseline"] is None
+    assert rep["comparison"]["columns"] == ["shift"]

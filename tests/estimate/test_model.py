@@ -1,0 +1,87 @@
+"""The analytic area model: its stated error holds on sweep points held out of the fit."""
+
+import json
+import time
+from importlib import resources
+
+import pytest
+
+from shifthw.estimate import model as am
+from shifthw.estimate.targets import get_target
+from shifthw.rtl_gen.config import EngineConfig
+
+TARGET = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k", "generic": "generic"}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return json.loads(resources.files("shifthw.estimate").joinpath(am.DATA_FILE).read_text())
+
+
+@pytest.fixture(scope="module")
+def model():
+    return am.load_area_model()
+
+
+def _rows(data, family, kind, metrics):
+    return am.calibration_rows(data["families"][family], family, kind, tuple(metrics))
+
+
+def test_every_family_and_kind_is_calibrated(model):
+    assert set(model.families()) == {"ice40", "ecp5", "generic"}
+    assert set(model.data["families"]["ice40"]) == {"shift", "mult_lut", "mult_dsp"}
+    assert set(model.data["families"]["generic"]) == {"shift", "mult_lut"}
+
+
+def test_stated_error_holds_on_held_out_points(data, model):
+    checked = 0
+    for family, kinds in model.data["families"].items():
+        for kind, metrics in kinds.items():
+            _, held = am.split_heldout(_rows(data, family, kind, metrics))
+            assert held, (family, kind)
+            for r in held:
+                pred = model.predict(am.config_of_row(r), TARGET[family],
+                                     dsp=kind == "mult_dsp")
+                for metric, m in metrics.items():
+                    err = abs(pred[metric] - r[metric]) / r[metric] * 100
+                    assert err <= m["stated_error_pct"], (family, kind, metric, r, err)
+                    checked += 1
+    assert checked > 250
+
+
+def test_refit_gives_the_shipped_model(data, model):
+    for family, kinds in model.data["families"].items():
+        for kind, metrics in kinds.items():
+            for metric, m in metrics.items():
+                refit = am.fit_family(_rows(data, family, kind, metrics), metric, kind)
+                assert refit["coef"] == pytest.approx(m["coef"], rel=1e-6, abs=1e-9)
+                assert refit["heldout"]["max_pct"] <= m["stated_error_pct"]
+
+
+def test_bram_rule_on_ice40(data):
+    rows = [r for r in data["families"]["ice40"] if r.get("bram") is not None]
+    exact = sum(am.bram_blocks(am.config_of_row(r), "ice40") == r["bram"] for r in rows)
+    assert exact / len(rows) > 0.9
+
+
+def test_predictions_take_microseconds(model):
+    cfg = EngineConfig(rows=8, cols=8, guard_bits=0)
+    t0 = time.perf_counter()
+    for _ in range(200):
+        pred = model.predict(cfg, "ice40-up5k")
+    assert (time.perf_counter() - t0) / 200 < 5e-3
+    assert pred["lut"] > 0 and pred["ff"] > 0 and pred["bram"] > 0 and pred["dsp"] == 0
+    assert "fits" in pred and pred["lut_error_pct"] > 0
+    dsp = model.predict(EngineConfig(rows=8, cols=8, pe="mult"), get_target("ice40-up5k"),
+                        dsp=True)
+    assert dsp["dsp"] == 64 and not dsp["fits"]                # 8 DSP blocks on the UP5K
+
+
+def test_uncalibrated_target_is_a_clear_error(model, tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({**model.data, "families": {"ice40": {}}}))
+    other = am.load_area_model(path)
+    with pytest.raises(ValueError, match="no calibration for shift designs on ecp5"):
+        other.predict(EngineConfig(rows=2, cols=2), "ecp5-25k")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        am.load_area_model(tmp_path / "none.json")

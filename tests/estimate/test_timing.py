@@ -1,0 +1,36 @@
+"""nextpnr inputs and outputs: clock constraints, cell names, errors."""
+
+import pytest
+
+from shifthw.estimate.targets import get_target
+from shifthw.estimate.timing import _constraints, cell_component, place_and_route
+
+
+def test_the_clock_constraint_is_the_target_s(tmp_path):
+    (tmp_path / "top.pcf").write_text("set_io led_0__io 11\nset_frequency clk12_0__io 12.0\n")
+    assert _constraints(tmp_path, get_target("ice40-up5k"), 60.0) == ["--pcf", "place.pcf"]
+    assert "set_frequency clk12_0__io 60\n" in (tmp_path / "place.pcf").read_text()
+    (tmp_path / "top.lpf").write_text('FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;\n')
+    assert _constraints(tmp_path, get_target("ecp5-85k"), 200.0) == ["--lpf", "place.lpf"]
+    assert '"clk25_0__io" 200000000.0 HZ;' in (tmp_path / "place.lpf").read_text()
+
+
+@pytest.mark.parametrize("cell, comp", [
+    ("engine.d_SB_DFFESR_Q_20_DFFLC", "control"),
+    ("engine.array.pe_r0_c1.term_SB_LUT4_O", "pe_array"),
+    ("engine.array.sum_l0_c4_5_TRELLIS_FF_Q", "adder_trees"),
+    ("engine.array.acc_3_SB_LUT4_I2", "accumulators"),
+    ("engine.output.t_SB_DFFSR_Q", "output_stage"),
+    ("engine.weights.0.5", "buffers"),
+    ("engine.fifo.w_data_SB_DFFESR_Q", "buffers"),
+    ("seen_SB_DFFSR_Q_D_SB_LUT4_O_LC", "harness"),
+])
+def test_cell_component(cell, comp):
+    assert cell_component(cell) == comp
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match="no place and route"):
+        place_and_route("generic", tmp_path)
+    with pytest.raises(FileNotFoundError, match="flat.json: synthesise first"):
+        place_and_route("ice40-up5k", tmp_path)
