@@ -87,6 +87,8 @@ def _check_model(program: Program, cfg: EngineConfig) -> None:
 
 
 def _designs(cfg: EngineConfig, target, baseline, mult_bits: int) -> dict:
+    if cfg.pe != "shift":                    # a multiplier design on its own
+        return {"mult_lut" if target.is_fpga else "mult": (cfg, False)}
     designs = {"shift": (cfg, False)}
     if baseline == "mult":
         mcfg = mult_config(cfg, mult_bits)

@@ -24,9 +24,18 @@ _COLOURS = dict(zip((*COMPONENTS, "harness"),
                      "#bbbbbb")))
 
 
-def _save(fig: Figure, path: Path) -> str:
+def _save(fig: Figure, path: Path, *, legend: bool = False) -> str:
     FigureCanvasAgg(fig)
-    fig.tight_layout()
+    if legend:
+        # one legend for every panel, right of them
+        handles = {}
+        for ax in fig.axes:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        fig.legend(handles.values(), handles.keys(), loc="center right", fontsize=8)
+        fig.tight_layout(rect=(0, 0, 0.8, 1))
+    else:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path.name
 
@@ -40,7 +49,6 @@ def _stacked(ax, labels, series: dict[str, list[float]], ylabel: str) -> None:
         ax.bar(labels, vals, bottom=bottom, label=comp, color=_COLOURS.get(comp))
         bottom = [b + v for b, v in zip(bottom, vals)]
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.tick_params(axis="x", labelsize=8)
 
 
@@ -51,7 +59,7 @@ def estimate_plots(rep: dict, out: Path) -> list[str]:
     fpga = t["family"] != "generic"
     keys = rep["comparison"]["columns"]
     unit = "lut" if fpga else "nand2_eq"
-    fig = Figure(figsize=(6.4 if fpga else 4.8, 4.0))
+    fig = Figure(figsize=(8.4 if fpga else 5.6, 4.0))
     axes = [fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)] if fpga else \
         [fig.add_subplot(1, 1, 1)]
     for ax, metric in zip(axes, (unit, "ff")):
@@ -62,7 +70,7 @@ def estimate_plots(rep: dict, out: Path) -> list[str]:
     d = rep["design"]
     fig.suptitle(f"{d['rows']}x{d['cols']} engine on {t['name']}: area by component",
                  fontsize=10)
-    files.append(_save(fig, out / "area_breakdown.png"))
+    files.append(_save(fig, out / "area_breakdown.png", legend=True))
     en = rep.get("energy")
     if en:
         labels, cols = [], []
@@ -71,13 +79,13 @@ def estimate_plots(rep: dict, out: Path) -> list[str]:
                 if ent.get(method):
                     labels.append(f"{kind}\n{method.replace('_', '-')}")
                     cols.append(ent[method]["by_component"])
-        fig = Figure(figsize=(6.4, 4.0))
+        fig = Figure(figsize=(7.6, 4.0))
         ax = fig.add_subplot(1, 1, 1)
         _stacked(ax, labels, {c: [col[c] / 1000 for col in cols] for c in COMPONENTS},
                  "nJ per inference")
         ax.set_title(f"{en['model']}: energy per inference (batch {en['batch']})",
                      fontsize=10)
-        files.append(_save(fig, out / "energy_breakdown.png"))
+        files.append(_save(fig, out / "energy_breakdown.png", legend=True))
     return files
 
 

@@ -66,7 +66,7 @@ def _ratio(a, b):
     if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
         return None
     if b == 0:
-        return None if a == 0 else float("inf")
+        return None         # (JSON has no infinity; the values say it)
     return a / b
 
 
@@ -238,7 +238,8 @@ def markdown(rep: dict) -> str:
             tm = rep["designs"][k]["timing"] or {}
             cp = tm.get("critical_path") or {}
             path = (f"{cp.get('start_signal')} ({cp.get('start_component')}) -> "
-                    f"{cp.get('end_signal')} ({cp.get('end_component')}); "
+                    f"{cp.get('end_signal')} ({cp.get('end_component')}), through "
+                    f"{', '.join(cp.get('through', []))}; "
                     + ", ".join(cp.get("source_lines", [])) if cp else (tm.get("error") or "-"))
             rows.append([k, tm.get("fits"), tm.get("fmax_mhz"), tm.get("target_mhz"),
                          tm.get("logic_cells"), path])

@@ -85,8 +85,9 @@ def _critical(report: dict, log: str) -> dict | None:
                 lines.append(m.group(1))
     through = []
     for step in path["path"]:
-        comp = cell_component(step["to"]["cell"])
-        if comp not in through:
+        cell = step["to"]["cell"]
+        comp = None if cell.startswith("$") else cell_component(cell)   # $nextpnr_... cells
+        if comp and comp not in through:
             through.append(comp)
     return {"start": start, "end": end, "start_signal": _signal(start),
             "through": through,
