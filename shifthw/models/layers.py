@@ -157,6 +157,13 @@ class ShiftMixin:
         else:
             self._parameters["weight"].copy_(w)
 
+    def _copy_float(self, layer: nn.Module) -> None:
+        """Take a float layer's weight (rounded per mode) and bias (from_float's common part)."""
+        self.load_float_weight(layer.weight.detach())
+        if layer.bias is not None:
+            with torch.no_grad():
+                self.bias.copy_(layer.bias)
+
     @torch.no_grad()
     def load_sign_and_shift(self, sign: torch.Tensor, shift: torch.Tensor) -> None:
         """Set the weights to exactly ``sign * 2**(e - p)`` (``shift`` is p)."""
@@ -267,10 +274,7 @@ class LinearShift(ShiftMixin, nn.Linear):
         new = cls(layer.in_features, layer.out_features, bias=layer.bias is not None,
                   mode=mode, weight_bits=weight_bits, exponent=exponent,
                   device=w.device, dtype=w.dtype)
-        new.load_float_weight(w)
-        if layer.bias is not None:
-            with torch.no_grad():
-                new.bias.copy_(layer.bias)
+        new._copy_float(layer)
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -317,10 +321,7 @@ padding_mode
                   groups=layer.groups, bias=layer.bias is not None,
                   padding_mode=layer.padding_mode, mode=mode, weight_bits=weight_bits,
                   exponent=exponent, device=w.device, dtype=w.dtype)
-        new.load_float_weight(w)
-        if layer.bias is not None:
-            with torch.no_grad():
-                new.bias.copy_(layer.bias)
+        new._copy_float(layer)
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
