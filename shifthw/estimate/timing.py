@@ -19,32 +19,19 @@ import time
 from pathlib import Path
 
 from .. import toolchain
+from ..rtl_gen.board import set_clock_frequency
 from .hierarchy import scope_component
 from .targets import Target, get_target
 
 __all__ = ["place_and_route", "cell_component"]
 
-_FREQ = {
-    "ice40": (re.compile(r"^(set_frequency\s+\S+\s+)[0-9.eE+-]+", re.M), "{mhz}"),
-    "ecp5": (re.compile(r'^(FREQUENCY\s+PORT\s+"[^"]+"\s+)[0-9.eE+-]+(\s*HZ)', re.M),
-             "{hz}"),
-}
-
 
 def _constraints(work: Path, target: Target, freq_mhz: float) -> list[str]:
     """Pin constraints with the clock at ``freq_mhz``, as nextpnr arguments."""
-    if target.family == "ice40":
-        src, dst, flag = work / "top.pcf", work / "place.pcf", "--pcf"
-    else:
-        src, dst, flag = work / "top.lpf", work / "place.lpf", "--lpf"
-    rx, fmt = _FREQ[target.family]
-    text = src.read_text()
-    value = fmt.format(mhz=f"{freq_mhz:g}", hz=f"{freq_mhz * 1e6:.1f}")
-    if target.family == "ice40":
-        text = rx.sub(lambda m: m.group(1) + value, text)
-    else:
-        text = rx.sub(lambda m: m.group(1) + value + m.group(2), text)
-    dst.write_text(text)
+    ext, flag = ("pcf", "--pcf") if target.family == "ice40" else ("lpf", "--lpf")
+    dst = work / f"place.{ext}"
+    dst.write_text(set_clock_frequency((work / f"top.{ext}").read_text(), target.family,
+                                       freq_mhz))
     return [flag, dst.name]
 
 

@@ -10,7 +10,8 @@ somewhere that synthesis cannot optimise away:
 * every output bit (payload, valid, busy) is XOR-reduced into one register on an LED.
 
 The clock is the board's default clock; the engine's reset is a power-on reset (one cycle,
-from register initial values).  The
+from register initial values).  Placement may ask for another clock frequency than the board
+oscillator's: :func:`set_clock_frequency` rewrites it in the pin constraints.  The
 harness costs one shift register as wide as the widest input stream plus an XOR tree: small
 next to the engine, and it is counted in the figures.
 """
@@ -19,7 +20,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
+import numbers
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +38,7 @@ from .engine import LayerEngine, engine_signature
 from .synth import fpga_resources, read_stat
 
 __all__ = ["BoardInfo", "BOARDS", "BoardTop", "board_platform", "board_plan",
-           "synthesize_board"]
+           "set_clock_frequency", "synthesize_board"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,51 @@ def board_platform(board: str):
     """A fresh amaranth-boards platform object for ``board``."""
     info = _board(board)
     return getattr(importlib.import_module(info.module), info.platform)()
+
+
+#: The clock constraint amaranth writes, by family: ``set_frequency <port> <MHz>`` in the .pcf,
+#: ``FREQUENCY PORT "<port>" <Hz> HZ;`` in the .lpf; and how the new value is written.
+_CLOCK = {
+    "ice40": (re.compile(r"^(set_frequency\s+\S+\s+)[0-9.eE+-]+", re.M), "{mhz:g}"),
+    "ecp5": (re.compile(r'^(FREQUENCY\s+PORT\s+"[^"]+"\s+)[0-9.eE+-]+(?=\s*HZ)', re.M),
+             "{hz:.1f}"),
+}
+
+
+def _check_freq(freq_mhz) -> float:
+    if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, numbers.Real):
+        raise TypeError(f"freq_mhz must be a number of MHz, not {freq_mhz!r}")
+    if not (math.isfinite(freq_mhz) and freq_mhz > 0):
+        raise ValueError(f"freq_mhz must be a positive number of MHz, not {freq_mhz!r}")
+    return float(freq_mhz)
+
+
+def set_clock_frequency(constraints: str, family: str, freq_mhz: float) -> str:
+    """Pin constraints (.pcf or .lpf text) with every clock constraint set to ``freq_mhz``.
+
+    nextpnr places for the frequency in the constraints, which for a board is its
+    oscillator's (12 MHz iCEBreaker, 25 MHz ULX3S), not the speed a user asks for.
+
+    Parameters
+    ----------
+    constraints : str
+        The text of the ``.pcf`` (``family="ice40"``) or ``.lpf`` (``"ecp5"``) file.
+    family : str
+        ``"ice40"`` or ``"ecp5"``.
+    freq_mhz : float
+        The clock target in MHz, positive.
+
+    Returns
+    -------
+    str
+        The same text with the frequencies replaced (other lines untouched).
+    """
+    if family not in _CLOCK:
+        raise ValueError(f"family must be one of {', '.join(_CLOCK)}, not {family!r}")
+    freq_mhz = _check_freq(freq_mhz)
+    rx, fmt = _CLOCK[family]
+    value = fmt.format(mhz=freq_mhz, hz=freq_mhz * 1e6)
+    return rx.sub(lambda m: m.group(1) + value, constraints)
 
 
 class BoardTop(Elaboratable):
@@ -173,18 +222,28 @@ def board_plan(config: EngineConfig, board: str, *, name: str = "top",
 
 
 def synthesize_board(config: EngineConfig, board: str, work_dir: str | os.PathLike, *,
-                     place: bool = False, name: str = "top", synth_opts: str = "",
-                     timeout: float | None = 3600):
+                     place: bool = False, freq_mhz: float | None = None, name: str = "top",
+                     synth_opts: str = "", timeout: float | None = 3600):
     """Synthesise (and optionally place and route) the board top; return its figures.
+
+    Parameters
+    ----------
+    freq_mhz : float, optional
+        Clock target of placement in MHz (default: the board's oscillator).  nextpnr
+        optimises for it, so the Fmax it reports is for the speed asked for; a target
+        it misses is no error (``placed["fmax"]`` has the achieved and the constraint).
 
     Returns
     -------
     dict
         ``board``, ``family``, ``resources`` (lut4, ff, bram, spram, dsp, carry from Yosys),
         ``capacity``, ``fits`` (every resource within capacity), and with ``place`` the
-        nextpnr report (``placed``: its utilisation and Fmax).
+        clock target (``target_mhz``) and the nextpnr report (``placed``: its utilisation
+        and Fmax).
     """
     info = _board(board)
+    if freq_mhz is not None:
+        freq_mhz = _check_freq(freq_mhz)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     plan = board_plan(config, board, name=name, synth_opts=synth_opts)
@@ -196,13 +255,21 @@ def synthesize_board(config: EngineConfig, board: str, work_dir: str | os.PathLi
               "capacity": dict(info.capacity), "fits": all(fits.values()),
               "fits_by_resource": fits}
     if place:
-        constraints = (["--pcf", f"{name}.pcf", "--asc", f"{name}.asc"]
-                       if info.family == "ice40"
-                       else ["--lpf", f"{name}.lpf", "--textcfg", f"{name}.config"])
+        ext, flag, out = (("pcf", "--pcf", ["--asc", f"{name}.asc"]) if info.family == "ice40"
+                          else ("lpf", "--lpf", ["--textcfg", f"{name}.config"]))
+        pins, clock = f"{name}.{ext}", []
+        if freq_mhz is None:
+            freq_mhz = board_platform(board).default_clk_frequency / 1e6
+        else:
+            pins = f"{name}.place.{ext}"
+            (work / pins).write_text(set_clock_frequency(
+                (work / f"{name}.{ext}").read_text(), info.family, freq_mhz))
+            clock = ["--freq", f"{freq_mhz:g}", "--timing-allow-fail"]
+        result["target_mhz"] = freq_mhz
         report = f"{name}.report.json"
         try:
             toolchain.run_nextpnr(info.family, [*info.nextpnr, "--json", f"{name}.json",
-                                                *constraints, "--report", report,
+                                                flag, pins, *out, *clock, "--report", report,
                                                 "--log", f"{name}.tim"],
                                   cwd=work, timeout=timeout)
             result["placed"] = json.loads((work / report).read_text())

@@ -1,8 +1,10 @@
 """Board tops: every board's build plan, and a small design through Yosys and nextpnr."""
 
+import re
+
 import pytest
 
-from shifthw.rtl_gen.board import BOARDS, board_plan, synthesize_board
+from shifthw.rtl_gen.board import BOARDS, board_plan, set_clock_frequency, synthesize_board
 from shifthw.rtl_gen.config import EngineConfig
 from shifthw.rtl_gen.generate import generate
 
@@ -32,11 +34,56 @@ def test_unknown_board():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-12f"])
-def test_synthesise_and_place(board, tmp_path):
-    result = synthesize_board(TINY, board, tmp_path / board, place=True)
+@pytest.mark.parametrize("board, freq, target", [
+    ("icebreaker", None, 12.0),
+    ("icebreaker", 500, 500.0),          # missed: still placed, with its Fmax
+    ("ulx3s-12f", 40, 40.0),
+])
+def test_synthesise_and_place(board, freq, target, tmp_path):
+    result = synthesize_board(TINY, board, tmp_path / board, place=True, freq_mhz=freq)
+    assert result["target_mhz"] == target
     res = result["resources"]
     assert res["lut4"] > 100 and res["ff"] > 50          # the engine was not optimised away
     assert result["fits"]
     assert "error" not in result["placed"], result["placed"]
-    assert result["placed"]["fmax"]
+    (clock,) = result["placed"]["fmax"].values()
+    assert clock["achieved"] > 0 and clock["constraint"] == pytest.approx(target, rel=1e-4)
+
+
+def test_clock_constraint_rewrite():
+    pcf = "set_io clk12_0__io 35\nset_frequency clk12_0__io 12.0\n# set_frequency x 1\n"
+    assert set_clock_frequency(pcf, "ice40", 48.5) == \
+        "set_io clk12_0__io 35\nset_frequency clk12_0__io 48.5\n# set_frequency x 1\n"
+    lpf = ('LOCATE COMP "clk25_0__io" SITE "G2";\n'
+           'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;\n')
+    assert set_clock_frequency(lpf, "ecp5", 120) == \
+        'LOCATE COMP "clk25_0__io" SITE "G2";\nFREQUENCY PORT "clk25_0__io" 120000000.0 HZ;\n'
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_every_board_s_clock_is_rewritten(board):
+    family = BOARDS[board].family
+    ext = "pcf" if family == "ice40" else "lpf"
+    text = board_plan(TINY, board).files[f"top.{ext}"]
+    clock = (r"^set_frequency \S+ {}$" if family == "ice40"
+             else r'^FREQUENCY PORT "\S+" {} HZ;$')
+    assert re.search(clock.format(r"(12|25)\.0|25000000\.0"), text, re.M)
+    new = set_clock_frequency(text, family, 77.0)
+    assert re.search(clock.format("77" if family == "ice40" else r"77000000\.0"), new, re.M)
+    assert len(new.splitlines()) == len(text.splitlines())
+
+
+@pytest.mark.parametrize("freq, exc", [(0, ValueError), (-5.0, ValueError),
+                                       (float("nan"), ValueError), (float("inf"), ValueError),
+                                       ("100", TypeError), (True, TypeError)])
+def test_bad_freq_mhz(freq, exc, tmp_path):
+    with pytest.raises(exc, match=f"freq_mhz must be a .*, not {re.escape(repr(freq))}"):
+        set_clock_frequency("set_frequency clk 12.0\n", "ice40", freq)
+    with pytest.raises(exc, match="freq_mhz must be"):
+        synthesize_board(TINY, "icebreaker", tmp_path, place=True, freq_mhz=freq)
+    assert not any(tmp_path.iterdir())        # refused before any synthesis
+
+
+def test_unknown_family():
+    with pytest.raises(ValueError, match="family must be one of ice40, ecp5, not 'xilinx'"):
+        set_clock_frequency("", "xilinx", 100.0)
