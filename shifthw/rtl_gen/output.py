@@ -1,15 +1,32 @@
-"""The output stage: the contract's requantisation of C accumulators.
-
-With ``out_lanes = C`` (default) all lanes are requantised at once into the output register
-(one word per cycle).  With fewer ``out_lanes`` the word is copied into a holding register
-and its lanes are requantised ``out_lanes`` per cycle, ``ceil(C / out_lanes)`` cycles per word:
-less logic, full rate while the array needs at least that many cycles per column-tile.
+"""The output stage: the contract's requantisation of C accumulators, in three register stages.
 
 Per lane, exactly :func:`shifthw.numerics.requantize`: an arithmetic shift right by
 ``out_shift`` (floor, or round half up: add ``2**(s-1)`` first), or a saturating shift left
 when ``out_shift`` is negative, then ReLU, then saturation to A bits.  ``out_shift`` is taken
 in the descriptor's range ``-(A+1)..acc_bits``; any other shift gives the same results as
 its clamp into that range (the host clamps; see ``docs/hardware.md``).
+
+One funnel shifter serves both directions; it and the rest of the requantiser are split over
+three register stages, so that no path has more than a few LUT levels:
+
+1. the upper half of the funnel shifter's levels, and the saturation test in groups
+   (the per-group ORs are registered, not the accumulator);
+2. the lower half of the funnel's levels, giving the A-bit floor of the result and the
+   rounding bit, and the end of the saturation test;
+3. round half up (an A-bit increment), saturation and ReLU, into the output register.
+
+All stages advance together whenever the output register is free (empty, or taken this
+cycle), so a stall on ``o`` holds every word where it is.  The layer settings are
+registered too (the shift amount, the saturation mask, ``relu``, ``round_half_up``), so
+they must be steady from one cycle before a word is accepted until it leaves on ``o``;
+the engine changes them only while idle, with the stage empty (``busy`` low).
+
+With ``out_lanes = C`` (default) all lanes are requantised at once, one word per cycle, and
+a word accepted on ``i`` is valid on ``o`` :attr:`~OutputStage.latency` = 3 cycles later.
+With fewer ``out_lanes`` the word is copied into a holding register, which shifts its lanes
+down ``out_lanes`` per cycle into the requantisers: ``ceil(C / out_lanes)`` cycles per word
+and a latency of ``3 + ceil(C / out_lanes)``; less logic, full rate while the array needs
+at least that many cycles per column-tile.
 """
 
 from __future__ import annotations
@@ -24,18 +41,21 @@ from .layouts import acc_word_layout, out_word_layout
 __all__ = ["OutputStage", "saturate", "window_shift"]
 
 
-def window_shift(m: Module, value, amount, width: int, name: str = "window"):
-    """Bits ``amount .. amount + width - 1`` of a signed ``value`` (sign-extended above).
+def window_shift(m: Module, value, amount, width: int, name: str = "window", *,
+                 unit: int = 1):
+    """Bits ``amount * unit`` up (``width`` of them) of a signed ``value``, sign-extended.
 
-    A logarithmic shifter built from the largest step down: after the step of ``2**k`` only
-    ``width + 2**k - 1`` bits can still matter, so each stage is narrower than the last
-    (about ``n * width + 2**n`` multiplexers for an n-bit amount, not ``n * len(value)``).
-    Every stage is a named signal (added to ``m``), which also keeps simulation fast.
+    A logarithmic shifter built from the largest step down: after the step of
+    ``unit * 2**k`` only ``width + unit * (2**k - 1)`` bits can still matter, so each stage
+    is narrower than the last (about ``n * width + 2**n`` multiplexers for an n-bit amount,
+    not ``n * len(value)``).  A ``unit`` above 1 applies the upper bits of a longer amount,
+    so that a shifter can be split over register stages.  Every stage is a named signal
+    (added to ``m``), which also keeps simulation fast.
     """
     cur = value.as_signed()
     for k in reversed(range(len(amount))):
-        step = 1 << k
-        need = width + step - 1
+        step = unit << k
+        need = width + step - unit
         short = step + need - len(cur)
         src = Cat(cur, cur[-1].replicate(short)) if short > 0 else cur
         stage = Signal(signed(need), name=f"{name}_s{k}")
@@ -52,6 +72,10 @@ def saturate(value, bits: int):
     return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
 
+# Saturation-test terms ORed in stage 1 per group (registered), the groups ORed in stage 2.
+_OVER_GROUP = 4
+
+
 class OutputStage(wiring.Component):
     """Requantise a stream of accumulator words into a stream of A-bit output words.
 
@@ -65,9 +89,10 @@ class OutputStage(wiring.Component):
     i : In(stream.Signature(acc_word_layout))
     o : Out(stream.Signature(out_word_layout))
     out_shift : In(signed), relu : In(1), round_half_up : In(1)
-        The layer's output-stage settings; hold them steady while words are in flight.
+        The layer's output-stage settings (registered inside): hold them steady from one
+        cycle before a word is accepted on ``i`` until it has left on ``o``.
     busy : Out(1)
-        A word is in the stage (holding or output register).
+        A word is in the stage (holding, pipeline or output register).
     """
 
     def __init__(self, *, config: EngineConfig | None = None, **params):
@@ -87,82 +112,138 @@ class OutputStage(wiring.Component):
     def config(self) -> EngineConfig:
         return self._cfg
 
+    @property
+    def latency(self) -> int:
+        """Cycles from a word accepted on ``i`` to it being valid on ``o``, without stalls."""
+        chunks = self._cfg.out_beats
+        return 3 if chunks == 1 else 3 + chunks
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
         a, w = cfg.act_bits, cfg.acc_bits
         lo_out, hi_out = -(1 << (a - 1)), (1 << (a - 1)) - 1
-        # One funnel shifter for both directions.  The accumulator is placed A+1 bits up,
-        # with one more zero below for the rounding bit: wide = acc * 2**(A+2), and with
-        # t = out_shift + A + 1 in 0..acc_bits+A+1, (wide >> t) holds the floor of the result
-        # in bits 1..A and the bit just below it (acc's bit out_shift-1, the round half up
-        # increment) in bit 0.  For left shifts that bit is one of the zeros, as it must be.
-        t = Signal(range(w + a + 2))
-        m.d.comb += t.eq(self.out_shift + (a + 1))
-        # The result fits A bits iff every bit of acc * 2**(A+1) from position t + A - 1 up
-        # equals the sign: this mask depends on the layer only, so all lanes share it.
-        span = w + a + 1
-        mask = Signal(span)
-        m.d.comb += mask.eq(Cat(t <= p - a + 1 for p in range(span)))
+        q, chunks = cfg.out_lanes, cfg.out_beats
 
-        def requantize(acc, name):
+        # -- layer settings, registered every cycle --------------------------------------
+        # The funnel shifter: the accumulator is placed A+1 bits up, with one more zero
+        # below for the rounding bit: wide = acc * 2**(A+2), and with t = out_shift + A + 1
+        # in 0..acc_bits+A+1, (wide >> t) holds the floor of the result in bits 1..A and
+        # the bit just below it (acc's bit out_shift-1, the round half up increment) in
+        # bit 0.  For left shifts that bit is one of the zeros, as it must be.
+        t = Signal(range(w + a + 2), reset_less=True)
+        # The result fits A bits iff every bit of acc * 2**(A+1) from position
+        # out_shift + 2A up equals the sign.  hot[j + 1]: acc's bit j is tested; hot[0]:
+        # the zeros below acc are (then a negative acc overflows).  Layer-only, so all
+        # lanes share it.
+        hot = Signal(w, reset_less=True)
+        relu, round_up = Signal(reset_less=True), Signal(reset_less=True)
+        m.d.sync += [
+            t.eq(self.out_shift + (a + 1)),
+            hot.eq(Cat(self.out_shift <= k - a for k in range(w))),
+            relu.eq(self.relu),
+            round_up.eq(self.round_half_up),
+        ]
+        lo_bits = len(t) // 2                  # funnel levels in stage 2, the rest in stage 1
+        n_groups = -(-w // _OVER_GROUP)
+
+        # -- the pipeline: all stages move on one enable -------------------------------------
+        adv = Signal()
+        m.d.comb += adv.eq(~self.o.valid | self.o.ready)
+        v1, v2 = Signal(), Signal()
+
+        def stage1(acc, name):
+            """Upper funnel levels and per-group saturation tests, into registers."""
             sign = acc[-1]
-            scaled = Cat(Const(0, a + 1), acc)                       # acc * 2**(A+1)
-            wide = Cat(Const(0, 1), scaled).as_signed()               # one more bit below
-            window = Signal(signed(a + 1), name=f"window_{name}")
-            m.d.comb += window.eq(window_shift(m, wide, t, a + 1, name=f"funnel_{name}"))
-            floor_q = window[1:].as_signed()
-            up = window[0] & self.round_half_up
-            over = ((scaled ^ sign.replicate(span)) & mask).any()
-            y = Mux(over, Mux(sign, lo_out, hi_out),
-                    Mux(up & (floor_q == hi_out), hi_out, floor_q + up))
+            wide = Cat(Const(0, a + 2), acc).as_signed()
+            part = Signal(signed(a + (1 << lo_bits)), name=f"part_{name}", reset_less=True)
+            groups = Signal(n_groups, name=f"over_groups_{name}", reset_less=True)
+            sign1 = Signal(name=f"sign1_{name}", reset_less=True)
+            shifted = window_shift(m, wide, t[lo_bits:], len(part), name=f"funnel_{name}",
+                                   unit=1 << lo_bits)
+            bits = (Cat(Const(0, 1), acc[:-1]) ^ sign.replicate(w)) & hot
+            g = _OVER_GROUP
+            with m.If(adv):
+                m.d.sync += [
+                    part.eq(shifted),
+                    groups.eq(Cat(bits[k:k + g].any() for k in range(0, w, g))),
+                    sign1.eq(sign),
+                ]
+            return part, groups, sign1
+
+        def stage2(part, groups, sign1, name):
+            """Lower funnel levels: the floor, the rounding bit, saturation and sign."""
+            floor_q = Signal(signed(a), name=f"floor_{name}", reset_less=True)
+            up, over, sign2 = (Signal(name=f"{n}_{name}", reset_less=True)
+                               for n in ("up", "over", "sign2"))
+            window = window_shift(m, part, t[:lo_bits], a + 1, name=f"funnel_lo_{name}")
+            with m.If(adv):
+                m.d.sync += [
+                    floor_q.eq(window[1:]),
+                    up.eq(window[0] & round_up),
+                    over.eq(groups.any()),
+                    sign2.eq(sign1),
+                ]
+            return floor_q, up, over, sign2
+
+        def stage3(floor_q, up, over, sign, name):
+            """Round half up, saturate, ReLU: the lane's value for the output register."""
+            sat_hi = Mux(over, ~sign, up & (floor_q == hi_out))
+            sat_lo = over & sign
+            # ReLU zeroes a negative result; floor -1 rounded up gives 0 either way.
+            zero = relu & Mux(over, sign, floor_q[-1])
             lane = Signal(signed(a), name=f"out_{name}")
-            m.d.comb += lane.eq(Mux(self.relu & (y < 0), 0, y))
+            m.d.comb += lane.eq(Mux(zero, 0, Mux(sat_hi, hi_out, Mux(sat_lo, lo_out,
+                                                                        floor_q + up))))
             return lane
 
-        free = ~self.o.valid | self.o.ready
-        with m.If(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        q, chunks = cfg.out_lanes, cfg.out_beats
+        def requantize(acc, name):
+            return stage3(*stage2(*stage1(acc, name), name), name)
+
+        with m.If(adv):
+            m.d.sync += v2.eq(v1)
+
         if chunks == 1:
-            # All C lanes at once: the input word goes straight through the requantisers.
-            m.d.comb += [self.i.ready.eq(free), self.busy.eq(self.o.valid)]
-            with m.If(free):
-                m.d.sync += self.o.valid.eq(self.i.valid)
+            # All C lanes at once, straight from the input stream.
+            m.d.comb += [self.i.ready.eq(adv),
+                         self.busy.eq(v1 | v2 | self.o.valid)]
+            with m.If(adv):
+                m.d.sync += [v1.eq(self.i.valid), self.o.valid.eq(v2)]
                 for c in range(cfg.cols):
                     m.d.sync += self.o.payload[c].eq(requantize(self.i.payload[c], str(c)))
             return m
 
         # out_lanes requantisers, used ceil(C / out_lanes) times per word: the word is taken
-        # into a holding register at once (so the array can go on), and its lanes are
-        # requantised a chunk per cycle into the output register.
-        hold = Signal(acc_word_layout(cfg), reset_less=True)
+        # into a holding register at once (so the array can go on), which moves its lanes
+        # down out_lanes per cycle, the next chunk into lanes 0..out_lanes-1.
+        hold = [Signal(signed(w), name=f"hold_{c}", reset_less=True) for c in range(cfg.cols)]
         h_valid = Signal()
         chunk = Signal(range(max(chunks, 2)))
         last = chunk == chunks - 1
-        working = h_valid & free
+        k1 = Signal.like(chunk, name="chunk1", reset_less=True)   # chunk in stage 1, 2
+        k2 = Signal.like(chunk, name="chunk2", reset_less=True)
         m.d.comb += [
-            self.i.ready.eq(~h_valid | (working & last)),
-            self.busy.eq(self.o.valid | h_valid),
+            self.i.ready.eq(~h_valid | (adv & last)),
+            self.busy.eq(h_valid | v1 | v2 | self.o.valid),
         ]
-        picked = [Signal(signed(w), name=f"pick_{lane}") for lane in range(q)]
-        with m.Switch(chunk):
-            for k in range(chunks):
-                with m.Case(k):
-                    for lane in range(q):
-                        if k * q + lane < cfg.cols:
-                            m.d.comb += picked[lane].eq(hold[k * q + lane])
-        lanes = [requantize(picked[lane], str(lane)) for lane in range(q)]
-        with m.If(working):
+        with m.If(adv & h_valid):
             m.d.sync += chunk.eq(chunk + 1)
-            with m.Switch(chunk):
-                for k in range(chunks):
-                    with m.Case(k):
-                        for lane in range(q):
-                            if k * q + lane < cfg.cols:
-                                m.d.sync += self.o.payload[k * q + lane].eq(lanes[lane])
+            m.d.sync += [hold[c].eq(hold[c + q]) for c in range(cfg.cols - q)]
             with m.If(last):
-                m.d.sync += [chunk.eq(0), h_valid.eq(0), self.o.valid.eq(1)]
+                m.d.sync += [chunk.eq(0), h_valid.eq(0)]
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [hold.eq(self.i.payload), h_valid.eq(1)]
+            m.d.sync += [hold[c].eq(self.i.payload[c]) for c in range(cfg.cols)]
+            m.d.sync += h_valid.eq(1)
+
+        lanes = [requantize(hold[lane], str(lane)) for lane in range(q)]
+        with m.If(adv):
+            m.d.sync += [v1.eq(h_valid), k1.eq(chunk), k2.eq(k1),
+                         self.o.valid.eq(v2 & (k2 == chunks - 1))]
+            with m.If(v2):
+                with m.Switch(k2):
+                    for k in range(chunks):
+                        with m.Case(k):
+                            for lane in range(q):
+                                if k * q + lane < cfg.cols:
+                                    m.d.sync += self.o.payload[k * q + lane].eq(lanes[lane])
         return m

@@ -27,6 +27,7 @@ def _check(cfg, settings, accs, stall=0.0, seed=0):
             ctx.set(dut.out_shift, s)
             ctx.set(dut.relu, relu)
             ctx.set(dut.round_half_up, rnd)
+            await ctx.tick()             # the settings are registered inside the stage
             got = []
             # One word in, one word out (the stage may hold more), stalls on both sides.
             for w in words:
@@ -84,3 +85,78 @@ def test_clamped_shift_is_equivalent(shift, rng):
             got = nx.requantize(acc, clamp_out_shift(cfg, shift), 8, relu=relu,
                                 round_half_up=rnd)
             assert np.array_equal(want, got)
+
+
+@pytest.mark.parametrize("out_lanes", [4, 3, 2, 1])
+def test_latency_rate_and_busy(out_lanes):
+    """Accepted to valid in ``latency`` cycles; one word per ``out_beats`` cycles; busy."""
+    cfg = EngineConfig(rows=2, cols=4, act_bits=4, weight_bits=3, guard_bits=1, k_depth=2,
+                       weight_depth=4, out_lanes=out_lanes)
+    dut = OutputStage(config=cfg)
+    n_words = 5
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.out_shift, 1)
+        ctx.set(dut.o.ready, 1)
+        await ctx.tick()
+        ctx.set(dut.i.payload, [3, -3, 5, 0])
+        ctx.set(dut.i.valid, 1)
+        accepted, valid_at, cycle = [], [], 0
+        while len(valid_at) < n_words:
+            if len(accepted) > len(valid_at):
+                assert ctx.get(dut.busy), f"busy low at cycle {cycle} with words inside"
+            if ctx.get(dut.o.valid):
+                valid_at.append(cycle)
+            if ctx.get(dut.i.valid) and ctx.get(dut.i.ready):
+                accepted.append(cycle)
+            await ctx.tick()
+            cycle += 1
+            if len(accepted) == n_words:
+                ctx.set(dut.i.valid, 0)
+        assert not ctx.get(dut.busy)
+        seen.update(accepted=accepted, valid_at=valid_at)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    beats = cfg.out_beats
+    assert dut.latency == (3 if beats == 1 else 3 + beats)
+    assert seen["accepted"] == [k * beats for k in range(n_words)]
+    assert seen["valid_at"] == [k * beats + dut.latency for k in range(n_words)]
+
+
+@pytest.mark.parametrize("out_lanes", [4, 3, 1])
+def test_stream_with_stalls(out_lanes, rng):
+    """Many words in flight at once, random stalls on both sides: none lost or repeated."""
+    cfg = EngineConfig(rows=2, cols=4, act_bits=4, weight_bits=3, guard_bits=1, k_depth=2,
+                       weight_depth=4, out_lanes=out_lanes)
+    dut = OutputStage(config=cfg)
+    w = cfg.acc_bits
+    accs = [int(v) for v in rng.integers(-(1 << (w - 1)), 1 << (w - 1), size=4 * 60)]
+    words = [accs[i:i + 4] for i in range(0, len(accs), 4)]
+    shift, relu, rnd = 2, 1, 1
+    got = []
+
+    async def put(ctx):
+        ctx.set(dut.out_shift, shift)
+        ctx.set(dut.relu, relu)
+        ctx.set(dut.round_half_up, rnd)
+        await ctx.tick()
+        await stream_put(ctx, dut.i, [pack(acc_word_layout(cfg), v) for v in words],
+                         rng=random.Random(1), stall=0.3)
+
+    async def get(ctx):
+        await ctx.tick()
+        got.extend(await stream_get(ctx, dut.o, len(words), rng=random.Random(2),
+                                    stall=0.5))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(put)
+    sim.add_testbench(get)
+    sim.run()
+    want = nx.requantize(np.array(accs), shift, cfg.act_bits, relu=True, round_half_up=True)
+    have = [v for word in got for v in unpack(out_word_layout(cfg), word)]
+    assert list(want) == have
