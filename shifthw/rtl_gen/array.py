@@ -6,10 +6,12 @@ tree and added to accumulator c.  With shift PEs the trees also absorb the PEs' 
 carries: each two-input adder takes one pending carry as its carry-in, and the one carry left
 over (R carries, R - 1 adders) goes into the accumulator's adder.
 
-Pipelining: ``pipeline_stages`` registers are placed between the PEs and the accumulator at
-evenly spaced tree levels (level 0 is the PE outputs).  All registers advance together on one
-enable, so backpressure on ``o`` (or a missing bias) stalls the whole array, and nothing is
-ever lost or duplicated.
+Pipelining: with ``input_register`` (the default) every beat is registered before the PEs,
+so the buffers' read data meets no logic in the cycle it leaves the block RAM; then
+``pipeline_stages`` registers are placed between the PEs and the accumulator at evenly spaced
+tree levels (level 0 is the PE outputs).  All registers advance together on one enable, so
+backpressure on ``o`` (or a missing bias) stalls the whole array, and nothing is ever lost
+or duplicated.
 
 Accumulation follows the contract with the saturation order of
 ``golden.shift_matmul(..., chunk=R)``: a beat flagged ``first`` loads
@@ -41,7 +43,7 @@ class PEArray(wiring.Component):
     ----------
     config : EngineConfig
         (or the same parameters as keywords): rows, cols, act_bits, weight_bits, guard_bits,
-        pe, acc_bits, pipeline_stages are used.
+        pe, acc_bits, input_register, pipeline_stages are used.
 
     Members
     -------
@@ -77,13 +79,26 @@ class PEArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a beat accepted on ``i`` to its accumulator update."""
-        return self._cfg.pipeline_stages + 1
+        return self._cfg.array_latency
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
         en = Signal()
         regs = set(self.register_levels)
+
+        valid, beat = self.i.valid, self.i.payload
+        valids = []
+        if cfg.input_register:
+            # The buffers' read data goes straight into flip-flops: a block RAM's clock-to-out
+            # is the slowest start of a path there is (5.8 ns on ECP5), so no logic follows it.
+            in_valid = Signal(name="in_valid")
+            in_beat = Signal(array_in_layout(cfg), name="in_beat", reset_less=True)
+            with m.If(en):
+                m.d.sync += [in_valid.eq(valid), in_beat.eq(beat)]
+            valids.append(in_valid)
+            valid, beat = in_valid, in_beat
+        first, last = beat.first, beat.last
 
         # Per column: the values still to be summed and the carries still to be added.
         columns = []
@@ -92,13 +107,11 @@ class PEArray(wiring.Component):
             for r in range(cfg.rows):
                 pe = make_pe(cfg)
                 m.submodules[f"pe_r{r}_c{c}"] = pe
-                m.d.comb += [pe.x.eq(self.i.payload.act[r]), pe.w.eq(self.i.payload.w[c][r])]
+                m.d.comb += [pe.x.eq(beat.act[r]), pe.w.eq(beat.w[c][r])]
                 vals.append(pe.term)
                 if cfg.pe == "shift":
                     cars.append(pe.carry)
             columns.append((vals, cars))
-        valid, first, last = self.i.valid, self.i.payload.first, self.i.payload.last
-        valids = []
 
         def register(level):
             nonlocal valid, first, last, columns

@@ -54,6 +54,9 @@ class EngineConfig:
         Accumulator width.  Default: ``acc_bits_for(A, G, max_k)`` for shift, and
         ``A + b + ceil(log2 max_k) + 2`` for mult; a narrower one saturates after every
         row-tile of R terms (``golden.shift_matmul(..., chunk=R)``).
+    input_register : bool
+        Register every beat at the PE array's input (default True), so that no logic follows
+        a block RAM read in the same cycle; one more cycle of latency.
     pipeline_stages : int or None
         Register stages in the PE array between the PEs and the accumulator
         (0..ceil(log2 R) + 1); default ``min(2, ceil(log2 R) + 1)``.
@@ -89,6 +92,7 @@ class EngineConfig:
     guard_bits: int | None = None
     pe: str = "shift"
     acc_bits: int | None = None
+    input_register: bool = True
     pipeline_stages: int | None = None
     k_depth: int = 64
     weight_depth: int = 256
@@ -132,6 +136,8 @@ class EngineConfig:
             # Amaranth's SyncFIFOBuffered of depth 2 has zero-width pointers (bad Verilog).
             raise ValueError("out_depth must be 0, 1 or at least 3, not 2")
         _int("count_bits", self.count_bits, 1, 32)
+        if not isinstance(self.input_register, bool):
+            raise TypeError(f"input_register must be a bool, not {self.input_register!r}")
         if self.pipeline_stages is None:
             self._set("pipeline_stages", min(2, self.tree_levels + 1))
         _int("pipeline_stages", self.pipeline_stages, 0, self.tree_levels + 1)
@@ -158,6 +164,11 @@ class EngineConfig:
         """Adder-tree levels followed by a pipeline register (0: the PE outputs)."""
         n, s = self.tree_levels + 1, self.pipeline_stages
         return [k * n // s for k in range(s)]
+
+    @property
+    def array_latency(self) -> int:
+        """Cycles from a beat accepted by the PE array to its accumulator update."""
+        return int(self.input_register) + self.pipeline_stages + 1
 
     @property
     def max_k_tiles(self) -> int:

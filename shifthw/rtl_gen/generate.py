@@ -99,7 +99,7 @@ def build_manifest(cfg: EngineConfig, engine: LayerEngine, *, name: str,
             "term_bits": cfg.term_bits,
             "tree_levels": cfg.tree_levels,
             "register_levels": cfg.register_levels,
-            "array_latency": cfg.pipeline_stages + 1,
+            "array_latency": cfg.array_latency,
             "bias_bits": cfg.bias_bits,
             "bias_beats": cfg.bias_beats,
             "out_beats": cfg.out_beats,
@@ -243,6 +243,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
                    help="accumulator bits (default: the contract's formula for max K)")
     p.add_argument("--pipeline-stages", type=int, default=None,
                    help="array register stages (default min(2, ceil(log2 R) + 1))")
+    p.add_argument("--no-input-register", dest="input_register", action="store_false",
+                   help="feed the PEs straight from the buffers (one cycle less latency, "
+                        "lower Fmax)")
     p.add_argument("--k-depth", type=int, default=64,
                    help="activation buffer words per bank: max ceil(K / R)")
     p.add_argument("--weight-depth", type=int, default=256, help="weight buffer entries")
@@ -272,6 +275,7 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(rows=args.rows, cols=args.cols, act_bits=args.act_bits,
                         weight_bits=args.weight_bits, guard_bits=guard, pe=args.pe,
                         acc_bits=args.acc_bits, pipeline_stages=args.pipeline_stages,
+                        input_register=getattr(args, "input_register", True),
                         k_depth=args.k_depth, weight_depth=args.weight_depth,
                         bias_depth=args.bias_depth, bias_lanes=args.bias_lanes,
                         out_lanes=args.out_lanes, param_word_bits=args.param_word_bits,

@@ -66,16 +66,20 @@ def _run(cfg, rng, groups, *, kind="random", stall=0.3, seed=0):
 
 
 @pytest.mark.parametrize("stages", [0, 1])
-def test_one_by_one(stages, rng):
+@pytest.mark.parametrize("input_register", [True, False])
+def test_one_by_one(stages, input_register, rng):
     cfg = EngineConfig(rows=1, cols=1, guard_bits=0, pipeline_stages=stages, k_depth=4,
-                       weight_depth=4)
+                       weight_depth=4, input_register=input_register)
     got, want = _run(cfg, rng, 12)
     assert got == want
 
 
 @pytest.mark.parametrize("stages", [0, 1, 2, 3])
-def test_every_pipeline_depth(stages, rng):
-    cfg = EngineConfig(rows=3, cols=2, pipeline_stages=stages, k_depth=4, weight_depth=8)
+@pytest.mark.parametrize("input_register", [True, False])
+def test_every_pipeline_depth(stages, input_register, rng):
+    cfg = EngineConfig(rows=3, cols=2, pipeline_stages=stages, k_depth=4, weight_depth=8,
+                       input_register=input_register)
+    assert cfg.array_latency == stages + 1 + input_register
     got, want = _run(cfg, rng, 10)
     assert got == want
 

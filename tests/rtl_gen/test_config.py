@@ -38,6 +38,7 @@ def test_narrow_accumulator_saturates():
     (dict(pe="mult", guard_bits=3), ValueError, "guard_bits"),
     (dict(pipeline_stages=5), ValueError, "pipeline_stages"),
     (dict(pipeline_stages=-1), ValueError, "pipeline_stages"),
+    (dict(input_register=1), TypeError, "input_register"),
     (dict(k_depth=0), ValueError, "k_depth"),
     (dict(weight_depth=0), ValueError, "weight_depth"),
     (dict(bias_depth=0), ValueError, "bias_depth"),
