@@ -131,9 +131,16 @@ class LayerEngine(wiring.Component):
 
         # -- descriptor ------------------------------------------------------------------
         d = Signal(descriptor_layout(cfg))
-        # The last row- and column-tile indices, registered once per descriptor.
+        # The last row- and column-tile indices, registered once per descriptor, with the
+        # ones before them and whether there is one tile only: the loader and the issuer keep
+        # "this is the last word / tile / vector" in flags computed a step ahead, so no
+        # counter comparison sits between a handshake and the state it changes.
         kt_last = Signal.like(d.k_tiles, name="kt_last")
         nt_last = Signal.like(d.n_tiles, name="nt_last")
+        kt_prev = Signal.like(d.k_tiles, name="kt_prev")
+        nt_prev = Signal.like(d.n_tiles, name="nt_prev")
+        kt_one = Signal(name="kt_one")
+        nt_one = Signal(name="nt_one")
 
         # load counters
         beat = _counter(max(wpe, wpb), "beat")
@@ -146,12 +153,19 @@ class LayerEngine(wiring.Component):
         ld_bank = Signal()
         ld_word = _counter(bank, "ld_word")
         ld_left = Signal(cfg.count_bits)     # vectors still to load
+        ld_last = Signal()                   # ld_word == kt_last
+        ld_more = Signal()                   # ld_left != 0
         # issuer (buffers into the array)
         is_bank = Signal()
         is_row = _counter(bank, "is_row")
         is_col = _counter(cfg.max_n_tiles, "is_col")
         is_addr = _counter(cfg.weight_depth, "is_addr")
         is_left = Signal(cfg.count_bits)     # vectors still to issue
+        is_row_first = Signal()              # is_row == 0
+        is_row_last = Signal()               # is_row == kt_last
+        is_col_last = Signal()               # is_col == nt_last
+        is_left_one = Signal()               # is_left == 1
+        issue_done = Signal()                # the last beat was issued in the cycle before
         s1_valid = Signal()
         s1_first = Signal(reset_less=True)
         s1_last = Signal(reset_less=True)
@@ -162,12 +176,21 @@ class LayerEngine(wiring.Component):
         last_issue = Signal()
         m.d.sync += full.eq((full | set_full) & ~clr_full)
 
-        # Buffer writes: data and address always driven, only the enables depend on the state.
+        # Buffer writes, one cycle after the params word is taken: the word, its row and the
+        # write enables wait in registers, so the enables reach the block RAMs (spread over
+        # the device) straight from flip-flops.  The last write lands in the first cycle
+        # after the load states, before any read of the buffers can use it.
+        wr_data = Signal(word, name="wr_data", reset_less=True)
+        wr_addr = Signal.like(l_addr, name="wr_addr", reset_less=True)
+        w_we, b_we = Signal(wpe, name="w_we"), Signal(wpb, name="b_we")
+        m.d.sync += [w_we.eq(0), b_we.eq(0)]
+        with m.If(self.params.valid & self.params.ready):
+            m.d.sync += [wr_data.eq(self.params.payload), wr_addr.eq(l_addr)]
         m.d.comb += [
-            b_wr.addr.eq(l_addr[:len(b_wr.addr)]),
-            b_wr.data.eq(self.params.payload.replicate(wpb)),
-            w_wr.addr.eq(l_addr[:len(w_wr.addr)]),
-            w_wr.data.eq(self.params.payload.replicate(wpe)),
+            b_wr.addr.eq(wr_addr[:len(b_wr.addr)]), b_wr.data.eq(wr_data.replicate(wpb)),
+            b_wr.en.eq(b_we),
+            w_wr.addr.eq(wr_addr[:len(w_wr.addr)]), w_wr.data.eq(wr_data.replicate(wpe)),
+            w_wr.en.eq(w_we),
         ]
 
         with m.FSM(name="ctrl"):
@@ -178,8 +201,18 @@ class LayerEngine(wiring.Component):
                         d.eq(self.desc.payload),
                         kt_last.eq(self.desc.payload.k_tiles - 1),
                         nt_last.eq(self.desc.payload.n_tiles - 1),
+                        kt_prev.eq(self.desc.payload.k_tiles - 2),
+                        nt_prev.eq(self.desc.payload.n_tiles - 2),
+                        kt_one.eq(self.desc.payload.k_tiles == 1),
+                        nt_one.eq(self.desc.payload.n_tiles == 1),
                         ld_left.eq(self.desc.payload.count),
+                        ld_more.eq(self.desc.payload.count != 0),
+                        ld_last.eq(self.desc.payload.k_tiles == 1),
                         is_left.eq(self.desc.payload.count),
+                        is_left_one.eq(self.desc.payload.count == 1),
+                        is_row_first.eq(1),
+                        is_row_last.eq(self.desc.payload.k_tiles == 1),
+                        is_col_last.eq(self.desc.payload.n_tiles == 1),
                         beat.eq(0), l_addr.eq(0), l_row.eq(0), l_col.eq(0),
                         full.eq(0), ld_bank.eq(0), ld_word.eq(0),
                         is_bank.eq(0), is_row.eq(0), is_col.eq(0), is_addr.eq(0),
@@ -192,7 +225,7 @@ class LayerEngine(wiring.Component):
             with m.State("LOAD_BIAS"):
                 m.d.comb += self.params.ready.eq(1)
                 with m.If(self.params.valid):
-                    m.d.comb += b_wr.en.eq(_one_hot(beat, wpb))
+                    m.d.sync += b_we.eq(_one_hot(beat, wpb))
                     m.d.sync += beat.eq(beat + 1)
                     with m.If(beat == wpb - 1):
                         m.d.sync += [beat.eq(0), l_addr.eq(l_addr + 1), l_row.eq(l_row + 1)]
@@ -205,7 +238,7 @@ class LayerEngine(wiring.Component):
             with m.State("LOAD_WEIGHTS"):
                 m.d.comb += self.params.ready.eq(1)
                 with m.If(self.params.valid):
-                    m.d.comb += w_wr.en.eq(_one_hot(beat, wpe))
+                    m.d.sync += w_we.eq(_one_hot(beat, wpe))
                     m.d.sync += beat.eq(beat + 1)
                     with m.If(beat == wpe - 1):
                         m.d.sync += [beat.eq(0), l_addr.eq(l_addr + 1), l_row.eq(l_row + 1)]
@@ -219,7 +252,7 @@ class LayerEngine(wiring.Component):
 
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
-                with m.If(last_issue):
+                with m.If(issue_done):
                     m.next = "DRAIN"
 
             with m.State("DRAIN"):
@@ -228,7 +261,7 @@ class LayerEngine(wiring.Component):
                     m.next = "IDLE"
 
         # -- loader: act words into the free bank ----------------------------------------
-        can_load = running & ~full.bit_select(ld_bank, 1) & (ld_left != 0)
+        can_load = running & ~full.bit_select(ld_bank, 1) & ld_more
         m.d.comb += [
             self.act.ready.eq(can_load),
             a_wr.addr.eq(Cat(ld_word[:bank_bits], ld_bank)),
@@ -236,10 +269,11 @@ class LayerEngine(wiring.Component):
         ]
         with m.If(self.act.valid & can_load):
             m.d.comb += a_wr.en.eq(1)
-            m.d.sync += ld_word.eq(ld_word + 1)
-            with m.If(ld_word == kt_last):
+            m.d.sync += [ld_word.eq(ld_word + 1), ld_last.eq(ld_word == kt_prev)]
+            with m.If(ld_last):
                 m.d.comb += set_full.eq(_one_hot(ld_bank, 2))
-                m.d.sync += [ld_word.eq(0), ld_bank.eq(~ld_bank), ld_left.eq(ld_left - 1)]
+                m.d.sync += [ld_word.eq(0), ld_last.eq(kt_one), ld_bank.eq(~ld_bank),
+                             ld_left.eq(ld_left - 1), ld_more.eq(ld_left != 1)]
 
         # -- issuer: buffers into the array, memories read one cycle ahead ---------------
         advance = ~s1_valid | arr.i.ready
@@ -247,20 +281,23 @@ class LayerEngine(wiring.Component):
         m.d.comb += [
             a_rd.addr.eq(Cat(is_row[:bank_bits], is_bank)), a_rd.en.eq(advance),
             w_rd.addr.eq(is_addr[:len(w_rd.addr)]), w_rd.en.eq(advance),
-            last_issue.eq(issue & (is_row == kt_last) & (is_col == nt_last)
-                          & (is_left == 1)),
+            last_issue.eq(issue & is_row_last & is_col_last & is_left_one),
         ]
+        m.d.sync += issue_done.eq(last_issue)
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(issue), s1_first.eq(is_row == 0),
-                         s1_last.eq(is_row == kt_last)]
+            m.d.sync += [s1_valid.eq(issue), s1_first.eq(is_row_first),
+                         s1_last.eq(is_row_last)]
         with m.If(issue):
-            m.d.sync += [is_row.eq(is_row + 1), is_addr.eq(is_addr + 1)]
-            with m.If(is_row == kt_last):
-                m.d.sync += [is_row.eq(0), is_col.eq(is_col + 1)]
-                with m.If(is_col == nt_last):
+            m.d.sync += [is_row.eq(is_row + 1), is_addr.eq(is_addr + 1),
+                         is_row_first.eq(0), is_row_last.eq(is_row == kt_prev)]
+            with m.If(is_row_last):
+                m.d.sync += [is_row.eq(0), is_row_first.eq(1), is_row_last.eq(kt_one),
+                             is_col.eq(is_col + 1), is_col_last.eq(is_col == nt_prev)]
+                with m.If(is_col_last):
                     m.d.comb += clr_full.eq(_one_hot(is_bank, 2))
-                    m.d.sync += [is_col.eq(0), is_addr.eq(0), is_bank.eq(~is_bank),
-                                 is_left.eq(is_left - 1)]
+                    m.d.sync += [is_col.eq(0), is_col_last.eq(nt_one), is_addr.eq(0),
+                                 is_bank.eq(~is_bank), is_left.eq(is_left - 1),
+                                 is_left_one.eq(is_left == 2)]
         entry = weight_entry_layout(cfg)
         m.d.comb += [
             arr.i.valid.eq(s1_valid),
