@@ -4,12 +4,17 @@ For each target: shift PEs with G = 0, 4 and P, and the multiplier baseline (8-b
 weights; also b = 5 with ``--mult5``) with LUT-built multipliers and with DSP multipliers.
 Every design is synthesised (flat totals and the per-component breakdown of
 :func:`shifthw.estimate.area.synthesize`) and, when it fits, placed and routed by nextpnr
-(:func:`shifthw.estimate.timing.place_and_route`).  Buffer settings fit the UP5K's 30 block
-RAMs (bias buffer read over two cycles, no output FIFO), on both targets so that the design
-is the same.
+(:func:`shifthw.estimate.timing.place_and_route`).  Settings fit the UP5K's 30 block RAMs
+(bias buffer read over two cycles, four output lanes, no output FIFO), on both targets so that
+the design is the same.
+
+At the end, per target, the LUT ratio of the LUT-built b = 8 multiplier design to each shift
+design, for the whole engine, for the PE array with its adder trees and accumulators, and for
+the PEs alone (the per-component breakdown of the same synthesis runs).
 
 Usage: ``python benchmarks/estimate_figures.py [--targets ice40-up5k,ecp5-85k]
-[--pipeline-stages N] [--json out.json]``.  Takes tens of minutes.  Not a test.
+[--pipeline-stages N] [--out-lanes N] [--no-input-register] [--json out.json]``.  Takes
+tens of minutes.  Not a test.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from shifthw.estimate import area, timing
 from shifthw.estimate.targets import get_target
 from shifthw.rtl_gen.config import EngineConfig
 
-#: Buffer settings that fit the UP5K's 30 EBRs at 8 x 8, A = 8, b = 5.
-UP5K = dict(bias_lanes=4, out_depth=0)
+#: Settings that fit the UP5K's 30 EBRs at 8 x 8, A = 8, b = 5 (as board_resources.py):
+#: bias buffer read over two cycles, half the output stage's lanes, no output FIFO.
+UP5K = dict(bias_lanes=4, out_lanes=4, out_depth=0)
 
 
 def designs(b: int, mult5: bool):
@@ -38,6 +44,33 @@ def designs(b: int, mult5: bool):
         yield f"mult b={mb} DSP", dict(pe="mult", weight_bits=mb), True
 
 
+#: Components summed for each ratio: the whole engine, the array (PEs, adder trees and
+#: accumulators), the PEs alone.
+SCOPES = {"engine": None, "array": ("pe_array", "adder_trees", "accumulators"),
+          "PEs": ("pe_array",)}
+
+
+def _luts(result: dict, parts) -> int:
+    if parts is None:
+        return result["area"]["resources"]["lut"]
+    comps = result["area"]["breakdown"]
+    return sum(comps[p]["lut"] for p in parts)
+
+
+def ratios(results: list[dict], target: str) -> None:
+    """Print mult (b = 8, LUT-built) LUTs / shift LUTs for each scope."""
+    rows = [r for r in results if r["target"] == target]
+    base = next((r for r in rows if r["design"] == "mult b=8 LUT"), None)
+    if base is None:
+        return
+    print(f"LUT ratio, mult b=8 LUT-built / shift ({target}):", flush=True)
+    for r in rows:
+        if r["design"].startswith("shift"):
+            print(f"  {r['design']:<10} " + "  ".join(
+                f"{scope} {_luts(base, parts) / _luts(r, parts):.2f}x"
+                for scope, parts in SCOPES.items()), flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="ice40-up5k,ecp5-85k")
@@ -46,11 +79,14 @@ def main(argv=None) -> int:
     ap.add_argument("--act-bits", type=int, default=8)
     ap.add_argument("--weight-bits", type=int, default=5)
     ap.add_argument("--pipeline-stages", type=int, default=None)
+    ap.add_argument("--out-lanes", type=int, default=None)
+    ap.add_argument("--no-input-register", dest="input_register", action="store_false")
     ap.add_argument("--mult5", action="store_true", help="also the b=5 multiplier")
     ap.add_argument("--no-place", action="store_true")
     ap.add_argument("--json", default=None, help="write every result here")
     args = ap.parse_args(argv)
     results = []
+    settings = dict(UP5K, **({"out_lanes": args.out_lanes} if args.out_lanes else {}))
     for name in args.targets.split(","):
         tgt = get_target(name)
         print(f"\n{tgt.name} ({tgt.device}): capacity "
@@ -59,7 +95,8 @@ def main(argv=None) -> int:
               f"{'fits':>4} {'Fmax':>6}  critical path", flush=True)
         for label, kw, dsp in designs(args.weight_bits, args.mult5):
             cfg = EngineConfig(rows=args.rows, cols=args.cols, act_bits=args.act_bits,
-                               pipeline_stages=args.pipeline_stages, **kw, **UP5K)
+                               pipeline_stages=args.pipeline_stages,
+                               input_register=args.input_register, **kw, **settings)
             t0 = time.time()
             with tempfile.TemporaryDirectory(prefix="shifthw-fig-") as work:
                 syn = area.synthesize(cfg, tgt, work, dsp=dsp)
@@ -77,6 +114,7 @@ def main(argv=None) -> int:
                   f"{cp.get('end_signal', '')}{why}   ({time.time() - t0:.0f} s)", flush=True)
             results.append({"target": tgt.name, "design": label, "config": cfg.to_dict(),
                             "dsp": dsp, "area": syn, "timing": pr, "fits": fits})
+        ratios(results, tgt.name)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1, default=str)

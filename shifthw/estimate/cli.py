@@ -27,6 +27,7 @@ _ENGINE_OPTIONS = (
     ("--bias-depth", int, "bias buffer entries"),
     ("--bias-lanes", int, "biases read per cycle (default C; fewer saves block RAM; "
                           "sweeps cap it at each point's C)"),
+    ("--out-lanes", int, "output lanes requantised per cycle (default C; fewer saves logic)"),
     ("--param-word-bits", int, "params stream word bits"),
     ("--out-depth", int, "output FIFO depth (0: none, 1, or 3 and more)"),
     ("--pipeline-stages", int, "array register stages (default min(2, ceil(log2 R) + 1))"),

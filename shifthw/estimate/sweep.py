@@ -47,8 +47,9 @@ class SweepPoint:
 
     def config(self) -> EngineConfig:
         extra = dict(self.engine)
-        if "bias_lanes" in extra:               # one setting for every array width
-            extra["bias_lanes"] = min(extra["bias_lanes"], self.cols)
+        for lanes in ("bias_lanes", "out_lanes"):   # one setting for every array width
+            if lanes in extra:
+                extra[lanes] = min(extra[lanes], self.cols)
         return EngineConfig(rows=self.rows, cols=self.cols, act_bits=self.act_bits,
                             weight_bits=self.weight_bits, pe=self.pe,
                             guard_bits=self.guard_bits if self.pe == "shift" else None,
