@@ -1,4 +1,4 @@
-"""The output stage: the contract's requantisation of C accumulators, in three register stages.
+"""The output stage: the contract's requantisation of C accumulators, in four register stages.
 
 Per lane, exactly :func:`shifthw.numerics.requantize`: an arithmetic shift right by
 ``out_shift`` (floor, or round half up: add ``2**(s-1)`` first), or a saturating shift left
@@ -7,13 +7,14 @@ in the descriptor's range ``-(A+1)..acc_bits``; any other shift gives the same r
 its clamp into that range (the host clamps; see ``docs/hardware.md``).
 
 One funnel shifter serves both directions; it and the rest of the requantiser are split over
-three register stages, so that no path has more than a few LUT levels:
+four register stages, so that no path has more than a few LUT levels:
 
 1. the upper half of the funnel shifter's levels, and the saturation test in groups
    (the per-group ORs are registered, not the accumulator);
 2. the lower half of the funnel's levels, giving the A-bit floor of the result and the
    rounding bit, and the end of the saturation test;
-3. round half up (an A-bit increment), saturation and ReLU, into the output register.
+3. round half up (an A-bit increment, registered one bit wider);
+4. saturation and ReLU, into the output register.
 
 All stages advance together whenever the output register is free (empty, or taken this
 cycle), so a stall on ``o`` holds every word where it is.  The layer settings are
@@ -22,10 +23,10 @@ they must be steady from one cycle before a word is accepted until it leaves on 
 the engine changes them only while idle, with the stage empty (``busy`` low).
 
 With ``out_lanes = C`` (default) all lanes are requantised at once, one word per cycle, and
-a word accepted on ``i`` is valid on ``o`` :attr:`~OutputStage.latency` = 3 cycles later.
+a word accepted on ``i`` is valid on ``o`` :attr:`~OutputStage.latency` = 4 cycles later.
 With fewer ``out_lanes`` the word is copied into a holding register, which shifts its lanes
 down ``out_lanes`` per cycle into the requantisers: ``ceil(C / out_lanes)`` cycles per word
-and a latency of ``3 + ceil(C / out_lanes)``; less logic, full rate while the array needs
+and a latency of ``4 + ceil(C / out_lanes)``; less logic, full rate while the array needs
 at least that many cycles per column-tile.
 """
 
@@ -116,7 +117,7 @@ class OutputStage(wiring.Component):
     def latency(self) -> int:
         """Cycles from a word accepted on ``i`` to it being valid on ``o``, without stalls."""
         chunks = self._cfg.out_beats
-        return 3 if chunks == 1 else 3 + chunks
+        return 4 if chunks == 1 else 4 + chunks
 
     def elaborate(self, platform):
         m = Module()
@@ -150,7 +151,7 @@ class OutputStage(wiring.Component):
         # -- the pipeline: all stages move on one enable -------------------------------------
         adv = Signal()
         m.d.comb += adv.eq(~self.o.valid | self.o.ready)
-        v1, v2 = Signal(), Signal()
+        v1, v2, v3 = Signal(), Signal(), Signal()
 
         def stage1(acc, name):
             """Upper funnel levels and per-group saturation tests, into registers."""
@@ -186,29 +187,39 @@ class OutputStage(wiring.Component):
                 ]
             return floor_q, up, over, sign2
 
-        def stage3(floor_q, up, over, sign, name):
-            """Round half up, saturate, ReLU: the lane's value for the output register."""
-            sat_hi = Mux(over, ~sign, up & (floor_q == hi_out))
+        def stage3(floor_q, up, over, sign2, name):
+            """Round half up: the A-bit increment, kept one bit wider (no overflow)."""
+            rounded = Signal(signed(a + 1), name=f"rounded_{name}", reset_less=True)
+            over3, sign3 = (Signal(name=f"{n}_{name}", reset_less=True)
+                            for n in ("over3", "sign3"))
+            with m.If(adv):
+                m.d.sync += [rounded.eq(floor_q + up), over3.eq(over), sign3.eq(sign2)]
+            return rounded, over3, sign3
+
+        def stage4(rounded, over, sign, name):
+            """Saturate and ReLU: the lane's value for the output register."""
+            # Rounding up can only leave the range at the top (rounded == hi + 1).
+            sat_hi = Mux(over, ~sign, rounded[-1] != rounded[-2])
             sat_lo = over & sign
-            # ReLU zeroes a negative result; floor -1 rounded up gives 0 either way.
-            zero = relu & Mux(over, sign, floor_q[-1])
+            # ReLU zeroes a negative result (an in-range rounded value, or a low overflow).
+            zero = relu & Mux(over, sign, rounded[-1])
             lane = Signal(signed(a), name=f"out_{name}")
             m.d.comb += lane.eq(Mux(zero, 0, Mux(sat_hi, hi_out, Mux(sat_lo, lo_out,
-                                                                        floor_q + up))))
+                                                                        rounded[:a]))))
             return lane
 
         def requantize(acc, name):
-            return stage3(*stage2(*stage1(acc, name), name), name)
+            return stage4(*stage3(*stage2(*stage1(acc, name), name), name), name)
 
         with m.If(adv):
-            m.d.sync += v2.eq(v1)
+            m.d.sync += [v2.eq(v1), v3.eq(v2)]
 
         if chunks == 1:
             # All C lanes at once, straight from the input stream.
             m.d.comb += [self.i.ready.eq(adv),
-                         self.busy.eq(v1 | v2 | self.o.valid)]
+                         self.busy.eq(v1 | v2 | v3 | self.o.valid)]
             with m.If(adv):
-                m.d.sync += [v1.eq(self.i.valid), self.o.valid.eq(v2)]
+                m.d.sync += [v1.eq(self.i.valid), self.o.valid.eq(v3)]
                 for c in range(cfg.cols):
                     m.d.sync += self.o.payload[c].eq(requantize(self.i.payload[c], str(c)))
             return m
@@ -219,28 +230,29 @@ class OutputStage(wiring.Component):
         hold = [Signal(signed(w), name=f"hold_{c}", reset_less=True) for c in range(cfg.cols)]
         h_valid = Signal()
         chunk = Signal(range(max(chunks, 2)))
-        last = chunk == chunks - 1
-        k1 = Signal.like(chunk, name="chunk1", reset_less=True)   # chunk in stage 1, 2
+        last = Signal(name="chunk_last")        # chunk == chunks - 1, kept a step ahead
+        k1 = Signal.like(chunk, name="chunk1", reset_less=True)   # chunk in stages 1..3
         k2 = Signal.like(chunk, name="chunk2", reset_less=True)
+        k3 = Signal.like(chunk, name="chunk3", reset_less=True)
         m.d.comb += [
             self.i.ready.eq(~h_valid | (adv & last)),
-            self.busy.eq(h_valid | v1 | v2 | self.o.valid),
+            self.busy.eq(h_valid | v1 | v2 | v3 | self.o.valid),
         ]
         with m.If(adv & h_valid):
-            m.d.sync += chunk.eq(chunk + 1)
+            m.d.sync += [chunk.eq(chunk + 1), last.eq(chunk == chunks - 2)]
             m.d.sync += [hold[c].eq(hold[c + q]) for c in range(cfg.cols - q)]
             with m.If(last):
-                m.d.sync += [chunk.eq(0), h_valid.eq(0)]
+                m.d.sync += [chunk.eq(0), last.eq(0), h_valid.eq(0)]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [hold[c].eq(self.i.payload[c]) for c in range(cfg.cols)]
             m.d.sync += h_valid.eq(1)
 
         lanes = [requantize(hold[lane], str(lane)) for lane in range(q)]
         with m.If(adv):
-            m.d.sync += [v1.eq(h_valid), k1.eq(chunk), k2.eq(k1),
-                         self.o.valid.eq(v2 & (k2 == chunks - 1))]
-            with m.If(v2):
-                with m.Switch(k2):
+            m.d.sync += [v1.eq(h_valid), k1.eq(chunk), k2.eq(k1), k3.eq(k2),
+                         self.o.valid.eq(v3 & (k3 == chunks - 1))]
+            with m.If(v3):
+                with m.Switch(k3):
                     for k in range(chunks):
                         with m.Case(k):
                             for lane in range(q):

@@ -122,7 +122,7 @@ def test_latency_rate_and_busy(out_lanes):
     sim.add_testbench(bench)
     sim.run()
     beats = cfg.out_beats
-    assert dut.latency == (3 if beats == 1 else 3 + beats)
+    assert dut.latency == (4 if beats == 1 else 4 + beats)
     assert seen["accepted"] == [k * beats for k in range(n_words)]
     assert seen["valid_at"] == [k * beats + dut.latency for k in range(n_words)]
 
