@@ -143,10 +143,12 @@ class LayerEngine(wiring.Component):
         nt_one = Signal(name="nt_one")
 
         # load counters
-        beat = _counter(max(wpe, wpb), "beat")
+        beat = Signal(max(wpe, wpb), init=1, name="beat")   # one-hot: the word of the row
         l_addr = _counter(max(cfg.weight_depth, cfg.bias_depth * beats), "l_addr")
         l_row = _counter(max(beats, cfg.max_k_tiles), "l_row")
         l_col = _counter(cfg.max_n_tiles, "l_col")
+        l_row_last = Signal()                # l_row is the last row of the entry / tile
+        l_col_last = Signal()                # l_col == nt_last
         # loader (activations into banks)
         full = Signal(2)
         set_full, clr_full = Signal(2), Signal(2)
@@ -213,7 +215,9 @@ class LayerEngine(wiring.Component):
                         is_row_first.eq(1),
                         is_row_last.eq(self.desc.payload.k_tiles == 1),
                         is_col_last.eq(self.desc.payload.n_tiles == 1),
-                        beat.eq(0), l_addr.eq(0), l_row.eq(0), l_col.eq(0),
+                        beat.eq(1), l_addr.eq(0), l_row.eq(0), l_col.eq(0),
+                        l_row_last.eq(beats == 1),
+                        l_col_last.eq(self.desc.payload.n_tiles == 1),
                         full.eq(0), ld_bank.eq(0), ld_word.eq(0),
                         is_bank.eq(0), is_row.eq(0), is_col.eq(0), is_addr.eq(0),
                     ]
@@ -222,33 +226,38 @@ class LayerEngine(wiring.Component):
                     with m.Elif(self.desc.payload.count != 0):
                         m.next = "RUN"
 
+            # The loads: `beat` walks one-hot over the words of a buffer row (it is the
+            # write enable); "last row" and "last column" are flags computed a step ahead.
+            def load_word(we, words, rows_prev, rows_one):
+                """Write one params word; 1 on the last word of the tile."""
+                done = Signal(name=f"{we.name}_done")
+                m.d.sync += [we.eq(beat[:words]), beat.eq(beat.rotate_left(1))]
+                with m.If(beat[words - 1]):
+                    m.d.sync += [beat.eq(1), l_addr.eq(l_addr + 1), l_row.eq(l_row + 1),
+                                 l_row_last.eq(l_row == rows_prev)]
+                    with m.If(l_row_last):
+                        m.d.sync += [l_row.eq(0), l_row_last.eq(rows_one),
+                                     l_col.eq(l_col + 1), l_col_last.eq(l_col == nt_prev)]
+                        m.d.comb += done.eq(l_col_last)
+                return done
+
             with m.State("LOAD_BIAS"):
                 m.d.comb += self.params.ready.eq(1)
                 with m.If(self.params.valid):
-                    m.d.sync += b_we.eq(_one_hot(beat, wpb))
-                    m.d.sync += beat.eq(beat + 1)
-                    with m.If(beat == wpb - 1):
-                        m.d.sync += [beat.eq(0), l_addr.eq(l_addr + 1), l_row.eq(l_row + 1)]
-                        with m.If(l_row == beats - 1):
-                            m.d.sync += [l_row.eq(0), l_col.eq(l_col + 1)]
-                            with m.If(l_col == nt_last):
-                                m.d.sync += [l_col.eq(0), l_addr.eq(0)]
-                                m.next = "LOAD_WEIGHTS"
+                    # (With one row per entry l_row_last stays 1, whatever rows_prev is.)
+                    with m.If(load_word(b_we, wpb, max(beats - 2, 0), beats == 1)):
+                        m.d.sync += [l_col.eq(0), l_col_last.eq(nt_one), l_addr.eq(0),
+                                     l_row_last.eq(kt_one)]
+                        m.next = "LOAD_WEIGHTS"
 
             with m.State("LOAD_WEIGHTS"):
                 m.d.comb += self.params.ready.eq(1)
                 with m.If(self.params.valid):
-                    m.d.sync += w_we.eq(_one_hot(beat, wpe))
-                    m.d.sync += beat.eq(beat + 1)
-                    with m.If(beat == wpe - 1):
-                        m.d.sync += [beat.eq(0), l_addr.eq(l_addr + 1), l_row.eq(l_row + 1)]
-                        with m.If(l_row == kt_last):
-                            m.d.sync += [l_row.eq(0), l_col.eq(l_col + 1)]
-                            with m.If(l_col == nt_last):
-                                with m.If(d.count != 0):
-                                    m.next = "RUN"
-                                with m.Else():
-                                    m.next = "IDLE"
+                    with m.If(load_word(w_we, wpe, kt_prev, kt_one)):
+                        with m.If(ld_more):
+                            m.next = "RUN"
+                        with m.Else():
+                            m.next = "IDLE"
 
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
