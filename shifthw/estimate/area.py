@@ -109,6 +109,31 @@ def _run(work: Path, name: str, lines: list[str], progress, timeout) -> None:
                         progress=progress, timeout=timeout)
 
 
+#: Yosys 0.70's synth_ecp5 stops on an internal assertion for some small engines (a few of
+#: the calibration sweep's 2 x 2 .. 4 x 8 points) while it maps small memories to LUT RAM
+#: (TRELLIS_DPR16X4); without LUT RAM the same design synthesises.
+_ECP5_ASSERT = re.compile(r"^ERROR: Assert .* failed in .*kernel/rtlil\.cc", re.M)
+ECP5_LUTRAM_WORKAROUND = ("synth_ecp5 -nolutram: Yosys 0.70 hit an internal assertion mapping "
+                          "this design's small memories to LUT RAM")
+
+
+def _run_mapped(work: Path, name: str, lines: list[str], target: Target, progress,
+                timeout) -> str | None:
+    """:func:`_run`, retried without LUT RAM where synth_ecp5 hits its assertion; returns
+    the workaround used, if any."""
+    try:
+        _run(work, name, lines, progress, timeout)
+        return None
+    except toolchain.ToolError:
+        log = work / f"{name}.log"
+        if target.family != "ecp5" or not log.exists() or \
+                not _ECP5_ASSERT.search(log.read_text(errors="replace")):
+            raise
+    fixed = [ln + " -nolutram" if ln.startswith("synth_ecp5 ") else ln for ln in lines]
+    _run(work, name, fixed, progress, timeout)
+    return ECP5_LUTRAM_WORKAROUND
+
+
 def _stat_modules(path: Path) -> dict[str, dict[str, int]]:
     obj = json.loads(path.read_text())
     return {m.lstrip("\\"): {str(k): int(v) for k, v in d.get("num_cells_by_type", {}).items()}
@@ -212,7 +237,8 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
         the device), ``over`` (resources beyond it), ``breakdown`` (per component, from the
         hierarchical run) and ``breakdown_total``.  Generic: ``cells``, ``nand2_eq``,
         ``gates``, ``flip_flops``, ``memory_bits``, ``logic_depth``, ``breakdown``.
-        Both: ``seconds``.
+        Both: ``workarounds`` (tool workarounds this run needed, as sentences; normally
+        empty) and ``seconds``.
     """
     target = get_target(target)
     say = progress or (lambda msg: None)
@@ -236,10 +262,9 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
                         *_map_lines(target, dsp, flatten=False),
                         "tee -q -o hier.stat.json stat -json"]
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = [pool.submit(_run, work, name, lines, say, timeout)
+        futures = [pool.submit(_run_mapped, work, name, lines, target, say, timeout)
                    for name, lines in jobs.items()]
-        for f in futures:
-            f.result()
+        workarounds = sorted({w for w in (f.result() for f in futures) if w})
     mods = _stat_modules(work / "flat.stat.json")
     cells = _own_cells(mods[top], mods) if top in mods else {}
     gate_table = load_gate_table() if not target.is_fpga else None
@@ -261,6 +286,7 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
                   "nand2_source": gate_table["source"]}
     if breakdown:
         result.update(_breakdown(work / "hier.stat.json", top, target, gate_table))
+    result["workarounds"] = workarounds
     result["seconds"] = time.perf_counter() - t0
     return result
 

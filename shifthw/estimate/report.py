@@ -147,6 +147,8 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
         t = d.get("timing") or {}
         if t.get("error"):
             notes.append(f"{key}: does not fit: {t['error']}")
+        for w in d["area"].get("workarounds", []):
+            notes.append(f"{key}: synthesised with {w}.")
     return {"format": fmt, "version": version,
             "target": {"name": target.name, "family": target.family, "device": target.device,
                        "capacity": dict(target.capacity), "freq_mhz": target.freq_mhz},

@@ -68,6 +68,18 @@ def test_ecp5():
     assert ecp5["energy"] is None
 
 
+def test_ecp5_lutram_assertion_is_worked_around(tmp_path):
+    """Yosys 0.70's synth_ecp5 hits an internal assertion on this engine's LUT RAMs (it
+    stopped the area run): the run retries without LUT RAM and says so.  (A Yosys without
+    the bug needs no workaround.)"""
+    from shifthw.estimate.area import ECP5_LUTRAM_WORKAROUND, synthesize
+    cfg = EngineConfig(rows=2, cols=2, act_bits=4, weight_bits=4, guard_bits=6)
+    res = synthesize(cfg, "ecp5-85k", tmp_path, breakdown=False)
+    assert res["resources"]["lut"] > 0 and res["fits"]
+    assert res["workarounds"] in ([], [ECP5_LUTRAM_WORKAROUND])
+    assert ("-nolutram" in (tmp_path / "flat.ys").read_text()) == bool(res["workarounds"])
+
+
 def test_generic_gates(tmp_path):
     rep = estimate(EngineConfig(**TINY), "generic")
     assert list(rep["designs"]) == ["shift", "mult"]
