@@ -86,7 +86,9 @@ def test_cli_helpers():
                                               "-o", "x"]))
     assert cfg.guard_bits == nx.max_shift(4)
     cfg = config_from_args(parser.parse_args(["--pe", "mult", "-o", "x"]))
-    assert cfg.weight_bits == 8
+    assert cfg.weight_bits == 8 and cfg.input_register
+    cfg = config_from_args(parser.parse_args(["--no-input-register", "-o", "x"]))
+    assert not cfg.input_register and cfg.array_latency == cfg.pipeline_stages + 1
     with pytest.raises(ValueError, match="--mode"):
         config_from_args(parser.parse_args(["--pe", "mult", "--mode", "exact", "-o", "x"]))
     with pytest.raises(SystemExit):
