@@ -131,11 +131,11 @@ class LayerEngine(wiring.Component):
 
         # -- descriptor ------------------------------------------------------------------
         d = Signal(descriptor_layout(cfg))
-        # The last row- and column-tile indices, registered once per descriptor, with the
-        # ones before them and whether there is one tile only: the loader and the issuer keep
-        # "this is the last word / tile / vector" in flags computed a step ahead, so no
-        # counter comparison sits between a handshake and the state it changes.
-        kt_last = Signal.like(d.k_tiles, name="kt_last")
+        # Registered once per descriptor: the last column-tile index (for the bias reader),
+        # the row- and column-tile indices before the last ones and whether there is one
+        # tile only.  The loader and the issuer keep "this is the last word / tile / vector"
+        # in flags computed a step ahead, so no counter comparison sits between a handshake
+        # and the state it changes.
         nt_last = Signal.like(d.n_tiles, name="nt_last")
         kt_prev = Signal.like(d.k_tiles, name="kt_prev")
         nt_prev = Signal.like(d.n_tiles, name="nt_prev")
@@ -155,7 +155,7 @@ class LayerEngine(wiring.Component):
         ld_bank = Signal()
         ld_word = _counter(bank, "ld_word")
         ld_left = Signal(cfg.count_bits)     # vectors still to load
-        ld_last = Signal()                   # ld_word == kt_last
+        ld_last = Signal()                   # ld_word == k_tiles - 1
         ld_more = Signal()                   # ld_left != 0
         # issuer (buffers into the array)
         is_bank = Signal()
@@ -164,7 +164,7 @@ class LayerEngine(wiring.Component):
         is_addr = _counter(cfg.weight_depth, "is_addr")
         is_left = Signal(cfg.count_bits)     # vectors still to issue
         is_row_first = Signal()              # is_row == 0
-        is_row_last = Signal()               # is_row == kt_last
+        is_row_last = Signal()               # is_row == k_tiles - 1
         is_col_last = Signal()               # is_col == nt_last
         is_left_one = Signal()               # is_left == 1
         issue_done = Signal()                # the last beat was issued in the cycle before
@@ -201,7 +201,6 @@ class LayerEngine(wiring.Component):
                 with m.If(self.desc.valid):
                     m.d.sync += [
                         d.eq(self.desc.payload),
-                        kt_last.eq(self.desc.payload.k_tiles - 1),
                         nt_last.eq(self.desc.payload.n_tiles - 1),
                         kt_prev.eq(self.desc.payload.k_tiles - 2),
                         nt_prev.eq(self.desc.payload.n_tiles - 2),
