@@ -27,6 +27,7 @@ from ..program import Program, ShiftLayer
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.host import LayerJob, layer_rows, plan_tiles
 from ..rtl_gen.layouts import bias_entry_words, weight_entry_words
+from ..rtl_gen.output import pipeline_register_bits
 from .hierarchy import COMPONENTS
 
 __all__ = ["DEFAULT_TABLE", "OpCount", "load_table", "add_energy", "mult_energy",
@@ -247,6 +248,8 @@ def program_ops(program: Program, cfg: EngineConfig, *, batch: int = 1) -> dict:
     op("output_stage", "mux", (funnel,), c * outs, "requantising funnel shifter")
     op("output_stage", "add", (cfg.acc_bits,), c * outs, "overflow check")
     op("output_stage", "add", (a,), c * outs, "round half up")
+    op("output_stage", "register", (pipeline_register_bits(cfg) * c,), outs,
+       "pipeline registers (stages 1-3)")
     op("output_stage", "register", (a * c,), outs, "output register")
     w_row, w_all = mems["weights"]
     b_row, b_all = mems["biases"]

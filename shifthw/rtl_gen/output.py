@@ -39,7 +39,7 @@ from amaranth.lib.wiring import In, Out
 from .config import EngineConfig, resolve_config
 from .layouts import acc_word_layout, out_word_layout
 
-__all__ = ["OutputStage", "saturate", "window_shift"]
+__all__ = ["OutputStage", "pipeline_register_bits", "saturate", "window_shift"]
 
 
 def window_shift(m: Module, value, amount, width: int, name: str = "window", *,
@@ -75,6 +75,20 @@ def saturate(value, bits: int):
 
 # Saturation-test terms ORed in stage 1 per group (registered), the groups ORed in stage 2.
 _OVER_GROUP = 4
+
+
+def _funnel_split(cfg: EngineConfig) -> tuple[int, int]:
+    """(shift-amount bits applied in stage 2, saturation groups of stage 1)."""
+    amount_bits = (cfg.acc_bits + cfg.act_bits + 1).bit_length()   # t in 0..acc+A+1
+    return amount_bits // 2, -(-cfg.acc_bits // _OVER_GROUP)
+
+
+def pipeline_register_bits(cfg: EngineConfig) -> int:
+    """Flip-flops one lane's word passes through between the stages (1->2, 2->3, 3->4),
+    without the output register: for the energy estimate."""
+    lo_bits, groups = _funnel_split(cfg)
+    a = cfg.act_bits
+    return (a + (1 << lo_bits) + groups + 1) + (a + 3) + (a + 3)
 
 
 class OutputStage(wiring.Component):
@@ -145,8 +159,7 @@ class OutputStage(wiring.Component):
             relu.eq(self.relu),
             round_up.eq(self.round_half_up),
         ]
-        lo_bits = len(t) // 2                  # funnel levels in stage 2, the rest in stage 1
-        n_groups = -(-w // _OVER_GROUP)
+        lo_bits, n_groups = _funnel_split(cfg)  # funnel levels in stage 2, the rest in 1
 
         # -- the pipeline: all stages move on one enable -------------------------------------
         adv = Signal()
