@@ -13,8 +13,10 @@ The results go to ``shifthw/estimate/sweep_data.json``; then the model of
 the points, its error measured on the quarter held out, and everything written to
 ``shifthw/estimate/area_model.json``.  ``--fit-only`` refits from the stored sweep data.
 
-Usage: ``python benchmarks/estimate_sweep.py [--families ice40,ecp5,generic] [--fit-only]``.
-About an hour on two cores.  Not a test.
+Usage: ``python benchmarks/estimate_sweep.py [--families ice40,ecp5,generic] [--pe shift,mult]
+[--fit-only]``; ``--pe shift`` re-synthesises the shift points only and keeps the stored
+multiplier rows (after a change to the shift PE).  About an hour on two cores for
+everything.  Not a test.
 """
 
 from __future__ import annotations
@@ -104,14 +106,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default="ice40,ecp5,generic")
     ap.add_argument("--fit-only", action="store_true")
+    ap.add_argument("--pe", default="shift,mult",
+                    help="PE kinds to re-synthesise; stored rows of the others are kept")
     ap.add_argument("--jobs", type=int, default=None)
     args = ap.parse_args(argv)
+    kinds = set(args.pe.split(","))
+    if not kinds or kinds - {"shift", "mult"}:
+        ap.error(f"--pe must name shift and/or mult, not {args.pe!r}")
     data = json.loads(DATA.read_text()) if DATA.exists() else {"families": {}}
     if not args.fit_only:
         data["date"] = date.today().isoformat()
         data["yosys"] = toolchain.versions().get("yosys")
         for family in args.families.split(","):
-            points = grid(family)
+            points = [p for p in grid(family) if p.pe in kinds]
             t0 = time.time()
             print(f"{family}: {len(points)} points", flush=True)
             rows = run_sweep_points(points, TARGET[family], jobs=args.jobs, place=False,
@@ -119,7 +126,8 @@ def main(argv=None) -> int:
             keep = ("label", "pe", "dsp", "rows", "cols", "act_bits", "weight_bits",
                     "guard_bits", "acc_bits", "pipeline_stages", "lut", "lut4", "carry",
                     "ff", "bram", "dsp_blocks", "nand2_eq", "fits", "error")
-            data["families"][family] = [{k: r[k] for k in keep} for r in rows]
+            kept = [r for r in data["families"].get(family, []) if r["pe"] not in kinds]
+            data["families"][family] = kept + [{k: r[k] for k in keep} for r in rows]
             print(f"{family}: {time.time() - t0:.0f} s", flush=True)
             DATA.write_text(dump(data))
     MODEL.write_text(json.dumps(fit(data), indent=1) + "\n")

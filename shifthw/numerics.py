@@ -28,7 +28,8 @@ from amaranth.lib import data
 __all__ = [
     "ACT_BITS_RANGE", "WEIGHT_BITS_RANGE", "FRAC_BITS_RANGE",
     "check_act_bits", "check_weight_bits", "check_guard_bits", "max_shift", "zero_field",
-    "weight_code_layout", "encode_weight", "decode_weight", "weight_value",
+    "shifter_max", "shifter_stages", "canonical_codes", "weight_code_layout",
+    "encode_weight", "decode_weight", "weight_value",
     "act_min", "act_max", "saturate", "quantize_act", "calibrate_frac_bits",
     "shift_term", "acc_bits_for", "bias_limit", "quantize_bias", "out_shift_for", "requantize",
     "LayerArith",
@@ -73,6 +74,38 @@ def zero_field(weight_bits: int) -> int:
 def check_guard_bits(guard_bits, weight_bits: int) -> int:
     """Return ``guard_bits`` as an int in 0..P, or raise naming the parameter."""
     return _check_int("guard_bits", guard_bits, 0, max_shift(weight_bits))
+
+
+def shifter_max(act_bits: int, weight_bits: int, guard_bits: int) -> int:
+    """The largest right shift a term needs: ``min(P, A + G - 1)``.
+
+    ``x << G`` is an (A+G)-bit signed value, and shifting it right by A + G - 1 places or more
+    leaves only copies of its sign bit, so every larger ``p`` gives the term of
+    ``p = A + G - 1``.  The RTL's shifter is built for this range only (8-bit activations,
+    G = 0: three mux levels instead of four), and the host writes codes clamped into it
+    (:func:`canonical_codes`).
+    """
+    g = check_guard_bits(guard_bits, weight_bits)
+    return min(max_shift(weight_bits), check_act_bits(act_bits) + g - 1)
+
+
+def shifter_stages(act_bits: int, weight_bits: int, guard_bits: int) -> int:
+    """Mux levels of the PE's right shifter: the bits of :func:`shifter_max`."""
+    return shifter_max(act_bits, weight_bits, guard_bits).bit_length()
+
+
+def canonical_codes(code, act_bits: int, weight_bits: int, guard_bits: int):
+    """Codes with every shift above :func:`shifter_max` lowered to it: the same terms
+    (``shift_term``) for every activation, and the codes the hardware's PEs take."""
+    b = check_weight_bits(weight_bits)
+    top = shifter_max(act_bits, b, guard_bits)
+    code = np.asarray(code, dtype=np.int64)
+    if np.any((code < 0) | (code >= (1 << b))):
+        raise ValueError(f"weight code out of range for weight_bits={b}")
+    field = code & zero_field(b)
+    clamp = (field != zero_field(b)) & (field > top)
+    out = np.where(clamp, (code & ~zero_field(b)) | top, code)
+    return int(out) if out.ndim == 0 else out
 
 
 @lru_cache(maxsize=None)

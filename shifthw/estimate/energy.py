@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import golden
+from .. import numerics as nx
 from ..program import Program, ShiftLayer
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.host import LayerJob, layer_rows, plan_tiles
@@ -226,8 +227,9 @@ def program_ops(program: Program, cfg: EngineConfig, *, batch: int = 1) -> dict:
 
     pes = r * c * beats
     if cfg.pe == "shift":
-        op("pe_array", "shift", (term, max(cfg.weight_bits - 1, 1)), pes,
-           f"(x << G) >> p: {term}-bit arithmetic shifter, {cfg.weight_bits - 1} stages")
+        stages = nx.shifter_stages(a, cfg.weight_bits, cfg.guard_bits)
+        op("pe_array", "shift", (term, stages), pes,
+           f"(x << G) >> p: {term}-bit arithmetic shifter, {stages} stages")
         op("pe_array", "negate", (term,), pes, "one's complement of the term (sign)")
     else:
         op("pe_array", "mult", (a, cfg.weight_bits), pes, f"{a} x {cfg.weight_bits} multiply")

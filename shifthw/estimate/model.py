@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import numerics as nx
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.layouts import act_word_layout, bias_entry_layout, weight_entry_layout
 from .energy import tree_widths
@@ -73,7 +74,8 @@ def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
     adders, levels = tree_widths(cfg.term_bits, r)
     stages = max(cfg.acc_bits + a + 1, 2).bit_length()
     if kind == "shift":
-        core = r * c * cfg.term_bits * max(cfg.weight_bits - 1, 1)
+        shifter = nx.shifter_stages(a, cfg.weight_bits, cfg.guard_bits)
+        core = r * c * cfg.term_bits * max(shifter, 1)
     elif kind == "mult_lut":
         core = r * c * a * cfg.weight_bits
     else:

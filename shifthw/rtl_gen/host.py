@@ -259,6 +259,9 @@ def _weight_words(cfg: EngineConfig, weights: np.ndarray, n_tiles: int, k_tiles:
     if padded.min() < lo or padded.max() > hi:
         raise ValueError(f"weights must be in {lo}..{hi} for pe={cfg.pe!r}, "
                          f"weight_bits={cfg.weight_bits}")
+    if cfg.pe == "shift":
+        # The PEs' shifters only cover the shifts that change a term (numerics.shifter_max).
+        padded = nx.canonical_codes(padded, cfg.act_bits, cfg.weight_bits, cfg.guard_bits)
     words = []
     for j in range(n_tiles):
         for i in range(k_tiles):

@@ -13,6 +13,13 @@ default its negation is folded into the adder that follows: ``term`` is the one'
 ``~((x << G) >> p)`` and ``carry`` is 1, so the array's adder tree adds the carry into a spare
 carry input instead of a negation adder per PE.  With ``fold_negation=False`` the PE negates by
 itself (``term`` is then one bit wider, because ``-(-2**(A+G-1))`` needs it) and ``carry`` is 0.
+
+The shifter covers the shifts that can change a term, 0..:func:`~shifthw.numerics.shifter_max`
+= ``min(P, A + G - 1)``: it takes *canonical* codes (:func:`~shifthw.numerics.canonical_codes`,
+larger shifts lowered to that maximum, the same terms), which is what the host writes into
+the weight buffers.  When that maximum leaves the top bit of the shift field to the zero
+code alone (A = 8, b = 5, G = 0: shifts 0..7, zero code 15), the zero test is that one bit
+and the shifter has one mux level less: 27 iCE40 LUTs per PE instead of 32.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ class ShiftPE(wiring.Component):
     -------
     x : In(signed(A))
     w : In(weight_code_layout(b))
+        A canonical code (shift at most :attr:`shifter_max`, or the zero code); a larger
+        shift gives a wrong term.
     term : Out(signed(A + G)), or signed(A + G + 1) without folding
     carry : Out(1)
     """
@@ -90,17 +99,33 @@ class ShiftPE(wiring.Component):
     def fold_negation(self) -> bool:
         return self._fold
 
+    @property
+    def shifter_max(self) -> int:
+        """The largest shift the shifter applies (codes must be canonical)."""
+        return nx.shifter_max(self._act_bits, self._weight_bits, self._guard_bits)
+
     def elaborate(self, platform):
         m = Module()
         g = self._guard_bits
-        zero = self.w.shift == nx.zero_field(self._weight_bits)
+        top = self.shifter_max
+        field = self._weight_bits - 1
+        if top < 1 << (field - 1):
+            # Canonical non-zero codes never set the field's top bit: it is the zero test,
+            # and the shifter needs only the bits of 0..top.
+            zero = self.w.shift[field - 1]
+            amount = self.w.shift[:top.bit_length()]
+        else:
+            zero = self.w.shift == nx.zero_field(self._weight_bits)
+            amount = self.w.shift
         negative = self.w.sign & ~zero
         # The zero code zeroes the activation before the shifter (0 >> p is 0), which fits
         # in the shifter's first LUT level instead of a gate after it.
         x = Mux(zero, 0, self.x).as_signed()
         # Guard bits first (a constant left shift is wiring), then the arithmetic right
         # shifter: floor before the sign, as the contract and DeepShift's kernel do.
-        mag = x.shift_left(g) >> self.w.shift
+        mag = x.shift_left(g)
+        if len(amount):
+            mag = mag >> amount
         if self._fold:
             # One's complement here, +1 as the carry-in of the adder that takes this term.
             m.d.comb += [

@@ -35,8 +35,10 @@ def _run(cfg, rng, groups, *, kind="random", stall=0.3, seed=0):
         for i in range(t):
             x = random_inputs(cfg, rng, 1, r, kind=kind)[0]
             w = random_weights(cfg, rng, c, r, kind=kind)
+            hw = (nx.canonical_codes(w, cfg.act_bits, cfg.weight_bits, cfg.guard_bits)
+                  if cfg.pe == "shift" else w)
             beats.append(pack(array_in_layout(cfg), {
-                "act": [int(v) for v in x], "w": w.tolist(), "first": int(i == 0),
+                "act": [int(v) for v in x], "w": hw.tolist(), "first": int(i == 0),
                 "last": int(i == t - 1)}))
             acc = acc + np.array([int(v) for v in _terms(cfg, x[None, :], w).sum(axis=1)],
                                  dtype=object)

@@ -34,14 +34,42 @@ def test_shift_pe_exhaustive(guard, fold):
     a, b = 8, 5
     xs = np.arange(nx.act_min(a), nx.act_max(a) + 1)
     codes = np.arange(1 << b)
-    cases = [(int(x), int(c)) for c in codes for x in xs]
+    # The PE takes canonical codes (the host writes them); the terms are every code's.
+    hw = nx.canonical_codes(codes, a, b, guard)
+    cases = [(int(x), int(h)) for h in hw for x in xs]
     dut = ShiftPE(act_bits=a, weight_bits=b, guard_bits=guard, fold_negation=fold)
     got = _run_comb(dut, cases)
-    want = nx.shift_term(np.array([x for x, _ in cases]), np.array([c for _, c in cases]),
-                         b, guard)
+    want = nx.shift_term(np.tile(xs, len(codes)), np.repeat(codes, len(xs)), b, guard)
     assert np.array_equal(got, want)
     # The folded term (one's complement + carry) fits in A + G bits, as the issue says.
     assert len(dut.term) == a + guard + (0 if fold else 1)
+
+
+@pytest.mark.parametrize("a, b, guard, levels", [
+    (8, 5, 0, 3), (8, 5, 4, 4), (8, 5, 14, 4), (4, 5, 0, 2), (8, 2, 0, 0), (16, 8, 0, 4)])
+def test_canonical_codes_keep_terms_and_size_the_shifter(a, b, guard, levels):
+    codes = np.arange(1 << b)
+    hw = nx.canonical_codes(codes, a, b, guard)
+    xs = np.arange(nx.act_min(a), nx.act_max(a) + 1, max(1, (1 << a) // 64))
+    for c, h in zip(codes, hw):
+        assert np.array_equal(nx.shift_term(xs, int(h), b, guard),
+                              nx.shift_term(xs, int(c), b, guard))
+    top = nx.shifter_max(a, b, guard)
+    field = hw & nx.zero_field(b)
+    assert field[field != nx.zero_field(b)].max(initial=0) <= top
+    assert top.bit_length() == levels
+    # The PE built for these parameters gives every code's term from its canonical code...
+    dut = ShiftPE(act_bits=a, weight_bits=b, guard_bits=guard)
+    got = _run_comb(dut, [(int(x), int(h)) for h in hw for x in xs])
+    assert np.array_equal(got, nx.shift_term(np.tile(xs, len(codes)),
+                                             np.repeat(codes, len(xs)), b, guard))
+    # ...and a wrong term from a code the host did not canonicalise (smaller shifter).
+    if levels < b - 1 and top < nx.max_shift(b):
+        raw = nx.encode_weight(-1, top + 1, b)
+        got = _run_comb(dut, [(nx.act_min(a), raw)])
+        assert got[0] != nx.shift_term(nx.act_min(a), raw, b, guard)
+    with pytest.raises(ValueError, match="weight code out of range"):
+        nx.canonical_codes(1 << b, a, b, guard)
 
 
 def test_mult_pe_exhaustive():
