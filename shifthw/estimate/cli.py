@@ -32,6 +32,11 @@ _ENGINE_OPTIONS = (
     ("--out-depth", int, "output FIFO depth (0: none, 1, or 3 and more)"),
     ("--pipeline-stages", int, "array register stages (default min(2, ceil(log2 R) + 1))"),
 )
+#: Engine switches shared by both commands: (flag, help); given, they set the option True.
+_ENGINE_FLAGS = (
+    ("--registered-stall", "decide the array's stall a cycle ahead (one-result skid register; "
+                           "for the ECP5's registered block RAM reads)"),
+)
 _TARGET_HELP = f"one of {', '.join(TARGET_NAMES)}"
 
 
@@ -43,7 +48,7 @@ def _say(args, command: str):
 
 def _engine_extra(args) -> dict:
     out = {}
-    for flag, _, _ in _ENGINE_OPTIONS:
+    for flag, *_ in _ENGINE_OPTIONS + _ENGINE_FLAGS:
         dest = flag[2:].replace("-", "_")
         value = getattr(args, dest, None)
         if value is not None:
@@ -54,6 +59,8 @@ def _engine_extra(args) -> dict:
 def _add_engine_extra(p: argparse.ArgumentParser) -> None:
     for flag, kind, help_ in _ENGINE_OPTIONS:
         p.add_argument(flag, type=kind, default=None, help=help_)
+    for flag, help_ in _ENGINE_FLAGS:
+        p.add_argument(flag, action="store_const", const=True, default=None, help=help_)
 
 
 # -- estimate -------------------------------------------------------------------------------

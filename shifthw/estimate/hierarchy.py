@@ -37,7 +37,7 @@ ENGINE = "shifthw_engine"
 
 _ARRAY_RULES = [
     (re.compile(r"^(add_l|sum_l|carry_l|valid_l|first_l|last_l)\d"), "adder_trees"),
-    (re.compile(r"^acc_\d+$"), "accumulators"),
+    (re.compile(r"^(acc|skid)_\d+$"), "accumulators"),
     (re.compile(r"^in_(valid|beat)\b"), "pe_array"),
 ]
 _ENGINE_RULES = [

@@ -6,6 +6,10 @@ works for the speed asked for, not for the board oscillator's 12 or 25 MHz), wit
 ``--timing-allow-fail``: a slow design still reports its Fmax.  A design too big for the
 device fails placement; that is reported as "does not fit", with nextpnr's reason.
 
+On the ECP5, flip-flops that only register block-RAM read data are first packed into the
+DP16KD output registers (:mod:`.bram_pack`; ``bram_output_registers`` says how many), as a
+vendor flow would; the netlist nextpnr places is ``flat.pnr.json``.
+
 From nextpnr's JSON report: the achieved Fmax of the clock, the utilisation of every cell
 type; from the critical path: its start and end cells, the engine components they belong to,
 and the generator source lines (``shifthw/rtl_gen/*.py:N``) along it, read from the log.
@@ -20,6 +24,7 @@ from pathlib import Path
 
 from .. import toolchain
 from ..rtl_gen.board import set_clock_frequency
+from .bram_pack import pack_output_registers
 from .hierarchy import scope_component
 from .targets import Target, get_target
 
@@ -95,6 +100,7 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
         ``fits`` (placed and routed), ``fmax_mhz`` (achieved), ``target_mhz``, ``met``
         (Fmax reaches the target), ``utilisation`` (nextpnr's used / available of every
         cell type in use), ``logic_cells`` (ICESTORM_LC or TRELLIS_COMB used),
+        ``bram_output_registers`` (flip-flops packed into block-RAM output registers),
         ``critical_path`` (start, end, their components, delay, source lines), ``error``
         (why it does not fit) and ``seconds``.
     """
@@ -107,11 +113,18 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
         raise FileNotFoundError(f"{work / 'flat.json'}: synthesise first (no netlist)")
     freq = float(freq_mhz or target.freq_mhz)
     t0 = time.perf_counter()
-    args = [*target.nextpnr, "--json", "flat.json", *_constraints(work, target, freq),
+    netlist, packed = "flat.json", 0
+    if target.family == "ecp5":
+        design = json.loads((work / "flat.json").read_text())
+        packed = pack_output_registers(design)
+        netlist = "flat.pnr.json"
+        (work / netlist).write_text(json.dumps(design))
+    args = [*target.nextpnr, "--json", netlist, *_constraints(work, target, freq),
             "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", str(seed),
             "--report", "place.report.json", "--log", "place.log"]
     out = {"target_mhz": freq, "fits": False, "fmax_mhz": None, "met": False,
-           "utilisation": {}, "logic_cells": None, "critical_path": None, "error": None}
+           "utilisation": {}, "logic_cells": None, "critical_path": None, "error": None,
+           "bram_output_registers": packed}
     try:
         toolchain.run_nextpnr(target.family, args, cwd=work, progress=say, timeout=timeout)
     except toolchain.ToolError as exc:

@@ -11,7 +11,9 @@ so the buffers' read data meets no logic in the cycle it leaves the block RAM; t
 ``pipeline_stages`` registers are placed between the PEs and the accumulator at evenly spaced
 tree levels (level 0 is the PE outputs).  All registers advance together on one enable, so
 backpressure on ``o`` (or a missing bias) stalls the whole array, and nothing is ever lost
-or duplicated.
+or duplicated.  That enable is combinational from ``o.ready`` and ``bias.valid``, or, with
+``registered_stall``, a register decided a cycle ahead, with a one-result skid register
+taking the result the array may finish in the cycle it learns it must stop.
 
 Accumulation follows the contract with the saturation order of
 ``golden.shift_matmul(..., chunk=R)``: a beat flagged ``first`` loads
@@ -43,7 +45,7 @@ class PEArray(wiring.Component):
     ----------
     config : EngineConfig
         (or the same parameters as keywords): rows, cols, act_bits, weight_bits, guard_bits,
-        pe, acc_bits, input_register, pipeline_stages are used.
+        pe, acc_bits, input_register, registered_stall, pipeline_stages are used.
 
     Members
     -------
@@ -51,6 +53,11 @@ class PEArray(wiring.Component):
         Row-tiles: ``act`` (R lanes), ``w`` (C x R weights), ``first``, ``last``.
     bias : In(stream.Signature(bias_word_layout))
         One word of C biases per column-tile, taken with its ``first`` beat.
+    bias_next : In(1)
+        With ``registered_stall``: a promise of the bias source that ``bias.valid`` will be
+        high in the next cycle (the stall is decided a cycle ahead, so a first beat only
+        enters the accumulators when its bias is sure to be there; tied to 0, the array
+        waits one cycle more whenever a bias arrives just in time).  Unused otherwise.
     o : Out(stream.Signature(acc_word_layout))
         C accumulators per column-tile.
     busy : Out(1)
@@ -63,6 +70,7 @@ class PEArray(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(array_in_layout(cfg))),
             "bias": In(stream.Signature(bias_word_layout(cfg))),
+            "bias_next": In(1),
             "o": Out(stream.Signature(acc_word_layout(cfg))),
             "busy": Out(1),
         })
@@ -84,11 +92,13 @@ class PEArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        en = Signal()
+        en = Signal(init=1, name="en")
         regs = set(self.register_levels)
 
         valid, beat = self.i.valid, self.i.payload
         valids = []
+        # (valid, first) of every stage from the input on: the last one is at the accumulators.
+        stages = [(self.i.valid, self.i.payload.first)]
         if cfg.input_register:
             # The buffers' read data goes straight into flip-flops: a block RAM's clock-to-out
             # is the slowest start of a path there is (5.8 ns on ECP5), so no logic follows it.
@@ -98,6 +108,7 @@ class PEArray(wiring.Component):
                 m.d.sync += [in_valid.eq(valid), in_beat.eq(beat)]
             valids.append(in_valid)
             valid, beat = in_valid, in_beat
+            stages.append((in_valid, in_beat.first))
         first, last = beat.first, beat.last
 
         # Per column: the values still to be summed and the carries still to be added.
@@ -131,6 +142,7 @@ class PEArray(wiring.Component):
             with m.If(en):
                 m.d.sync += assigns
             valids.append(v)
+            stages.append((v, f))
             valid, first, last, columns = v, f, la, new_cols
 
         level = 0
@@ -156,15 +168,9 @@ class PEArray(wiring.Component):
                 register(level)
 
         # Accumulators: the contract's order, bias first, then saturate after each row-tile.
-        o_valid = self.o.valid
+        o_valid = Signal()                    # the accumulators hold an untaken result
         need_bias = valid & first
-        # The output register is free when empty or taken this cycle; the result leaves on
-        # o's handshake alone, even if a missing bias holds the pipeline in the same cycle.
-        m.d.comb += [
-            en.eq((~o_valid | self.o.ready) & ~(need_bias & ~self.bias.valid)),
-            self.i.ready.eq(en),
-            self.bias.ready.eq(en & need_bias),
-        ]
+        accs = []
         for c, (vals, cars) in enumerate(columns):
             acc = Signal(signed(cfg.acc_bits), name=f"acc_{c}", reset_less=True)
             base = Mux(first, self.bias.payload[c], acc)
@@ -176,13 +182,72 @@ class PEArray(wiring.Component):
                     m.d.sync += acc.eq(saturate(total, cfg.acc_bits))
                 else:
                     m.d.sync += acc.eq(total)
-            m.d.comb += self.o.payload[c].eq(acc)
-        with m.If(self.o.ready):
-            m.d.sync += o_valid.eq(0)
-        with m.If(en):
-            m.d.sync += o_valid.eq(valid & last)
+            accs.append(acc)
+        m.d.comb += [self.i.ready.eq(en), self.bias.ready.eq(en & need_bias)]
         busy = o_valid
+        if cfg.registered_stall:
+            busy = busy | self._registered_stall(m, en, valid, last, need_bias, accs, o_valid,
+                                                 stages)
+        else:
+            # The accumulators are the output register, free when empty or taken this cycle;
+            # the result leaves on o's handshake alone, even if a missing bias holds the
+            # pipeline in the same cycle.
+            m.d.comb += [
+                en.eq((~o_valid | self.o.ready) & ~(need_bias & ~self.bias.valid)),
+                self.o.valid.eq(o_valid),
+            ]
+            m.d.comb += [self.o.payload[c].eq(acc) for c, acc in enumerate(accs)]
+            with m.If(self.o.ready):
+                m.d.sync += o_valid.eq(0)
+            with m.If(en):
+                m.d.sync += o_valid.eq(valid & last)
         for v in valids:
             busy = busy | v
         m.d.comb += self.busy.eq(busy)
         return m
+
+    def _registered_stall(self, m, en, valid, last, need_bias, accs, o_valid, stages):
+        """``en`` as a register decided a cycle ahead; returns the skid register's valid.
+
+        The price is one result of slack: a result still waiting in the accumulators when the
+        array advances moves to the skid register, and ``en`` drops while both hold one.  A
+        first beat enters the accumulators only when its bias is sure to be there: on
+        ``bias`` already and not taken this cycle, or promised by ``bias_next``.
+        """
+        cfg = self._cfg
+        s_valid = Signal()                    # the skid register holds the older result
+        skid = [Signal(signed(cfg.acc_bits), name=f"skid_{c}", reset_less=True)
+                for c in range(cfg.cols)]
+        pop = self.o.valid & self.o.ready
+        push = en & valid & last
+        m.d.comb += self.o.valid.eq(o_valid | s_valid)
+        m.d.comb += [self.o.payload[c].eq(Mux(s_valid, skid[c], acc))
+                     for c, acc in enumerate(accs)]
+        # Room for a result after this cycle (with two held, en is low: no push), and whether
+        # the beat then at the accumulators is a first one (the stage before moves up when
+        # en is high).
+        room = Mux(o_valid & s_valid, pop, Mux(o_valid | s_valid, ~push | pop, 1))
+        if len(stages) >= 2:
+            prev_valid, prev_first = stages[-2]
+            next_need = Mux(en, prev_valid & prev_first, need_bias)
+            bias_stays = self.bias.valid & ~(en & need_bias)
+            m.d.sync += en.eq(room & (~next_need | bias_stays | self.bias_next))
+        else:
+            # No register before the accumulators: the next beat is not known a cycle
+            # ahead, so the bias check stays combinational.
+            en_room = Signal(init=1)
+            m.d.sync += en_room.eq(room)
+            m.d.comb += en.eq(en_room & (~need_bias | self.bias.valid))
+        with m.If(pop):
+            with m.If(s_valid):
+                m.d.sync += s_valid.eq(0)
+            with m.Else():
+                m.d.sync += o_valid.eq(0)
+        # The accumulators are about to be overwritten while holding a result that does not
+        # leave this cycle: it moves to the skid register (free, or emptied this cycle).
+        with m.If(en & valid & o_valid & ~(pop & ~s_valid)):
+            m.d.sync += [s_valid.eq(1), o_valid.eq(0)]
+            m.d.sync += [d.eq(a) for d, a in zip(skid, accs)]
+        with m.If(push):
+            m.d.sync += o_valid.eq(1)
+        return s_valid

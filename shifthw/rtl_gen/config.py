@@ -57,6 +57,13 @@ class EngineConfig:
     input_register : bool
         Register every beat at the PE array's input (default True), so that no logic follows
         a block RAM read in the same cycle; one more cycle of latency.
+    registered_stall : bool
+        Make the PE array's stall a register decided a cycle ahead (default False): nothing
+        from the output side or the bias reader then reaches the array's ~700 clock enables,
+        the issuer or the bias reader in the same cycle, at the cost of a one-result skid
+        register (C x acc_bits flip-flops).  Worth it where block RAM reads are registered
+        (ECP5, with the estimate flow's DP16KD output registers); not on the UP5K, whose
+        limit is routing between blocks (``docs/estimation.md``).
     pipeline_stages : int or None
         Register stages in the PE array between the PEs and the accumulator
         (0..ceil(log2 R) + 1); default ``min(2, ceil(log2 R) + 1)``.
@@ -93,6 +100,7 @@ class EngineConfig:
     pe: str = "shift"
     acc_bits: int | None = None
     input_register: bool = True
+    registered_stall: bool = False
     pipeline_stages: int | None = None
     k_depth: int = 64
     weight_depth: int = 256
@@ -138,6 +146,8 @@ class EngineConfig:
         _int("count_bits", self.count_bits, 1, 32)
         if not isinstance(self.input_register, bool):
             raise TypeError(f"input_register must be a bool, not {self.input_register!r}")
+        if not isinstance(self.registered_stall, bool):
+            raise TypeError(f"registered_stall must be a bool, not {self.registered_stall!r}")
         if self.pipeline_stages is None:
             self._set("pipeline_stages", min(2, self.tree_levels + 1))
         _int("pipeline_stages", self.pipeline_stages, 0, self.tree_levels + 1)

@@ -246,6 +246,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-input-register", dest="input_register", action="store_false",
                    help="feed the PEs straight from the buffers (one cycle less latency, "
                         "lower Fmax)")
+    p.add_argument("--registered-stall", action="store_true",
+                   help="decide the array's stall a cycle ahead, with a one-result skid "
+                        "register (for the ECP5's registered block RAM reads)")
     p.add_argument("--k-depth", type=int, default=64,
                    help="activation buffer words per bank: max ceil(K / R)")
     p.add_argument("--weight-depth", type=int, default=256, help="weight buffer entries")
@@ -276,6 +279,7 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
                         weight_bits=args.weight_bits, guard_bits=guard, pe=args.pe,
                         acc_bits=args.acc_bits, pipeline_stages=args.pipeline_stages,
                         input_register=getattr(args, "input_register", True),
+                        registered_stall=getattr(args, "registered_stall", False),
                         k_depth=args.k_depth, weight_depth=args.weight_depth,
                         bias_depth=args.bias_depth, bias_lanes=args.bias_lanes,
                         out_lanes=args.out_lanes, param_word_bits=args.param_word_bits,

@@ -19,8 +19,13 @@ four register stages, so that no path has more than a few LUT levels:
 All stages advance together whenever the output register is free (empty, or taken this
 cycle), so a stall on ``o`` holds every word where it is.  The layer settings are
 registered too (the shift amount, the saturation mask, ``relu``, ``round_half_up``), so
-they must be steady from one cycle before a word is accepted until it leaves on ``o``;
-the engine changes them only while idle, with the stage empty (``busy`` low).
+they must be steady from :attr:`~OutputStage.settings_lead` cycles before a word is
+accepted until it leaves on ``o``: 1, or 2 with ``registered_stall`` (the engine's high-Fmax
+setting), where ``out_shift`` is registered first and then turned into the funnel's shift
+amount and the saturation mask, so that no layer-setting path sets the clock on the ECP5
+(on the UP5K the extra register made placement 5 % slower).  The engine changes them only
+while idle, with the stage empty (``busy`` low), at least that many cycles before the
+first word arrives.
 
 With ``out_lanes = C`` (default) all lanes are requantised at once, one word per cycle, and
 a word accepted on ``i`` is valid on ``o`` :attr:`~OutputStage.latency` = 4 cycles later.
@@ -104,8 +109,9 @@ class OutputStage(wiring.Component):
     i : In(stream.Signature(acc_word_layout))
     o : Out(stream.Signature(out_word_layout))
     out_shift : In(signed), relu : In(1), round_half_up : In(1)
-        The layer's output-stage settings (registered inside): hold them steady from one
-        cycle before a word is accepted on ``i`` until it has left on ``o``.
+        The layer's output-stage settings (registered inside): hold them steady from
+        :attr:`settings_lead` cycles before a word is accepted on ``i`` until it has left on
+        ``o``.
     busy : Out(1)
         A word is in the stage (holding, pipeline or output register).
     """
@@ -126,6 +132,11 @@ class OutputStage(wiring.Component):
     @property
     def config(self) -> EngineConfig:
         return self._cfg
+
+    @property
+    def settings_lead(self) -> int:
+        """Cycles the settings must be steady before a word is accepted."""
+        return 2 if self._cfg.registered_stall else 1
 
     @property
     def latency(self) -> int:
@@ -153,9 +164,14 @@ class OutputStage(wiring.Component):
         # lanes share it.
         hot = Signal(w, reset_less=True)
         relu, round_up = Signal(reset_less=True), Signal(reset_less=True)
+        if cfg.registered_stall:
+            shift = Signal.like(self.out_shift, name="out_shift_r", reset_less=True)
+            m.d.sync += shift.eq(self.out_shift)
+        else:
+            shift = self.out_shift
         m.d.sync += [
-            t.eq(self.out_shift + (a + 1)),
-            hot.eq(Cat(self.out_shift <= k - a for k in range(w))),
+            t.eq(shift + (a + 1)),
+            hot.eq(Cat(shift <= k - a for k in range(w))),
             relu.eq(self.relu),
             round_up.eq(self.round_half_up),
         ]

@@ -34,3 +34,18 @@ def test_errors(tmp_path):
         place_and_route("generic", tmp_path)
     with pytest.raises(FileNotFoundError, match="flat.json: synthesise first"):
         place_and_route("ice40-up5k", tmp_path)
+
+
+def test_ecp5_read_registers_are_packed_into_the_block_rams(tmp_path):
+    # A small engine whose act and weight buffers are block RAMs: the array's input register
+    # becomes their output register; nextpnr places the packed netlist.
+    from shifthw.estimate import area
+    from shifthw.rtl_gen.config import EngineConfig
+    cfg = EngineConfig(rows=2, cols=4, guard_bits=0, k_depth=256, weight_depth=512)
+    syn = area.synthesize(cfg, get_target("ecp5-25k"), str(tmp_path))
+    assert syn["resources"]["bram"] >= 2
+    placed = place_and_route("ecp5-25k", tmp_path)
+    assert placed["fits"] and placed["fmax_mhz"] > 0
+    # act (2 x 8 bits) and weight (2 x 4 codes of 5 bits) read data: 56 flip-flops.
+    assert placed["bram_output_registers"] == 2 * 8 + 2 * 4 * 5
+    assert "OUTREG" in (tmp_path / "flat.pnr.json").read_text()

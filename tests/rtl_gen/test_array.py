@@ -67,20 +67,23 @@ def _run(cfg, rng, groups, *, kind="random", stall=0.3, seed=0):
     return got, want
 
 
+@pytest.mark.parametrize("registered", [False, True])
 @pytest.mark.parametrize("stages", [0, 1])
 @pytest.mark.parametrize("input_register", [True, False])
-def test_one_by_one(stages, input_register, rng):
+def test_one_by_one(stages, input_register, registered, rng):
     cfg = EngineConfig(rows=1, cols=1, guard_bits=0, pipeline_stages=stages, k_depth=4,
-                       weight_depth=4, input_register=input_register)
+                       weight_depth=4, input_register=input_register,
+                       registered_stall=registered)
     got, want = _run(cfg, rng, 12)
     assert got == want
 
 
+@pytest.mark.parametrize("registered", [False, True])
 @pytest.mark.parametrize("stages", [0, 1, 2, 3])
 @pytest.mark.parametrize("input_register", [True, False])
-def test_every_pipeline_depth(stages, input_register, rng):
+def test_every_pipeline_depth(stages, input_register, registered, rng):
     cfg = EngineConfig(rows=3, cols=2, pipeline_stages=stages, k_depth=4, weight_depth=8,
-                       input_register=input_register)
+                       input_register=input_register, registered_stall=registered)
     assert cfg.array_latency == stages + 1 + input_register
     got, want = _run(cfg, rng, 10)
     assert got == want
@@ -103,7 +106,8 @@ def test_narrow_accumulator_saturates_per_row_tile(pe, rng):
     assert hits > 0, "the extreme values should reach saturation"
 
 
-def test_no_stalls_takes_a_beat_every_cycle(rng):
-    cfg = EngineConfig(rows=2, cols=2, k_depth=4, weight_depth=8)
+@pytest.mark.parametrize("registered", [False, True])
+def test_no_stalls_takes_a_beat_every_cycle(registered, rng):
+    cfg = EngineConfig(rows=2, cols=2, k_depth=4, weight_depth=8, registered_stall=registered)
     got, want = _run(cfg, rng, 8, stall=0.0)
     assert got == want

@@ -39,6 +39,7 @@ def test_narrow_accumulator_saturates():
     (dict(pipeline_stages=5), ValueError, "pipeline_stages"),
     (dict(pipeline_stages=-1), ValueError, "pipeline_stages"),
     (dict(input_register=1), TypeError, "input_register"),
+    (dict(registered_stall="yes"), TypeError, "registered_stall"),
     (dict(k_depth=0), ValueError, "k_depth"),
     (dict(weight_depth=0), ValueError, "weight_depth"),
     (dict(bias_depth=0), ValueError, "bias_depth"),

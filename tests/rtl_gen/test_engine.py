@@ -61,10 +61,12 @@ def test_all_zero_weights(rng):
     _check(cfg, job, random_inputs(cfg, rng, 3, 7))
 
 
-def test_gathered_biases_and_many_descriptors(rng):
+@pytest.mark.parametrize("registered", [False, True])
+def test_gathered_biases_and_many_descriptors(registered, rng):
     """bias_lanes < C, a 2-bit count (batches split into descriptors that reuse the
     buffers) and N split into tiles, with stalls everywhere."""
-    cfg = EngineConfig(rows=2, cols=5, bias_lanes=2, count_bits=2, out_depth=1, **SMALL)
+    cfg = EngineConfig(rows=2, cols=5, bias_lanes=2, count_bits=2, out_depth=1,
+                       registered_stall=registered, **SMALL)
     job = random_job(cfg, rng, 17, 5)
     x = random_inputs(cfg, rng, 7, 5)
     streams = encode_job(cfg, job, x)
@@ -73,9 +75,11 @@ def test_gathered_biases_and_many_descriptors(rng):
     _check(cfg, job, x, stall=0.4, seed=7)
 
 
+@pytest.mark.parametrize("registered", [False, True])
 @pytest.mark.parametrize("out_depth, out_lanes", [(0, 2), (1, 1), (3, 2), (0, 1)])
-def test_output_fifo_depths_and_lanes(out_depth, out_lanes, rng):
-    cfg = EngineConfig(rows=2, cols=2, out_depth=out_depth, out_lanes=out_lanes, **SMALL)
+def test_output_fifo_depths_and_lanes(out_depth, out_lanes, registered, rng):
+    cfg = EngineConfig(rows=2, cols=2, out_depth=out_depth, out_lanes=out_lanes,
+                       registered_stall=registered, **SMALL)
     job = random_job(cfg, rng, 5, 3)
     _check(cfg, job, random_inputs(cfg, rng, 4, 3), stall=0.5, seed=out_depth)
 
@@ -98,9 +102,10 @@ def test_load_only_then_reuse(rng):
     assert np.array_equal(decode_outputs(cfg, run, stats.out), golden_job(cfg, job, x)[0])
 
 
-def test_steady_state_one_beat_per_cycle(rng):
+@pytest.mark.parametrize("registered", [False, True])
+def test_steady_state_one_beat_per_cycle(registered, rng):
     """Without stalls the array takes a beat every cycle from the first to the last."""
-    cfg = EngineConfig(rows=4, cols=4)
+    cfg = EngineConfig(rows=4, cols=4, registered_stall=registered)
     for n, k in [(4, 4), (4, 9), (9, 16)]:           # k_tiles * n_tiles = 1, 3, 12
         job = random_job(cfg, rng, n, k)
         stats = _check(cfg, job, random_inputs(cfg, rng, 6, k), stall=0.0)
@@ -108,9 +113,11 @@ def test_steady_state_one_beat_per_cycle(rng):
         assert stats.run_cycles == stats.beats
 
 
-def test_narrow_bias_and_output_lanes_keep_full_rate(rng):
+@pytest.mark.parametrize("registered", [False, True])
+def test_narrow_bias_and_output_lanes_keep_full_rate(registered, rng):
     """bias_lanes and out_lanes of C / 2: full rate as long as k_tiles >= 2."""
-    cfg = EngineConfig(rows=2, cols=4, bias_lanes=2, out_lanes=2, out_depth=0)
+    cfg = EngineConfig(rows=2, cols=4, bias_lanes=2, out_lanes=2, out_depth=0,
+                       registered_stall=registered)
     job = random_job(cfg, rng, 9, 4)                                # k_tiles = 2
     stats = _check(cfg, job, random_inputs(cfg, rng, 5, 4), stall=0.0)
     assert stats.run_cycles == stats.beats == 5 * 2 * 3

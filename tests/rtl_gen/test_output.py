@@ -27,7 +27,8 @@ def _check(cfg, settings, accs, stall=0.0, seed=0):
             ctx.set(dut.out_shift, s)
             ctx.set(dut.relu, relu)
             ctx.set(dut.round_half_up, rnd)
-            await ctx.tick()             # the settings are registered inside the stage
+            # The settings are registered inside the stage.
+            await ctx.tick().repeat(dut.settings_lead)
             got = []
             # One word in, one word out (the stage may hold more), stalls on both sides.
             for w in words:
@@ -58,10 +59,10 @@ def test_every_shift_exhaustive_small(out_lanes):
     _check(cfg, settings, accs)
 
 
-@pytest.mark.parametrize("out_lanes", [3, 2])
-def test_wide_accumulator_random_with_stalls(out_lanes, rng):
+@pytest.mark.parametrize("out_lanes, registered", [(3, False), (2, False), (2, True)])
+def test_wide_accumulator_random_with_stalls(out_lanes, registered, rng):
     cfg = EngineConfig(rows=2, cols=3, act_bits=8, guard_bits=14, k_depth=4, weight_depth=4,
-                       out_lanes=out_lanes)
+                       out_lanes=out_lanes, registered_stall=registered)
     w = cfg.acc_bits
     accs = [int(v) for v in rng.integers(-(1 << (w - 1)), 1 << (w - 1), size=60)]
     accs += [-(1 << (w - 1)), (1 << (w - 1)) - 1, 0, -1, 1, 127, 128, -128, -129]
@@ -99,7 +100,7 @@ def test_latency_rate_and_busy(out_lanes):
     async def bench(ctx):
         ctx.set(dut.out_shift, 1)
         ctx.set(dut.o.ready, 1)
-        await ctx.tick()
+        await ctx.tick().repeat(dut.settings_lead)
         ctx.set(dut.i.payload, [3, -3, 5, 0])
         ctx.set(dut.i.valid, 1)
         accepted, valid_at, cycle = [], [], 0
@@ -143,7 +144,7 @@ def test_stream_with_stalls(out_lanes, rng):
         ctx.set(dut.out_shift, shift)
         ctx.set(dut.relu, relu)
         ctx.set(dut.round_half_up, rnd)
-        await ctx.tick()
+        await ctx.tick().repeat(dut.settings_lead)
         await stream_put(ctx, dut.i, [pack(acc_word_layout(cfg), v) for v in words],
                          rng=random.Random(1), stall=0.3)
 

@@ -17,6 +17,8 @@ CONFIGS = {
     "shift-1x1": dict(rows=1, cols=1, weight_bits=4),
     "shift-narrow-acc": dict(rows=3, cols=2, weight_bits=5, guard_bits=2, acc_bits=11),
     "mult": dict(rows=3, cols=2, pe="mult", weight_bits=6),
+    "shift-registered-stall": dict(rows=3, cols=2, weight_bits=5, guard_bits=0, bias_lanes=1,
+                                   out_lanes=1, registered_stall=True),
 }
 SHAPES = [(5, 7, "random"), (2, 1, "random"), (4, 6, "extreme"), (3, 9, "zero"),
           (7, 11, "random"), (1, 13, "extreme")]
