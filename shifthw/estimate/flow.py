@@ -187,7 +187,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                     placed = {"fits": False, "fmax_mhz": None, "met": False,
                               "error": f"not placed: synthesis exceeds the device ({over})",
                               "target_mhz": float(freq_mhz or tgt.freq_mhz),
-                              "utilisation": {}, "logic_cells": None, "critical_path": None}
+                              "utilisation": {}, "logic_cells": None, "critical_path": None,
+                              "bram_output_registers": 0}
             results[key] = {"config": cfg.to_dict(), "pe": cfg.pe, "dsp": dsp,
                             "area": syn, "timing": placed}
         energy_section = None
