@@ -130,7 +130,19 @@ def _run_mapped(work: Path, name: str, lines: list[str], target: Target, progres
                 not _ECP5_ASSERT.search(log.read_text(errors="replace")):
             raise
     fixed = [ln + " -nolutram" if ln.startswith("synth_ecp5 ") else ln for ln in lines]
-    _run(work, name, fixed, progress, timeout)
+    try:
+        _run(work, name, fixed, progress, timeout)
+    except toolchain.ToolError as exc:
+        log = work / f"{name}.log"
+        if not log.exists() or not _ECP5_ASSERT.search(log.read_text(errors="replace")):
+            raise
+        # Seen once in the calibration sweep (4 x 8, A = 4, b = 3, G = 0, default buffers):
+        # the assertion comes back in ABC9 with or without LUT RAM, wide LUTs or CCU2s.
+        raise toolchain.ToolError(
+            f"Yosys stopped on an internal assertion (a Yosys bug, not an error in the "
+            f"design) synthesising this engine for the ECP5, with and without LUT RAM; other "
+            f"buffer depths or lanes usually avoid it (log: {log})",
+            tool="yosys", command=exc.command, log=exc.log) from None
     return ECP5_LUTRAM_WORKAROUND
 
 

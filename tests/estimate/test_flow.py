@@ -135,3 +135,21 @@ def test_without_baseline():
     rep = estimate(EngineConfig(**TINY), "generic", baseline=None)
     assert list(rep["designs"]) == ["shift"] and rep["baseline"] is None
     assert rep["comparison"]["columns"] == ["shift"]
+
+
+@pytest.mark.slow
+def test_ecp5_assertion_without_workaround_is_one_clear_error(tmp_path):
+    """The one calibration point whose Yosys 0.70 assertion survives -nolutram: one error
+    that says it is a Yosys bug and where the log is.  (A Yosys without the bug synthesises
+    it, and the test then only checks that.)"""
+    from shifthw import toolchain
+    from shifthw.estimate.area import synthesize
+    from shifthw.estimate.sweep import SweepPoint
+    cfg = SweepPoint(4, 8, 4, 3, "shift", 0).config()
+    try:
+        res = synthesize(cfg, "ecp5-85k", tmp_path, breakdown=False)
+    except toolchain.ToolError as exc:
+        assert "internal assertion (a Yosys bug" in str(exc) and "flat.log" in str(exc)
+        assert exc.tool == "yosys"
+    else:
+        assert res["resources"]["lut"] > 0
