@@ -83,9 +83,9 @@ def pack_output_registers(netlist: dict) -> int:
         params, conns = ram.get("parameters", {}), ram.get("connections", {})
         if any(str(params.get(k, "NOREG")) != "NOREG" for k in ("REGMODE_A", "REGMODE_B")):
             continue
-        clocks = {str(params.get(k, m)).strip(): conns.get(m) for k, m in
-                  (("CLKAMUX", "CLKA"), ("CLKBMUX", "CLKB"))}
-        if set(clocks) != {"CLKA", "CLKB"} or clocks["CLKA"] != clocks["CLKB"]:
+        if (str(params.get("CLKAMUX", "CLKA")).strip() != "CLKA"
+                or str(params.get("CLKBMUX", "CLKB")).strip() != "CLKB"
+                or conns.get("CLKA") != conns.get("CLKB")):
             continue           # inverted or two clocks: leave it alone
         clock = conns.get("CLKB")
         moves, enables, ok = [], set(), True
@@ -104,11 +104,10 @@ def pack_output_registers(netlist: dict) -> int:
                 ok = False
                 break
             moves.append((port, ff_name))
-            enables.add(str(enable) if not isinstance(enable, int) else enable)
+            enables.add(enable)        # a net number, or the constant "1"
         if not ok or not moves or len(enables) != 1:
             continue
-        enable = enables.pop()
-        bit = enable if isinstance(enable, int) else str(enable)
+        bit = enables.pop()
         for reg in ("REGMODE_A", "REGMODE_B"):
             params[reg] = "OUTREG"
         conns["OCEA"] = [bit]
