@@ -13,7 +13,7 @@ design, for the whole engine, for the PE array with its adder trees and accumula
 the PEs alone (the per-component breakdown of the same synthesis runs).
 
 Usage: ``python benchmarks/estimate_figures.py [--targets ice40-up5k,ecp5-85k]
-[--pipeline-stages N] [--out-lanes N] [--no-input-register] [--registered-stall]
+[--pipeline-stages N] [--out-lanes N] [--input-registers N] [--registered-stall]
 [--json out.json]``.  Takes tens of minutes.  Not a test.
 """
 
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weight-bits", type=int, default=5)
     ap.add_argument("--pipeline-stages", type=int, default=None)
     ap.add_argument("--out-lanes", type=int, default=None)
-    ap.add_argument("--no-input-register", dest="input_register", action="store_false")
+    ap.add_argument("--input-registers", type=int, default=1)
     ap.add_argument("--registered-stall", action="store_true")
     ap.add_argument("--mult5", action="store_true", help="also the b=5 multiplier")
     ap.add_argument("--no-place", action="store_true")
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         for label, kw, dsp in designs(args.weight_bits, args.mult5):
             cfg = EngineConfig(rows=args.rows, cols=args.cols, act_bits=args.act_bits,
                                pipeline_stages=args.pipeline_stages,
-                               input_register=args.input_register,
+                               input_registers=args.input_registers,
                                registered_stall=args.registered_stall, **kw, **settings)
             t0 = time.time()
             with tempfile.TemporaryDirectory(prefix="shifthw-fig-") as work:

@@ -237,9 +237,9 @@ def program_ops(program: Program, cfg: EngineConfig, *, batch: int = 1) -> dict:
         op("adder_trees", "add", (w,), c * adders.count(w) * beats, f"tree adder, {w} bits")
     op("adder_trees", "register", (regs * c,), beats,
        f"pipeline registers ({len(cfg.register_levels)} stages)")
-    if cfg.input_register:
+    for k in range(cfg.input_registers):
         op("pe_array", "register", (r * a + r * c * cfg.weight_bits + 3,), beats,
-           "input register (activations, weights, valid/first/last)")
+           f"input register {k + 1} (activations, weights, valid/first/last)")
     op("accumulators", "mux", (cfg.acc_bits,), c * beats, "bias / accumulator select")
     op("accumulators", "add", (cfg.acc_bits,), c * beats, "accumulate")
     if cfg.saturating:

@@ -6,8 +6,10 @@ tree and added to accumulator c.  With shift PEs the trees also absorb the PEs' 
 carries: each two-input adder takes one pending carry as its carry-in, and the one carry left
 over (R carries, R - 1 adders) goes into the accumulator's adder.
 
-Pipelining: with ``input_register`` (the default) every beat is registered before the PEs,
-so the buffers' read data meets no logic in the cycle it leaves the block RAM; then
+Pipelining: with ``input_registers`` >= 1 (default 1) every beat is registered before the
+PEs, so the buffers' read data meets no logic in the cycle it leaves the block RAM (with 2,
+the first of them can become the block RAMs' own output register and the second stays next
+to the PEs); then
 ``pipeline_stages`` registers are placed between the PEs and the accumulator at evenly spaced
 tree levels (level 0 is the PE outputs).  All registers advance together on one enable, so
 backpressure on ``o`` (or a missing bias) stalls the whole array, and nothing is ever lost
@@ -45,7 +47,7 @@ class PEArray(wiring.Component):
     ----------
     config : EngineConfig
         (or the same parameters as keywords): rows, cols, act_bits, weight_bits, guard_bits,
-        pe, acc_bits, input_register, registered_stall, pipeline_stages are used.
+        pe, acc_bits, input_registers, registered_stall, pipeline_stages are used.
 
     Members
     -------
@@ -55,9 +57,14 @@ class PEArray(wiring.Component):
         One word of C biases per column-tile, taken with its ``first`` beat.
     bias_next : In(1)
         With ``registered_stall``: a promise of the bias source that ``bias.valid`` will be
-        high in the next cycle (the stall is decided a cycle ahead, so a first beat only
+        high in the next cycle whether or not the bias is taken in this one, computed
+        without ``bias.ready`` (the stall is decided a cycle ahead, so a first beat only
         enters the accumulators when its bias is sure to be there; tied to 0, the array
         waits one cycle more whenever a bias arrives just in time).  Unused otherwise.
+    i_ready_buf : Out(1)
+        Equal to ``i.ready``; with ``registered_stall`` from a flip-flop of its own, for the
+        buffers' read enables (spread over the device), so that the issuer's logic does not
+        share their net.
     o : Out(stream.Signature(acc_word_layout))
         C accumulators per column-tile.
     busy : Out(1)
@@ -71,6 +78,7 @@ class PEArray(wiring.Component):
             "i": In(stream.Signature(array_in_layout(cfg))),
             "bias": In(stream.Signature(bias_word_layout(cfg))),
             "bias_next": In(1),
+            "i_ready_buf": Out(1),
             "o": Out(stream.Signature(acc_word_layout(cfg))),
             "busy": Out(1),
         })
@@ -97,18 +105,20 @@ class PEArray(wiring.Component):
 
         valid, beat = self.i.valid, self.i.payload
         valids = []
-        # (valid, first) of every stage from the input on: the last one is at the accumulators.
-        stages = [(self.i.valid, self.i.payload.first)]
-        if cfg.input_register:
+        # (valid, first, last) of every stage from the input on: the last one is at the
+        # accumulators.
+        stages = [(self.i.valid, self.i.payload.first, self.i.payload.last)]
+        for k in range(cfg.input_registers):
             # The buffers' read data goes straight into flip-flops: a block RAM's clock-to-out
             # is the slowest start of a path there is (5.8 ns on ECP5), so no logic follows it.
-            in_valid = Signal(name="in_valid")
-            in_beat = Signal(array_in_layout(cfg), name="in_beat", reset_less=True)
+            suffix = "" if k == 0 else f"{k + 1}"
+            in_valid = Signal(name=f"in_valid{suffix}")
+            in_beat = Signal(array_in_layout(cfg), name=f"in_beat{suffix}", reset_less=True)
             with m.If(en):
                 m.d.sync += [in_valid.eq(valid), in_beat.eq(beat)]
             valids.append(in_valid)
             valid, beat = in_valid, in_beat
-            stages.append((in_valid, in_beat.first))
+            stages.append((in_valid, in_beat.first, in_beat.last))
         first, last = beat.first, beat.last
 
         # Per column: the values still to be summed and the carries still to be added.
@@ -142,7 +152,7 @@ class PEArray(wiring.Component):
             with m.If(en):
                 m.d.sync += assigns
             valids.append(v)
-            stages.append((v, f))
+            stages.append((v, f, la))
             valid, first, last, columns = v, f, la, new_cols
 
         level = 0
@@ -171,9 +181,15 @@ class PEArray(wiring.Component):
         o_valid = Signal()                    # the accumulators hold an untaken result
         need_bias = valid & first
         accs = []
+        # With registered_stall, "valid & first" at the accumulators has a flip-flop of its
+        # own (need_bias_r, below): half the columns take their bias / accumulator select
+        # from it, which halves the fanout of `first` (equal whenever the sum is kept).
+        shadow = (Signal(name="need_bias_r") if cfg.registered_stall and len(stages) >= 2
+                  else None)
         for c, (vals, cars) in enumerate(columns):
             acc = Signal(signed(cfg.acc_bits), name=f"acc_{c}", reset_less=True)
-            base = Mux(first, self.bias.payload[c], acc)
+            select = shadow if shadow is not None and 2 * c >= cfg.cols else first
+            base = Mux(select, self.bias.payload[c], acc)
             total = base + vals[0]
             for carry in cars:
                 total = total + carry
@@ -183,16 +199,18 @@ class PEArray(wiring.Component):
                 else:
                     m.d.sync += acc.eq(total)
             accs.append(acc)
-        m.d.comb += [self.i.ready.eq(en), self.bias.ready.eq(en & need_bias)]
         busy = o_valid
         if cfg.registered_stall:
             busy = busy | self._registered_stall(m, en, valid, last, need_bias, accs, o_valid,
-                                                 stages)
+                                                 stages, shadow)
         else:
             # The accumulators are the output register, free when empty or taken this cycle;
             # the result leaves on o's handshake alone, even if a missing bias holds the
             # pipeline in the same cycle.
             m.d.comb += [
+                self.i.ready.eq(en),
+                self.i_ready_buf.eq(en),
+                self.bias.ready.eq(en & need_bias),
                 en.eq((~o_valid | self.o.ready) & ~(need_bias & ~self.bias.valid)),
                 self.o.valid.eq(o_valid),
             ]
@@ -206,20 +224,51 @@ class PEArray(wiring.Component):
         m.d.comb += self.busy.eq(busy)
         return m
 
-    def _registered_stall(self, m, en, valid, last, need_bias, accs, o_valid, stages):
+    def _registered_stall(self, m, en, valid, last, need_bias, accs, o_valid, stages,
+                          shadow):
         """``en`` as a register decided a cycle ahead; returns the skid register's valid.
 
         The price is one result of slack: a result still waiting in the accumulators when the
         array advances moves to the skid register, and ``en`` drops while both hold one.  A
         first beat enters the accumulators only when its bias is sure to be there: on
-        ``bias`` already and not taken this cycle, or promised by ``bias_next``.
+        ``bias`` already and not taken this cycle, or promised by ``bias_next``.  (The
+        promise must not depend on ``bias.ready``, which comes from ``en``.)
         """
         cfg = self._cfg
         s_valid = Signal()                    # the skid register holds the older result
         skid = [Signal(signed(cfg.acc_bits), name=f"skid_{c}", reset_less=True)
                 for c in range(cfg.cols)]
+        if len(stages) >= 2:
+            # en drives every clock enable of the array (thousands): the control logic here
+            # and the issuer use a copy of it, so that their paths do not start on that net.
+            # (The copy has no reset, or Yosys would merge the two flip-flops; after a reset
+            # it equals en from the first cycle on, as en's next value is then 1.)
+            ctl = Signal(init=1, name="en_ctl", reset_less=True)
+            # A third copy for the buffers' read enables (init 0 keeps Yosys from merging
+            # it: in the first cycle nothing is in the array, so the read is enabled anyway).
+            buf = Signal(init=0, name="en_buf", reset_less=True)
+            # "valid & first" and "valid & last" at the accumulators, and "valid & first" one
+            # stage before, as flip-flops of their own (they advance on en like the stages
+            # they shadow), so that en's next value is a function of few flip-flops.
+            prev_valid, prev_first, prev_last = stages[-2]
+            need_bias, push_r = shadow, Signal(name="push_r")
+            with m.If(ctl):
+                m.d.sync += [need_bias.eq(prev_valid & prev_first),
+                             push_r.eq(prev_valid & prev_last)]
+            if len(stages) >= 3:
+                pp_valid, pp_first, _ = stages[-3]
+                prev_need = Signal(name="prev_need_bias_r")
+                with m.If(ctl):
+                    m.d.sync += prev_need.eq(pp_valid & pp_first)
+            else:
+                prev_need = prev_valid & prev_first
+            push = ctl & push_r
+        else:
+            ctl = buf = en
+            push = en & valid & last
+        m.d.comb += [self.i.ready.eq(ctl), self.i_ready_buf.eq(buf),
+                     self.bias.ready.eq(ctl & need_bias)]
         pop = self.o.valid & self.o.ready
-        push = en & valid & last
         m.d.comb += self.o.valid.eq(o_valid | s_valid)
         m.d.comb += [self.o.payload[c].eq(Mux(s_valid, skid[c], acc))
                      for c, acc in enumerate(accs)]
@@ -228,10 +277,10 @@ class PEArray(wiring.Component):
         # en is high).
         room = Mux(o_valid & s_valid, pop, Mux(o_valid | s_valid, ~push | pop, 1))
         if len(stages) >= 2:
-            prev_valid, prev_first = stages[-2]
-            next_need = Mux(en, prev_valid & prev_first, need_bias)
-            bias_stays = self.bias.valid & ~(en & need_bias)
-            m.d.sync += en.eq(room & (~next_need | bias_stays | self.bias_next))
+            next_need = Mux(ctl, prev_need, need_bias)
+            bias_stays = self.bias.valid & ~(ctl & need_bias)
+            en_next = room & (~next_need | bias_stays | self.bias_next)
+            m.d.sync += [en.eq(en_next), ctl.eq(en_next), buf.eq(en_next)]
         else:
             # No register before the accumulators: the next beat is not known a cycle
             # ahead, so the bias check stays combinational.
@@ -244,9 +293,12 @@ class PEArray(wiring.Component):
             with m.Else():
                 m.d.sync += o_valid.eq(0)
         # The accumulators are about to be overwritten while holding a result that does not
-        # leave this cycle: it moves to the skid register (free, or emptied this cycle).
-        with m.If(en & valid & o_valid & ~(pop & ~s_valid)):
+        # leave this cycle: it moves to the skid register.  With en high the skid register is
+        # empty (en is low while both hold a result), so it takes the accumulators whether or
+        # not the result leaves: its clock enables do not wait for o.ready.
+        with m.If(ctl & valid & o_valid & ~(pop & ~s_valid)):
             m.d.sync += [s_valid.eq(1), o_valid.eq(0)]
+        with m.If(en & valid & o_valid):
             m.d.sync += [d.eq(a) for d, a in zip(skid, accs)]
         with m.If(push):
             m.d.sync += o_valid.eq(1)

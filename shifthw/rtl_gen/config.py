@@ -54,9 +54,12 @@ class EngineConfig:
         Accumulator width.  Default: ``acc_bits_for(A, G, max_k)`` for shift, and
         ``A + b + ceil(log2 max_k) + 2`` for mult; a narrower one saturates after every
         row-tile of R terms (``golden.shift_matmul(..., chunk=R)``).
-    input_register : bool
-        Register every beat at the PE array's input (default True), so that no logic follows
-        a block RAM read in the same cycle; one more cycle of latency.
+    input_registers : int
+        Registers every beat passes at the PE array's input, 0..2 (default 1), each one
+        more cycle of latency.  With one, no logic follows a block RAM read in the same
+        cycle.  With two, the first can move into the block RAMs' own output registers (the
+        ECP5 estimate flow packs it) and the second stays in the fabric next to the PEs,
+        so the PEs no longer wait for read data to cross the chip (the high-Fmax setting).
     registered_stall : bool
         Make the PE array's stall a register decided a cycle ahead (default False): nothing
         from the output side or the bias reader then reaches the array's ~700 clock enables,
@@ -99,7 +102,7 @@ class EngineConfig:
     guard_bits: int | None = None
     pe: str = "shift"
     acc_bits: int | None = None
-    input_register: bool = True
+    input_registers: int = 1
     registered_stall: bool = False
     pipeline_stages: int | None = None
     k_depth: int = 64
@@ -144,8 +147,7 @@ class EngineConfig:
             # Amaranth's SyncFIFOBuffered of depth 2 has zero-width pointers (bad Verilog).
             raise ValueError("out_depth must be 0, 1 or at least 3, not 2")
         _int("count_bits", self.count_bits, 1, 32)
-        if not isinstance(self.input_register, bool):
-            raise TypeError(f"input_register must be a bool, not {self.input_register!r}")
+        _int("input_registers", self.input_registers, 0, 2)
         if not isinstance(self.registered_stall, bool):
             raise TypeError(f"registered_stall must be a bool, not {self.registered_stall!r}")
         if self.pipeline_stages is None:
@@ -178,7 +180,7 @@ class EngineConfig:
     @property
     def array_latency(self) -> int:
         """Cycles from a beat accepted by the PE array to its accumulator update."""
-        return int(self.input_register) + self.pipeline_stages + 1
+        return self.input_registers + self.pipeline_stages + 1
 
     @property
     def max_k_tiles(self) -> int:

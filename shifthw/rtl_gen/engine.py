@@ -7,8 +7,8 @@ Streams (layouts in :mod:`.layouts`): ``desc`` (one descriptor per layer tile), 
 
 Schedule of one descriptor::
 
-    IDLE --desc--> LOAD_BIAS --> LOAD_WEIGHTS --> RUN --> DRAIN --> IDLE
-               \\______________(reload = 0)______/
+    IDLE --desc--> SETUP --> START --> LOAD_BIAS --> LOAD_WEIGHTS --> RUN --> DRAIN --> IDLE
+                                    \\______________(reload = 0)______/
 
 * LOAD_BIAS / LOAD_WEIGHTS take ``params`` words into the bias buffer (``n_tiles *
   bias_beats`` words) and the weight buffer (``k_tiles * n_tiles`` entries, column-tile major:
@@ -32,7 +32,7 @@ therefore carry Yosys' ``no_rw_check`` attribute (no collision emulation logic).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -140,6 +140,8 @@ class LayerEngine(wiring.Component):
         nt_prev = Signal.like(d.n_tiles, name="nt_prev")
         kt_one = Signal(name="kt_one")
         nt_one = Signal(name="nt_one")
+        cnt_one = Signal(name="count_one")
+        cnt_nz = Signal(name="count_nz")
 
         # load counters
         beat = Signal(max(wpe, wpb), init=1, name="beat")   # one-hot: the word of the row
@@ -151,11 +153,14 @@ class LayerEngine(wiring.Component):
         # loader (activations into banks)
         full = Signal(2)
         set_full, clr_full = Signal(2), Signal(2)
+        full_next = Signal(2)
         ld_bank = Signal()
         ld_word = _counter(bank, "ld_word")
         ld_left = Signal(cfg.count_bits)     # vectors still to load
         ld_last = Signal()                   # ld_word == k_tiles - 1
         ld_more = Signal()                   # ld_left != 0
+        ld_left_one = Signal()               # ld_left == 1
+        load_ok = Signal()                   # running & ~full[ld_bank] & ld_more, a step ahead
         # issuer (buffers into the array)
         is_bank = Signal()
         is_row = _counter(bank, "is_row")
@@ -166,6 +171,8 @@ class LayerEngine(wiring.Component):
         is_row_last = Signal()               # is_row == k_tiles - 1
         is_col_last = Signal()               # is_col == nt_last
         is_left_one = Signal()               # is_left == 1
+        is_bank_next = Signal()
+        bank_ok = Signal()                   # full[is_bank], kept a step ahead
         issue_done = Signal()                # the last beat was issued in the cycle before
         s1_valid = Signal()
         s1_first = Signal(reset_less=True)
@@ -175,7 +182,10 @@ class LayerEngine(wiring.Component):
         draining = Signal()
         idle = Signal()
         last_issue = Signal()
-        m.d.sync += full.eq((full | set_full) & ~clr_full)
+        quiet = Signal()                     # DRAIN: nothing left inside (a cycle late)
+        setup = Signal()                     # the SETUP state (buffers' bank state reset)
+        m.d.comb += full_next.eq(Mux(setup, 0, (full | set_full) & ~clr_full))
+        m.d.sync += full.eq(full_next)
 
         # Buffer writes, one cycle after the params word is taken: the word, its row and the
         # write enables wait in registers, so the enables reach the block RAMs (spread over
@@ -194,35 +204,48 @@ class LayerEngine(wiring.Component):
             w_wr.en.eq(w_we),
         ]
 
-        with m.FSM(name="ctrl"):
+        with m.FSM(name="ctrl") as fsm:
+            # A descriptor takes three cycles to start: IDLE registers it, SETUP derives
+            # the per-descriptor values from the register and START the flags from those,
+            # so that no handshake and no comparison share a path into the counters.
             with m.State("IDLE"):
                 m.d.comb += [idle.eq(1), self.desc.ready.eq(1)]
                 with m.If(self.desc.valid):
-                    m.d.sync += [
-                        d.eq(self.desc.payload),
-                        nt_last.eq(self.desc.payload.n_tiles - 1),
-                        kt_prev.eq(self.desc.payload.k_tiles - 2),
-                        nt_prev.eq(self.desc.payload.n_tiles - 2),
-                        kt_one.eq(self.desc.payload.k_tiles == 1),
-                        nt_one.eq(self.desc.payload.n_tiles == 1),
-                        ld_left.eq(self.desc.payload.count),
-                        ld_more.eq(self.desc.payload.count != 0),
-                        ld_last.eq(self.desc.payload.k_tiles == 1),
-                        is_left.eq(self.desc.payload.count),
-                        is_left_one.eq(self.desc.payload.count == 1),
-                        is_row_first.eq(1),
-                        is_row_last.eq(self.desc.payload.k_tiles == 1),
-                        is_col_last.eq(self.desc.payload.n_tiles == 1),
-                        beat.eq(1), l_addr.eq(0), l_row.eq(0), l_col.eq(0),
-                        l_row_last.eq(beats == 1),
-                        l_col_last.eq(self.desc.payload.n_tiles == 1),
-                        full.eq(0), ld_bank.eq(0), ld_word.eq(0),
-                        is_bank.eq(0), is_row.eq(0), is_col.eq(0), is_addr.eq(0),
-                    ]
-                    with m.If(self.desc.payload.reload):
-                        m.next = "LOAD_BIAS"
-                    with m.Elif(self.desc.payload.count != 0):
-                        m.next = "RUN"
+                    m.d.sync += d.eq(self.desc.payload)
+                    m.next = "SETUP"
+
+            with m.State("SETUP"):
+                m.d.comb += setup.eq(1)
+                m.d.sync += [
+                    nt_last.eq(d.n_tiles - 1),
+                    kt_prev.eq(d.k_tiles - 2),
+                    nt_prev.eq(d.n_tiles - 2),
+                    kt_one.eq(d.k_tiles == 1),
+                    nt_one.eq(d.n_tiles == 1),
+                    cnt_one.eq(d.count == 1),
+                    cnt_nz.eq(d.count != 0),
+                    ld_left.eq(d.count),
+                    is_left.eq(d.count),
+                    is_row_first.eq(1),
+                    beat.eq(1), l_addr.eq(0), l_row.eq(0), l_col.eq(0),
+                    l_row_last.eq(beats == 1),
+                    ld_bank.eq(0), ld_word.eq(0),
+                    is_row.eq(0), is_col.eq(0), is_addr.eq(0),
+                ]
+                m.next = "START"
+
+            with m.State("START"):
+                m.d.sync += [ld_last.eq(kt_one), is_row_last.eq(kt_one),
+                             is_col_last.eq(nt_one), l_col_last.eq(nt_one),
+                             ld_more.eq(cnt_nz), ld_left_one.eq(cnt_one),
+                             is_left_one.eq(cnt_one)]
+                with m.If(d.reload):
+                    m.next = "LOAD_BIAS"
+                with m.Elif(cnt_nz):
+                    m.d.sync += load_ok.eq(1)
+                    m.next = "RUN"
+                with m.Else():
+                    m.next = "IDLE"
 
             # The loads: `beat` walks one-hot over the words of a buffer row (it is the
             # write enable); "last row" and "last column" are flags computed a step ahead.
@@ -253,6 +276,7 @@ class LayerEngine(wiring.Component):
                 with m.If(self.params.valid):
                     with m.If(load_word(w_we, wpe, kt_prev, kt_one)):
                         with m.If(ld_more):
+                            m.d.sync += load_ok.eq(1)
                             m.next = "RUN"
                         with m.Else():
                             m.next = "IDLE"
@@ -264,11 +288,30 @@ class LayerEngine(wiring.Component):
 
             with m.State("DRAIN"):
                 m.d.comb += draining.eq(1)
-                with m.If(~s1_valid & ~arr.busy & ~ost.busy):
+                with m.If(quiet):
                     m.next = "IDLE"
 
+        # Let Yosys re-encode the state one-hot (a state test is then one flip-flop).
+        fsm.state.attrs["fsm_encoding"] = "one-hot"
+
+        # DRAIN ends a cycle after the array and the output stage are empty (they cannot fill
+        # again in DRAIN; quiet is low in DRAIN's first cycle, computed while running).
+        m.d.sync += quiet.eq(draining & ~s1_valid & ~arr.busy & ~ost.busy)
+
+        def equals_two(count, step, name):
+            """``count == 2`` from flip-flops: the comparisons with 2 and 3 are registered
+            every cycle, with whether ``count`` was decremented (``step``) in that cycle."""
+            eq2, eq3 = Signal(name=f"{name}_eq2"), Signal(name=f"{name}_eq3")
+            stepped = Signal(name=f"{name}_stepped")
+            m.d.sync += [eq2.eq(count == 2), eq3.eq(count == 3), stepped.eq(step)]
+            return Mux(stepped, eq3, eq2)
+
         # -- loader: act words into the free bank ----------------------------------------
-        can_load = running & ~full.bit_select(ld_bank, 1) & ld_more
+        # `load_ok` is a register, so the act handshake is one LUT of two flip-flops.
+        can_load = load_ok
+        fin = Signal(name="ld_fin")          # the last word of a vector is written
+        m.d.comb += fin.eq(self.act.valid & can_load & ld_last)
+        ld_left_two = equals_two(ld_left, fin, "ld_left")
         m.d.comb += [
             self.act.ready.eq(can_load),
             a_wr.addr.eq(Cat(ld_word[:bank_bits], ld_bank)),
@@ -280,16 +323,41 @@ class LayerEngine(wiring.Component):
             with m.If(ld_last):
                 m.d.comb += set_full.eq(_one_hot(ld_bank, 2))
                 m.d.sync += [ld_word.eq(0), ld_last.eq(kt_one), ld_bank.eq(~ld_bank),
-                             ld_left.eq(ld_left - 1), ld_more.eq(ld_left != 1)]
+                             ld_left.eq(ld_left - 1), ld_more.eq(~ld_left_one),
+                             ld_left_one.eq(ld_left_two)]
+        # load_ok a step ahead: after a vector's last word, the other bank must be empty (or
+        # emptied by the issuer this cycle) and a vector left; otherwise it stays, or turns
+        # on when the issuer empties the loader's bank.
+        with m.If(running):
+            m.d.sync += load_ok.eq(Mux(
+                fin, ~ld_left_one & (~full.bit_select(~ld_bank, 1) | clr_full.bit_select(~ld_bank, 1)),
+                load_ok | (clr_full.bit_select(ld_bank, 1) & ld_more)))
 
         # -- issuer: buffers into the array, memories read one cycle ahead ---------------
+        # A bank is full only while running (the loader fills it in RUN, the issuer empties
+        # every bank it issues from before RUN ends), so `bank_ok` (= full[is_bank], a
+        # register) is all the issuer asks: `issue` is one LUT of three flip-flops, and
+        # `vec_end` (the last beat of an input vector) one of five.
         advance = ~s1_valid | arr.i.ready
-        issue = running & full.bit_select(is_bank, 1) & advance
+        rd_advance = ~s1_valid | arr.i_ready_buf      # the same, for the read enables
+        issue, vec_end = Signal(name="issue"), Signal(name="vec_end")
+        is_left_two = equals_two(is_left, vec_end, "is_left")
         m.d.comb += [
-            a_rd.addr.eq(Cat(is_row[:bank_bits], is_bank)), a_rd.en.eq(advance),
-            w_rd.addr.eq(is_addr[:len(w_rd.addr)]), w_rd.en.eq(advance),
-            last_issue.eq(issue & is_row_last & is_col_last & is_left_one),
+            issue.eq(bank_ok & advance),
+            vec_end.eq(issue & is_row_last & is_col_last),
+            clr_full.eq(Mux(vec_end, _one_hot(is_bank, 2), 0)),
+            is_bank_next.eq(Mux(setup, 0, is_bank ^ vec_end)),
+            a_rd.addr.eq(Cat(is_row[:bank_bits], is_bank)), a_rd.en.eq(rd_advance),
+            w_rd.addr.eq(is_addr[:len(w_rd.addr)]), w_rd.en.eq(rd_advance),
+            last_issue.eq(vec_end & is_left_one),
         ]
+        # bank_ok = full_next[is_bank_next], written with bank_ok == full[is_bank] (the
+        # issuer's bank cannot be filled by the loader while it is full, nor the other bank
+        # emptied by the issuer), which keeps it shallow.
+        other_bank_full = full.bit_select(~is_bank, 1)
+        m.d.sync += [is_bank.eq(is_bank_next),
+                     bank_ok.eq(Mux(vec_end, other_bank_full | (fin & (ld_bank != is_bank)),
+                                    bank_ok | (fin & (ld_bank == is_bank))))]
         m.d.sync += issue_done.eq(last_issue)
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_first.eq(is_row_first),
@@ -301,10 +369,8 @@ class LayerEngine(wiring.Component):
                 m.d.sync += [is_row.eq(0), is_row_first.eq(1), is_row_last.eq(kt_one),
                              is_col.eq(is_col + 1), is_col_last.eq(is_col == nt_prev)]
                 with m.If(is_col_last):
-                    m.d.comb += clr_full.eq(_one_hot(is_bank, 2))
                     m.d.sync += [is_col.eq(0), is_col_last.eq(nt_one), is_addr.eq(0),
-                                 is_bank.eq(~is_bank), is_left.eq(is_left - 1),
-                                 is_left_one.eq(is_left == 2)]
+                                 is_left.eq(is_left - 1), is_left_one.eq(is_left_two)]
         entry = weight_entry_layout(cfg)
         m.d.comb += [
             arr.i.valid.eq(s1_valid),
@@ -322,47 +388,69 @@ class LayerEngine(wiring.Component):
         b_addr = _counter(cfg.bias_depth * beats, "b_addr")
         b_read = Signal()
         rd_word = bias_entry_layout(cfg)(b_rd.data[:bias_entry_layout(cfg).size])
-        if beats == 1:
+        q = cfg.bias_lanes
+        if cfg.registered_stall:
+            # Two register stages after the block RAM: the gather, a shift register that
+            # each read word enters at the top and moves down bias_lanes lanes per word (its
+            # top lanes take the read data and nothing else, so on the ECP5 they become the
+            # block RAM's output register, see estimate.bram_pack), and the bias output
+            # register next to the array, loaded with a whole gathered word.  The promise
+            # to the array (`bias_next`) is a gathered word, which reaches the output
+            # register in the next cycle whether or not the array takes the bias now.
+            slots = [Signal.like(rd_word[0], name=f"gather_{n}", reset_less=True)
+                     for n in range(beats * q)]
+            out = [Signal.like(rd_word[0], name=f"bias_out_{c}", reset_less=True)
+                   for c in range(cfg.cols)]
+            g_valid, o_valid = Signal(name="g_valid"), Signal(name="bias_out_valid")
+            g_beat = _counter(beats, "g_beat")
+            move = g_valid & (~o_valid | arr.bias.ready)
+            take = b_valid & (~g_valid | move)
+            m.d.comb += [
+                b_read.eq(~b_valid | take),
+                arr.bias.valid.eq(o_valid),
+                arr.bias_next.eq(g_valid),      # (cleared when not active)
+            ]
+            m.d.comb += [arr.bias.payload[c].eq(out[c]) for c in range(cfg.cols)]
+            with m.If(arr.bias.ready):
+                m.d.sync += o_valid.eq(0)
+            with m.If(move):
+                m.d.sync += [o_valid.eq(1), g_valid.eq(0)]
+                m.d.sync += [out[c].eq(slots[c]) for c in range(cfg.cols)]
+            with m.If(take):
+                m.d.sync += [slots[n].eq(slots[n + q]) for n in range((beats - 1) * q)]
+                m.d.sync += [slots[(beats - 1) * q + lane].eq(rd_word[lane])
+                             for lane in range(q)]
+                m.d.sync += g_beat.eq(g_beat + 1)
+                with m.If(g_beat == beats - 1):
+                    m.d.sync += [g_beat.eq(0), g_valid.eq(1)]
+            with m.If(~active):
+                m.d.sync += [o_valid.eq(0), g_valid.eq(0), g_beat.eq(0)]
+        elif beats == 1:
             m.d.comb += [
                 b_read.eq(~b_valid | arr.bias.ready),
                 arr.bias.valid.eq(b_valid),
                 arr.bias.payload.eq(rd_word),
-                arr.bias_next.eq(active & b_read),
             ]
         else:
-            # Gather ceil(C / bias_lanes) narrow words into one word of C biases.  With
-            # registered_stall, a shift register: each word enters at the top and moves down
-            # bias_lanes lanes per word, so the block RAM's read data goes straight into
-            # flip-flops that nothing else loads (on the ECP5 they become the block RAM's
-            # output register, see estimate.bram_pack).  Otherwise each word is written
-            # into its own lanes, which keeps the clock enables of the (combinational)
-            # stall path at half the fanout: 4.5 MHz more on the UP5K.
-            q = cfg.bias_lanes
+            # Gather ceil(C / bias_lanes) narrow words into one word of C biases, each word
+            # written into its own lanes (which keeps the clock enables of the
+            # combinational stall path at half the fanout: 4.5 MHz more on the UP5K).
             slots = [Signal.like(rd_word[0], name=f"gather_{n}", reset_less=True)
                      for n in range(beats * q)]
             g_valid = Signal()
             g_beat = _counter(beats, "g_beat")
             take = b_valid & (~g_valid | arr.bias.ready)
-            m.d.comb += [
-                b_read.eq(~b_valid | take),
-                arr.bias.valid.eq(g_valid),
-                arr.bias_next.eq(active & take & (g_beat == beats - 1)),
-            ]
+            m.d.comb += [b_read.eq(~b_valid | take), arr.bias.valid.eq(g_valid)]
             m.d.comb += [arr.bias.payload[c].eq(slots[c]) for c in range(cfg.cols)]
             with m.If(arr.bias.ready):
                 m.d.sync += g_valid.eq(0)
             with m.If(take):
                 m.d.sync += g_beat.eq(g_beat + 1)
-                if cfg.registered_stall:
-                    m.d.sync += [slots[n].eq(slots[n + q]) for n in range((beats - 1) * q)]
-                    m.d.sync += [slots[(beats - 1) * q + lane].eq(rd_word[lane])
-                                 for lane in range(q)]
-                else:
-                    with m.Switch(g_beat):
-                        for k in range(beats):
-                            with m.Case(k):
-                                m.d.sync += [slots[k * q + lane].eq(rd_word[lane])
-                                             for lane in range(q)]
+                with m.Switch(g_beat):
+                    for k in range(beats):
+                        with m.Case(k):
+                            m.d.sync += [slots[k * q + lane].eq(rd_word[lane])
+                                         for lane in range(q)]
                 with m.If(g_beat == beats - 1):
                     m.d.sync += [g_beat.eq(0), g_valid.eq(1)]
             with m.If(~active):

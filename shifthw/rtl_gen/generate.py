@@ -243,9 +243,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
                    help="accumulator bits (default: the contract's formula for max K)")
     p.add_argument("--pipeline-stages", type=int, default=None,
                    help="array register stages (default min(2, ceil(log2 R) + 1))")
-    p.add_argument("--no-input-register", dest="input_register", action="store_false",
-                   help="feed the PEs straight from the buffers (one cycle less latency, "
-                        "lower Fmax)")
+    p.add_argument("--input-registers", type=int, default=1,
+                   help="registers between the buffers and the PEs, 0..2 (default 1; 0: one "
+                        "cycle less latency, lower Fmax; 2: for high Fmax on the ECP5)")
     p.add_argument("--registered-stall", action="store_true",
                    help="decide the array's stall a cycle ahead, with a one-result skid "
                         "register (for the ECP5's registered block RAM reads)")
@@ -278,7 +278,7 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(rows=args.rows, cols=args.cols, act_bits=args.act_bits,
                         weight_bits=args.weight_bits, guard_bits=guard, pe=args.pe,
                         acc_bits=args.acc_bits, pipeline_stages=args.pipeline_stages,
-                        input_register=getattr(args, "input_register", True),
+                        input_registers=getattr(args, "input_registers", 1),
                         registered_stall=getattr(args, "registered_stall", False),
                         k_depth=args.k_depth, weight_depth=args.weight_depth,
                         bias_depth=args.bias_depth, bias_lanes=args.bias_lanes,

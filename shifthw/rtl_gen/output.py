@@ -20,9 +20,10 @@ All stages advance together whenever the output register is free (empty, or take
 cycle), so a stall on ``o`` holds every word where it is.  The layer settings are
 registered too (the shift amount, the saturation mask, ``relu``, ``round_half_up``), so
 they must be steady from :attr:`~OutputStage.settings_lead` cycles before a word is
-accepted until it leaves on ``o``: 1, or 2 with ``registered_stall`` (the engine's high-Fmax
+accepted until it leaves on ``o``: 1, or 3 with ``registered_stall`` (the engine's high-Fmax
 setting), where ``out_shift`` is registered first and then turned into the funnel's shift
-amount and the saturation mask, so that no layer-setting path sets the clock on the ECP5
+amount and (through ``out_shift + A``, registered) the saturation mask, so that no
+layer-setting path sets the clock on the ECP5
 (on the UP5K the extra register made placement 5 % slower).  The engine changes them only
 while idle, with the stage empty (``busy`` low), at least that many cycles before the
 first word arrives.
@@ -37,7 +38,7 @@ at least that many cycles per column-tile.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -136,13 +137,16 @@ class OutputStage(wiring.Component):
     @property
     def settings_lead(self) -> int:
         """Cycles the settings must be steady before a word is accepted."""
-        return 2 if self._cfg.registered_stall else 1
+        return 3 if self._cfg.registered_stall else 1
 
     @property
     def latency(self) -> int:
         """Cycles from a word accepted on ``i`` to it being valid on ``o``, without stalls."""
         chunks = self._cfg.out_beats
-        return 4 if chunks == 1 else 4 + chunks
+        if chunks == 1:
+            return 4
+        # With registered_stall the word is taken with its last chunk.
+        return 5 if self._cfg.registered_stall else 4 + chunks
 
     def elaborate(self, platform):
         m = Module()
@@ -165,22 +169,33 @@ class OutputStage(wiring.Component):
         hot = Signal(w, reset_less=True)
         relu, round_up = Signal(reset_less=True), Signal(reset_less=True)
         if cfg.registered_stall:
+            # out_shift registered first, then t; the saturation mask is a table of t
+            # (hot[k] = t <= k + 1), so each of its bits is a small function of t's bits.
             shift = Signal.like(self.out_shift, name="out_shift_r", reset_less=True)
-            m.d.sync += shift.eq(self.out_shift)
+            table = Array(Const(sum(1 << k for k in range(w) if v <= k + 1), w)
+                          for v in range(1 << len(t)))
+            m.d.sync += [shift.eq(self.out_shift), hot.eq(table[t])]
         else:
             shift = self.out_shift
+            m.d.sync += hot.eq(Cat(shift <= k - a for k in range(w)))
         m.d.sync += [
             t.eq(shift + (a + 1)),
-            hot.eq(Cat(shift <= k - a for k in range(w))),
             relu.eq(self.relu),
             round_up.eq(self.round_half_up),
         ]
         lo_bits, n_groups = _funnel_split(cfg)  # funnel levels in stage 2, the rest in 1
 
         # -- the pipeline: all stages move on one enable -------------------------------------
-        adv = Signal()
-        m.d.comb += adv.eq(~self.o.valid | self.o.ready)
         v1, v2, v3 = Signal(), Signal(), Signal()
+        if cfg.registered_stall:
+            adv = Signal(init=1, name="adv")
+            # A copy for the chunk control and the handshake, so that they do not share the
+            # pipeline's enable net (no reset, or Yosys merges the two flip-flops).
+            adv_hold = Signal(init=1, name="adv_chunk", reset_less=True)
+        else:
+            adv = Signal(name="adv")
+            m.d.comb += adv.eq(~self.o.valid | self.o.ready)
+            adv_hold = adv
 
         def stage1(acc, name):
             """Upper funnel levels and per-group saturation tests, into registers."""
@@ -243,48 +258,127 @@ class OutputStage(wiring.Component):
         with m.If(adv):
             m.d.sync += [v2.eq(v1), v3.eq(v2)]
 
+        # The output register: lanes are written into ``out`` (a chunk at a time with fewer
+        # lanes), which is the word on ``o`` unless the skid register holds an older one.
+        out = [Signal(signed(a), name=f"out_reg_{c}", reset_less=True)
+               for c in range(cfg.cols)]
+        o_full = Signal()                       # ``out`` holds a complete, untaken word
+        k3 = Signal(range(max(chunks, 2)), name="chunk3", reset_less=True)
+        write = Signal()                        # a chunk of lanes enters ``out`` this cycle
+        m.d.comb += write.eq(adv & v3)
+        first_chunk = write & (k3 == 0) if chunks > 1 else write
+        complete = write & (k3 == chunks - 1) if chunks > 1 else write
+        if cfg.registered_stall:
+            self._registered_advance(m, (adv, adv_hold), out, o_full, first_chunk, complete)
+        else:
+            m.d.comb += [self.o.valid.eq(o_full),
+                         *(self.o.payload[c].eq(out[c]) for c in range(cfg.cols))]
+            with m.If(adv):
+                m.d.sync += o_full.eq(complete)
+
         if chunks == 1:
             # All C lanes at once, straight from the input stream.
             m.d.comb += [self.i.ready.eq(adv),
                          self.busy.eq(v1 | v2 | v3 | self.o.valid)]
+            lanes = [requantize(self.i.payload[c], str(c)) for c in range(cfg.cols)]
             with m.If(adv):
-                m.d.sync += [v1.eq(self.i.valid), self.o.valid.eq(v3)]
-                for c in range(cfg.cols):
-                    m.d.sync += self.o.payload[c].eq(requantize(self.i.payload[c], str(c)))
+                m.d.sync += v1.eq(self.i.valid)
+            # Only a word is written (a bubble must not overwrite a word held in ``out``).
+            with m.If(write):
+                m.d.sync += [out[c].eq(lane) for c, lane in enumerate(lanes)]
             return m
 
-        # out_lanes requantisers, used ceil(C / out_lanes) times per word: the word is taken
-        # into a holding register at once (so the array can go on), which moves its lanes
-        # down out_lanes per cycle, the next chunk into lanes 0..out_lanes-1.
-        hold = [Signal(signed(w), name=f"hold_{c}", reset_less=True) for c in range(cfg.cols)]
-        h_valid = Signal()
+        # out_lanes requantisers, used ceil(C / out_lanes) times per word.
         chunk = Signal(range(max(chunks, 2)))
         last = Signal(name="chunk_last")        # chunk == chunks - 1, kept a step ahead
         k1 = Signal.like(chunk, name="chunk1", reset_less=True)   # chunk in stages 1..3
         k2 = Signal.like(chunk, name="chunk2", reset_less=True)
-        k3 = Signal.like(chunk, name="chunk3", reset_less=True)
-        m.d.comb += [
-            self.i.ready.eq(~h_valid | (adv & last)),
-            self.busy.eq(h_valid | v1 | v2 | v3 | self.o.valid),
-        ]
-        with m.If(adv & h_valid):
-            m.d.sync += [chunk.eq(chunk + 1), last.eq(chunk == chunks - 2)]
-            m.d.sync += [hold[c].eq(hold[c + q]) for c in range(cfg.cols - q)]
-            with m.If(last):
-                m.d.sync += [chunk.eq(0), last.eq(0), h_valid.eq(0)]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [hold[c].eq(self.i.payload[c]) for c in range(cfg.cols)]
-            m.d.sync += h_valid.eq(1)
+        if cfg.registered_stall:
+            # No holding register: the array keeps its result while its chunks are selected
+            # (its skid register lets it go on), into a register of out_lanes lanes that
+            # moves with the stage; the word is taken with its last chunk.
+            sel = [Signal(signed(w), name=f"chunk_in_{lane}", reset_less=True)
+                   for lane in range(q)]
+            v0 = Signal(name="v0")
+            k0 = Signal.like(chunk, name="chunk0", reset_less=True)
+            m.d.comb += [
+                self.i.ready.eq(adv_hold & last),
+                self.busy.eq(v0 | v1 | v2 | v3 | self.o.valid),
+            ]
+            with m.If(adv_hold & self.i.valid):
+                m.d.sync += [chunk.eq(chunk + 1), last.eq(chunk == chunks - 2)]
+                with m.If(last):
+                    m.d.sync += [chunk.eq(0), last.eq(0)]
+            with m.If(adv):
+                m.d.sync += [v0.eq(self.i.valid), k0.eq(chunk)]
+                with m.Switch(chunk):
+                    for k in range(chunks):
+                        with m.Case(k):
+                            m.d.sync += [sel[lane].eq(self.i.payload[k * q + lane]
+                                                      if k * q + lane < cfg.cols else 0)
+                                         for lane in range(q)]
+            front_valid, front_chunk, front = v0, k0, sel
+        else:
+            # The word is taken into a holding register at once (so the array can go on),
+            # which moves its lanes down out_lanes per cycle, the next chunk into lanes
+            # 0..out_lanes-1.
+            hold = [Signal(signed(w), name=f"hold_{c}", reset_less=True)
+                    for c in range(cfg.cols)]
+            h_valid = Signal()
+            m.d.comb += [
+                self.i.ready.eq(~h_valid | (adv & last)),
+                self.busy.eq(h_valid | v1 | v2 | v3 | self.o.valid),
+            ]
+            with m.If(adv & h_valid):
+                m.d.sync += [chunk.eq(chunk + 1), last.eq(chunk == chunks - 2)]
+                m.d.sync += [hold[c].eq(hold[c + q]) for c in range(cfg.cols - q)]
+                with m.If(last):
+                    m.d.sync += [chunk.eq(0), last.eq(0), h_valid.eq(0)]
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [hold[c].eq(self.i.payload[c]) for c in range(cfg.cols)]
+                m.d.sync += h_valid.eq(1)
+            front_valid, front_chunk, front = h_valid, chunk, hold[:q]
 
-        lanes = [requantize(hold[lane], str(lane)) for lane in range(q)]
+        lanes = [requantize(front[lane], str(lane)) for lane in range(q)]
         with m.If(adv):
-            m.d.sync += [v1.eq(h_valid), k1.eq(chunk), k2.eq(k1), k3.eq(k2),
-                         self.o.valid.eq(v3 & (k3 == chunks - 1))]
+            m.d.sync += [v1.eq(front_valid), k1.eq(front_chunk), k2.eq(k1), k3.eq(k2)]
             with m.If(v3):
                 with m.Switch(k3):
                     for k in range(chunks):
                         with m.Case(k):
                             for lane in range(q):
                                 if k * q + lane < cfg.cols:
-                                    m.d.sync += self.o.payload[k * q + lane].eq(lanes[lane])
+                                    m.d.sync += out[k * q + lane].eq(lanes[lane])
         return m
+
+    def _registered_advance(self, m, advs, out, o_full, first_chunk, complete):
+        """``adv`` as a register decided a cycle ahead, with a one-word skid register.
+
+        As in the array with ``registered_stall``: a complete word still in ``out`` when the
+        first chunk of the next one is written moves to the skid register (``o`` shows the
+        skid's word first), and ``adv`` drops while both hold a word.  So neither ``o.ready``
+        nor ``o.valid`` reaches the stage's clock enables in the cycle it changes.
+        """
+        cfg = self._cfg
+        s_full = Signal()
+        skid = [Signal(signed(cfg.act_bits), name=f"out_skid_{c}", reset_less=True)
+                for c in range(cfg.cols)]
+        m.d.comb += self.o.valid.eq(o_full | s_full)
+        m.d.comb += [self.o.payload[c].eq(Mux(s_full, skid[c], out[c]))
+                     for c in range(cfg.cols)]
+        pop = self.o.valid & self.o.ready
+        pop_out = pop & ~s_full                 # the word taken is the one in ``out``
+        # ``adv`` is low while both hold a word, so the skid register is empty when a first
+        # chunk is written: it may take ``out`` whether or not that word leaves (its clock
+        # enables do not wait for ``o.ready``); it is only valid if the word stays.
+        overwrite = first_chunk & o_full
+        move = overwrite & ~pop_out
+        o_next, s_next = Signal(), Signal()
+        m.d.comb += [
+            o_next.eq(Mux(complete, 1, Mux(move | pop_out, 0, o_full))),
+            s_next.eq(Mux(move, 1, Mux(pop & s_full, 0, s_full))),
+        ]
+        m.d.sync += [o_full.eq(o_next), s_full.eq(s_next)]
+        m.d.sync += [adv.eq(~(o_next & s_next)) for adv in advs]
+        with m.If(overwrite):
+            m.d.sync += [d.eq(s) for d, s in zip(skid, out)]

@@ -69,10 +69,10 @@ def _run(cfg, rng, groups, *, kind="random", stall=0.3, seed=0):
 
 @pytest.mark.parametrize("registered", [False, True])
 @pytest.mark.parametrize("stages", [0, 1])
-@pytest.mark.parametrize("input_register", [True, False])
-def test_one_by_one(stages, input_register, registered, rng):
+@pytest.mark.parametrize("input_registers", [1, 0, 2])
+def test_one_by_one(stages, input_registers, registered, rng):
     cfg = EngineConfig(rows=1, cols=1, guard_bits=0, pipeline_stages=stages, k_depth=4,
-                       weight_depth=4, input_register=input_register,
+                       weight_depth=4, input_registers=input_registers,
                        registered_stall=registered)
     got, want = _run(cfg, rng, 12)
     assert got == want
@@ -80,11 +80,11 @@ def test_one_by_one(stages, input_register, registered, rng):
 
 @pytest.mark.parametrize("registered", [False, True])
 @pytest.mark.parametrize("stages", [0, 1, 2, 3])
-@pytest.mark.parametrize("input_register", [True, False])
-def test_every_pipeline_depth(stages, input_register, registered, rng):
+@pytest.mark.parametrize("input_registers", [1, 0, 2])
+def test_every_pipeline_depth(stages, input_registers, registered, rng):
     cfg = EngineConfig(rows=3, cols=2, pipeline_stages=stages, k_depth=4, weight_depth=8,
-                       input_register=input_register, registered_stall=registered)
-    assert cfg.array_latency == stages + 1 + input_register
+                       input_registers=input_registers, registered_stall=registered)
+    assert cfg.array_latency == stages + 1 + input_registers
     got, want = _run(cfg, rng, 10)
     assert got == want
 

@@ -86,9 +86,11 @@ def test_cli_helpers():
                                               "-o", "x"]))
     assert cfg.guard_bits == nx.max_shift(4)
     cfg = config_from_args(parser.parse_args(["--pe", "mult", "-o", "x"]))
-    assert cfg.weight_bits == 8 and cfg.input_register
-    cfg = config_from_args(parser.parse_args(["--no-input-register", "-o", "x"]))
-    assert not cfg.input_register and cfg.array_latency == cfg.pipeline_stages + 1
+    assert cfg.weight_bits == 8 and cfg.input_registers == 1
+    cfg = config_from_args(parser.parse_args(["--input-registers", "0", "-o", "x"]))
+    assert cfg.input_registers == 0 and cfg.array_latency == cfg.pipeline_stages + 1
+    cfg = config_from_args(parser.parse_args(["--input-registers", "2", "-o", "x"]))
+    assert cfg.array_latency == cfg.pipeline_stages + 3
     with pytest.raises(ValueError, match="--mode"):
         config_from_args(parser.parse_args(["--pe", "mult", "--mode", "exact", "-o", "x"]))
     with pytest.raises(SystemExit):
