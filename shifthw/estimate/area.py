@@ -109,41 +109,65 @@ def _run(work: Path, name: str, lines: list[str], progress, timeout) -> None:
                         progress=progress, timeout=timeout)
 
 
-#: Yosys 0.70's synth_ecp5 stops on an internal assertion for some small engines (a few of
-#: the calibration sweep's 2 x 2 .. 4 x 8 points) while it maps small memories to LUT RAM
-#: (TRELLIS_DPR16X4); without LUT RAM the same design synthesises.
-_ECP5_ASSERT = re.compile(r"^ERROR: Assert .* failed in .*kernel/rtlil\.cc", re.M)
+#: Yosys 0.70 stops on an internal assertion (``count_id(...) == 0`` in ``kernel/rtlil.cc``)
+#: for some designs: synth_ecp5 for a few small engines while it maps small memories to LUT
+#: RAM (TRELLIS_DPR16X4), and ABC9's reintegration, on either family, for some modules
+#: (YosysHQ/yosys#4349: a wire name it creates already exists; splitting multi-bit wires into
+#: single bits first avoids it).  The run is retried with these workarounds, in this order.
+_ASSERT = re.compile(r"^ERROR: Assert .* failed in .*kernel/rtlil\.cc", re.M)
 ECP5_LUTRAM_WORKAROUND = ("synth_ecp5 -nolutram: Yosys 0.70 hit an internal assertion mapping "
                           "this design's small memories to LUT RAM")
+SPLITNETS_WORKAROUND = ("splitnets before synthesis: Yosys 0.70 hit an internal assertion in "
+                        "ABC9's reintegration (YosysHQ/yosys#4349)")
+
+
+def _retries(lines: list[str], target: Target) -> list[tuple[list[str], str]]:
+    def split(ls):
+        synth = next(i for i, ln in enumerate(ls) if ln.startswith("synth"))
+        return [*ls[:synth], "splitnets", *ls[synth:]]
+
+    out = []
+    if target.family == "ecp5":
+        nolutram = [ln + " -nolutram" if ln.startswith("synth_ecp5 ") else ln for ln in lines]
+        out.append((nolutram, ECP5_LUTRAM_WORKAROUND))
+    out.append((split(lines), SPLITNETS_WORKAROUND))
+    if target.family == "ecp5":
+        out.append((split(nolutram), f"{ECP5_LUTRAM_WORKAROUND}; {SPLITNETS_WORKAROUND}"))
+    return out
 
 
 def _run_mapped(work: Path, name: str, lines: list[str], target: Target, progress,
                 timeout) -> str | None:
-    """:func:`_run`, retried without LUT RAM where synth_ecp5 hits its assertion; returns
-    the workaround used, if any."""
+    """:func:`_run`, retried with the workarounds above where Yosys hits its assertion;
+    returns the workaround used, if any."""
+    log = work / f"{name}.log"
+
+    def asserted():
+        return log.exists() and _ASSERT.search(log.read_text(errors="replace"))
+
     try:
         _run(work, name, lines, progress, timeout)
         return None
-    except toolchain.ToolError:
-        log = work / f"{name}.log"
-        if target.family != "ecp5" or not log.exists() or \
-                not _ECP5_ASSERT.search(log.read_text(errors="replace")):
-            raise
-    fixed = [ln + " -nolutram" if ln.startswith("synth_ecp5 ") else ln for ln in lines]
-    try:
-        _run(work, name, fixed, progress, timeout)
     except toolchain.ToolError as exc:
-        log = work / f"{name}.log"
-        if not log.exists() or not _ECP5_ASSERT.search(log.read_text(errors="replace")):
+        if not asserted():
             raise
-        # Seen once in the calibration sweep (4 x 8, A = 4, b = 3, G = 0, default buffers):
-        # the assertion comes back in ABC9 with or without LUT RAM, wide LUTs or CCU2s.
-        raise toolchain.ToolError(
-            f"Yosys stopped on an internal assertion (a Yosys bug, not an error in the "
-            f"design) synthesising this engine for the ECP5, with and without LUT RAM; other "
-            f"buffer depths or lanes usually avoid it (log: {log})",
-            tool="yosys", command=exc.command, log=exc.log) from None
-    return ECP5_LUTRAM_WORKAROUND
+        last = exc
+    for fixed, workaround in _retries(lines, target):
+        try:
+            _run(work, name, fixed, progress, timeout)
+            return workaround
+        except toolchain.ToolError as exc:
+            if not asserted():
+                raise
+            last = exc
+    # Seen once in the calibration sweep (ECP5, 4 x 8, A = 4, b = 3, G = 0, default
+    # buffers): the assertion comes back in ABC9 with or without LUT RAM, wide LUTs or CCU2s.
+    raise toolchain.ToolError(
+        f"Yosys stopped on an internal assertion (a Yosys bug, not an error in the design) "
+        f"synthesising this engine for the {target.family}, also with every workaround "
+        f"({'; '.join(w.split(':')[0] for _, w in _retries(lines, target)[:2])}); other "
+        f"buffer depths or lanes usually avoid it (log: {log})",
+        tool="yosys", command=last.command, log=last.log) from None
 
 
 def _stat_modules(path: Path) -> dict[str, dict[str, int]]:

@@ -181,15 +181,9 @@ class PEArray(wiring.Component):
         o_valid = Signal()                    # the accumulators hold an untaken result
         need_bias = valid & first
         accs = []
-        # With registered_stall, "valid & first" at the accumulators has a flip-flop of its
-        # own (need_bias_r, below): half the columns take their bias / accumulator select
-        # from it, which halves the fanout of `first` (equal whenever the sum is kept).
-        shadow = (Signal(name="need_bias_r") if cfg.registered_stall and len(stages) >= 2
-                  else None)
         for c, (vals, cars) in enumerate(columns):
             acc = Signal(signed(cfg.acc_bits), name=f"acc_{c}", reset_less=True)
-            select = shadow if shadow is not None and 2 * c >= cfg.cols else first
-            base = Mux(select, self.bias.payload[c], acc)
+            base = Mux(first, self.bias.payload[c], acc)
             total = base + vals[0]
             for carry in cars:
                 total = total + carry
@@ -202,7 +196,7 @@ class PEArray(wiring.Component):
         busy = o_valid
         if cfg.registered_stall:
             busy = busy | self._registered_stall(m, en, valid, last, need_bias, accs, o_valid,
-                                                 stages, shadow)
+                                                 stages)
         else:
             # The accumulators are the output register, free when empty or taken this cycle;
             # the result leaves on o's handshake alone, even if a missing bias holds the
@@ -224,8 +218,7 @@ class PEArray(wiring.Component):
         m.d.comb += self.busy.eq(busy)
         return m
 
-    def _registered_stall(self, m, en, valid, last, need_bias, accs, o_valid, stages,
-                          shadow):
+    def _registered_stall(self, m, en, valid, last, need_bias, accs, o_valid, stages):
         """``en`` as a register decided a cycle ahead; returns the skid register's valid.
 
         The price is one result of slack: a result still waiting in the accumulators when the
@@ -251,7 +244,7 @@ class PEArray(wiring.Component):
             # stage before, as flip-flops of their own (they advance on en like the stages
             # they shadow), so that en's next value is a function of few flip-flops.
             prev_valid, prev_first, prev_last = stages[-2]
-            need_bias, push_r = shadow, Signal(name="push_r")
+            need_bias, push_r = Signal(name="need_bias_r"), Signal(name="push_r")
             with m.If(ctl):
                 m.d.sync += [need_bias.eq(prev_valid & prev_first),
                              push_r.eq(prev_valid & prev_last)]

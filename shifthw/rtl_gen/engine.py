@@ -204,7 +204,7 @@ class LayerEngine(wiring.Component):
             w_wr.en.eq(w_we),
         ]
 
-        with m.FSM(name="ctrl") as fsm:
+        with m.FSM(name="ctrl"):
             # A descriptor takes three cycles to start: IDLE registers it, SETUP derives
             # the per-descriptor values from the register and START the flags from those,
             # so that no handshake and no comparison share a path into the counters.
@@ -290,9 +290,6 @@ class LayerEngine(wiring.Component):
                 m.d.comb += draining.eq(1)
                 with m.If(quiet):
                     m.next = "IDLE"
-
-        # Let Yosys re-encode the state one-hot (a state test is then one flip-flop).
-        fsm.state.attrs["fsm_encoding"] = "one-hot"
 
         # DRAIN ends a cycle after the array and the output stage are empty (they cannot fill
         # again in DRAIN; quiet is low in DRAIN's first cycle, computed while running).

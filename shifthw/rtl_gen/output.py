@@ -17,14 +17,16 @@ four register stages, so that no path has more than a few LUT levels:
 4. saturation and ReLU, into the output register.
 
 All stages advance together whenever the output register is free (empty, or taken this
-cycle), so a stall on ``o`` holds every word where it is.  The layer settings are
+cycle), so a stall on ``o`` holds every word where it is.  With ``registered_stall`` that
+enable is a register decided a cycle ahead, with a one-word skid register after the output
+register (as the PE array's stall), so ``o.ready`` reaches no clock enable in the cycle it
+changes.  The layer settings are
 registered too (the shift amount, the saturation mask, ``relu``, ``round_half_up``), so
 they must be steady from :attr:`~OutputStage.settings_lead` cycles before a word is
 accepted until it leaves on ``o``: 1, or 3 with ``registered_stall`` (the engine's high-Fmax
-setting), where ``out_shift`` is registered first and then turned into the funnel's shift
-amount and (through ``out_shift + A``, registered) the saturation mask, so that no
-layer-setting path sets the clock on the ECP5
-(on the UP5K the extra register made placement 5 % slower).  The engine changes them only
+setting), where ``out_shift`` is registered first, then the funnel's shift amount, then the
+saturation mask (a table of the shift amount), so that no layer-setting path sets the clock
+on the ECP5 (on the UP5K an extra register here made placement 5 % slower).  The engine changes them only
 while idle, with the stage empty (``busy`` low), at least that many cycles before the
 first word arrives.
 
@@ -33,7 +35,10 @@ a word accepted on ``i`` is valid on ``o`` :attr:`~OutputStage.latency` = 4 cycl
 With fewer ``out_lanes`` the word is copied into a holding register, which shifts its lanes
 down ``out_lanes`` per cycle into the requantisers: ``ceil(C / out_lanes)`` cycles per word
 and a latency of ``4 + ceil(C / out_lanes)``; less logic, full rate while the array needs
-at least that many cycles per column-tile.
+at least that many cycles per column-tile.  With ``registered_stall`` there is no holding
+register: each chunk is selected straight from ``i`` (the array's skid register lets the
+array go on meanwhile) into a register of ``out_lanes`` lanes, the word is taken with its
+last chunk and is valid on ``o`` 5 cycles after that.
 """
 
 from __future__ import annotations
@@ -260,11 +265,11 @@ class OutputStage(wiring.Component):
 
         # The output register: lanes are written into ``out`` (a chunk at a time with fewer
         # lanes), which is the word on ``o`` unless the skid register holds an older one.
-        out = [Signal(signed(a), name=f"out_reg_{c}", reset_less=True)
+        out = [Signal(signed(a), name=f"out_word_{c}", reset_less=True)
                for c in range(cfg.cols)]
-        o_full = Signal()                       # ``out`` holds a complete, untaken word
+        o_full = Signal(name="out_full")        # ``out`` holds a complete, untaken word
         k3 = Signal(range(max(chunks, 2)), name="chunk3", reset_less=True)
-        write = Signal()                        # a chunk of lanes enters ``out`` this cycle
+        write = Signal(name="out_write")        # a chunk of lanes enters ``out`` this cycle
         m.d.comb += write.eq(adv & v3)
         first_chunk = write & (k3 == 0) if chunks > 1 else write
         complete = write & (k3 == chunks - 1) if chunks > 1 else write
