@@ -19,6 +19,9 @@ CONFIGS = {
     "mult": dict(rows=3, cols=2, pe="mult", weight_bits=6),
     "shift-registered-stall": dict(rows=3, cols=2, weight_bits=5, guard_bits=0, bias_lanes=1,
                                    out_lanes=1, registered_stall=True),
+    # The ECP5 high-Fmax setting: also one bias word and one output word per cycle.
+    "shift-high-fmax": dict(rows=3, cols=2, weight_bits=5, guard_bits=0, registered_stall=True,
+                            input_registers=2, pipeline_stages=3),
 }
 SHAPES = [(5, 7, "random"), (2, 1, "random"), (4, 6, "extreme"), (3, 9, "zero"),
           (7, 11, "random"), (1, 13, "extreme")]
