@@ -150,19 +150,48 @@ def test_abc9_assertion_is_worked_around_with_splitnets(tmp_path):
     assert res["breakdown"]["pe_array"]["lut"] > 0 and res["resources"]["lut"] > 0
 
 
-@pytest.mark.slow
-def test_ecp5_assertion_without_workaround_is_one_clear_error(tmp_path):
-    """The one calibration point whose Yosys 0.70 assertion survives -nolutram: one error
-    that says it is a Yosys bug and where the log is.  (A Yosys without the bug synthesises
-    it, and the test then only checks that.)"""
+@pytest.mark.parametrize("family, fixed_at", [("ecp5", None), ("ecp5", 1), ("ecp5", 2),
+                                               ("ecp5", 3), ("ice40", 1), ("ice40", None)])
+def test_yosys_assertion_retries(tmp_path, monkeypatch, family, fixed_at):
+    """The retry logic without Yosys: each attempt's script is recorded, the assertion is
+    written to the log until attempt ``fixed_at`` (None: never); then the workaround used is
+    returned, or one clear error raised.  Any other failure is raised at once."""
     from shifthw import toolchain
-    from shifthw.estimate.area import synthesize
-    from shifthw.estimate.sweep import SweepPoint
-    cfg = SweepPoint(4, 8, 4, 3, "shift", 0).config()
-    try:
-        res = synthesize(cfg, "ecp5-85k", tmp_path, breakdown=False)
-    except toolchain.ToolError as exc:
-        assert "internal assertion (a Yosys bug" in str(exc) and "flat.log" in str(exc)
-        assert exc.tool == "yosys"
+    from shifthw.estimate import area
+    from shifthw.estimate.targets import get_target
+    target = get_target("ecp5-85k" if family == "ecp5" else "ice40-up5k")
+    tried = []
+
+    def fake_run(work, name, lines, progress, timeout):
+        tried.append(list(lines))
+        if fixed_at is not None and len(tried) - 1 >= fixed_at:
+            return
+        (work / f"{name}.log").write_text(
+            "ERROR: Assert `count_id(wire->name) == 0' failed in /y/kernel/rtlil.cc:2872.\n")
+        raise toolchain.ToolError("yosys failed", tool="yosys")
+
+    monkeypatch.setattr(area, "_run", fake_run)
+    synth = "synth_ecp5 -top top" if family == "ecp5" else "synth_ice40 -top top"
+    lines = ["read_json ann.json", synth, "stat"]
+    expected = ([[*lines], ["read_json ann.json", synth + " -nolutram", "stat"],
+                 ["read_json ann.json", "splitnets", synth, "stat"],
+                 ["read_json ann.json", "splitnets", synth + " -nolutram", "stat"]]
+                if family == "ecp5" else
+                [[*lines], ["read_json ann.json", "splitnets", synth, "stat"]])
+    if fixed_at is None:
+        with pytest.raises(toolchain.ToolError, match="internal assertion .a Yosys bug"):
+            area._run_mapped(tmp_path, "flat", lines, target, None, 10)
+        assert tried == expected
     else:
-        assert res["resources"]["lut"] > 0
+        used = area._run_mapped(tmp_path, "flat", lines, target, None, 10)
+        assert tried == expected[:fixed_at + 1]
+        assert ("-nolutram" in used) == ("-nolutram" in " ".join(tried[-1]))
+        assert ("splitnets" in used) == ("splitnets" in tried[-1])
+
+    def other_error(work, name, lines, progress, timeout):
+        (work / f"{name}.log").write_text("ERROR: syntax error\n")
+        raise toolchain.ToolError("yosys failed", tool="yosys")
+
+    monkeypatch.setattr(area, "_run", other_error)
+    with pytest.raises(toolchain.ToolError, match="yosys failed"):
+        area._run_mapped(tmp_path, "flat", lines, target, None, 10)
