@@ -43,7 +43,7 @@ last chunk and is valid on ``o`` 5 cycles after that.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -76,6 +76,22 @@ def window_shift(m: Module, value, amount, width: int, name: str = "window", *,
     if len(cur) < width:
         cur = Cat(cur, cur[-1].replicate(width - len(cur))).as_signed()
     return cur[:width]
+
+
+def _le_const(value, const: int):
+    """``value <= const`` for an unsigned ``value`` as plain logic, most significant bit
+    first (Yosys makes a comparison a carry chain, and a table a block RAM ROM)."""
+    if const < 0:
+        return Const(0, 1)
+    if const >= (1 << len(value)) - 1:
+        return Const(1, 1)
+    result = Const(1, 1)                  # equal so far: <=
+    for i in range(len(value)):           # from the least significant bit up
+        if (const >> i) & 1:
+            result = ~value[i] | result
+        else:
+            result = ~value[i] & result
+    return result
 
 
 def saturate(value, bits: int):
@@ -174,12 +190,11 @@ class OutputStage(wiring.Component):
         hot = Signal(w, reset_less=True)
         relu, round_up = Signal(reset_less=True), Signal(reset_less=True)
         if cfg.registered_stall:
-            # out_shift registered first, then t; the saturation mask is a table of t
-            # (hot[k] = t <= k + 1), so each of its bits is a small function of t's bits.
+            # out_shift registered first, then t; the saturation mask from t (hot[k] = t <=
+            # k + 1), each bit a small function of t's bits (no carry chain, no ROM).
             shift = Signal.like(self.out_shift, name="out_shift_r", reset_less=True)
-            table = Array(Const(sum(1 << k for k in range(w) if v <= k + 1), w)
-                          for v in range(1 << len(t)))
-            m.d.sync += [shift.eq(self.out_shift), hot.eq(table[t])]
+            m.d.sync += [shift.eq(self.out_shift),
+                         hot.eq(Cat(_le_const(t, k + 1) for k in range(w)))]
         else:
             shift = self.out_shift
             m.d.sync += hot.eq(Cat(shift <= k - a for k in range(w)))
