@@ -145,23 +145,17 @@ def _run_mapped(work: Path, name: str, lines: list[str], target: Target, progres
     def asserted():
         return log.exists() and _ASSERT.search(log.read_text(errors="replace"))
 
-    try:
-        _run(work, name, lines, progress, timeout)
-        return None
-    except toolchain.ToolError as exc:
-        if not asserted():
-            raise
-        last = exc
-    for fixed, workaround in _retries(lines, target):
+    last = None
+    for script, workaround in [(lines, None), *_retries(lines, target)]:
         try:
-            _run(work, name, fixed, progress, timeout)
+            _run(work, name, script, progress, timeout)
             return workaround
         except toolchain.ToolError as exc:
             if not asserted():
                 raise
             last = exc
-    # Seen once in the calibration sweep (ECP5, 4 x 8, A = 4, b = 3, G = 0, default
-    # buffers): the assertion comes back in ABC9 with or without LUT RAM, wide LUTs or CCU2s.
+    # Seen once, on an earlier generator (ECP5, 4 x 8, A = 4, b = 3, G = 0, default buffers:
+    # the assertion came back in ABC9 with or without LUT RAM, wide LUTs or CCU2s).
     raise toolchain.ToolError(
         f"Yosys stopped on an internal assertion (a Yosys bug, not an error in the design) "
         f"synthesising this engine for the {target.family}, also with every workaround "
