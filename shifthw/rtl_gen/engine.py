@@ -331,10 +331,11 @@ class LayerEngine(wiring.Component):
         # load_ok a step ahead: after a vector's last word, the other bank must be empty (or
         # emptied by the issuer this cycle) and a vector left; otherwise it stays, or turns
         # on when the issuer empties the loader's bank.
-        with m.If(running):
-            m.d.sync += load_ok.eq(Mux(
-                fin, ~ld_left_one & (~full.bit_select(~ld_bank, 1) | clr_full.bit_select(~ld_bank, 1)),
-                load_ok | (clr_full.bit_select(ld_bank, 1) & ld_more)))
+        if cfg.registered_stall:
+            other_free = ~full.bit_select(~ld_bank, 1) | clr_full.bit_select(~ld_bank, 1)
+            with m.If(running):
+                m.d.sync += load_ok.eq(Mux(fin, ~ld_left_one & other_free,
+                                           load_ok | (clr_full.bit_select(ld_bank, 1) & ld_more)))
 
         # -- issuer: buffers into the array, memories read one cycle ahead ---------------
         # A bank is full only while running (the loader fills it in RUN, the issuer empties

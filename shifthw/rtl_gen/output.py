@@ -25,10 +25,10 @@ registered too (the shift amount, the saturation mask, ``relu``, ``round_half_up
 they must be steady from :attr:`~OutputStage.settings_lead` cycles before a word is
 accepted until it leaves on ``o``: 1, or 3 with ``registered_stall`` (the engine's high-Fmax
 setting), where ``out_shift`` is registered first, then the funnel's shift amount, then the
-saturation mask (a table of the shift amount), so that no layer-setting path sets the clock
-on the ECP5 (on the UP5K an extra register here made placement 5 % slower).  The engine changes them only
-while idle, with the stage empty (``busy`` low), at least that many cycles before the
-first word arrives.
+saturation mask (plain logic of the shift amount), so that no layer-setting path sets the
+clock on the ECP5 (on the UP5K an extra register here made placement 5 % slower).  The engine
+changes them only while idle, with the stage empty (``busy`` low), at least that many cycles
+before the first word arrives.
 
 With ``out_lanes = C`` (default) all lanes are requantised at once, one word per cycle, and
 a word accepted on ``i`` is valid on ``o`` :attr:`~OutputStage.latency` = 4 cycles later.
