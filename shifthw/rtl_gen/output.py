@@ -79,8 +79,9 @@ def window_shift(m: Module, value, amount, width: int, name: str = "window", *,
 
 
 def _le_const(value, const: int):
-    """``value <= const`` for an unsigned ``value`` as plain logic, most significant bit
-    first (Yosys makes a comparison a carry chain, and a table a block RAM ROM)."""
+    """``value <= const`` for an unsigned ``value`` as plain logic: built from the least
+    significant bit up, so the most significant bit decides outermost (Yosys makes a
+    comparison a carry chain, and a table a block RAM ROM)."""
     if const < 0:
         return Const(0, 1)
     if const >= (1 << len(value)) - 1:
@@ -211,11 +212,11 @@ class OutputStage(wiring.Component):
             adv = Signal(init=1, name="adv")
             # A copy for the chunk control and the handshake, so that they do not share the
             # pipeline's enable net (no reset, or Yosys merges the two flip-flops).
-            adv_hold = Signal(init=1, name="adv_chunk", reset_less=True)
+            adv_chunk = Signal(init=1, name="adv_chunk", reset_less=True)
         else:
             adv = Signal(name="adv")
             m.d.comb += adv.eq(~self.o.valid | self.o.ready)
-            adv_hold = adv
+            adv_chunk = adv
 
         def stage1(acc, name):
             """Upper funnel levels and per-group saturation tests, into registers."""
@@ -289,7 +290,7 @@ class OutputStage(wiring.Component):
         first_chunk = write & (k3 == 0) if chunks > 1 else write
         complete = write & (k3 == chunks - 1) if chunks > 1 else write
         if cfg.registered_stall:
-            self._registered_advance(m, (adv, adv_hold), out, o_full, first_chunk, complete)
+            self._registered_advance(m, (adv, adv_chunk), out, o_full, first_chunk, complete)
         else:
             m.d.comb += [self.o.valid.eq(o_full),
                          *(self.o.payload[c].eq(out[c]) for c in range(cfg.cols))]
@@ -322,10 +323,10 @@ class OutputStage(wiring.Component):
             v0 = Signal(name="v0")
             k0 = Signal.like(chunk, name="chunk0", reset_less=True)
             m.d.comb += [
-                self.i.ready.eq(adv_hold & last),
+                self.i.ready.eq(adv_chunk & last),
                 self.busy.eq(v0 | v1 | v2 | v3 | self.o.valid),
             ]
-            with m.If(adv_hold & self.i.valid):
+            with m.If(adv_chunk & self.i.valid):
                 m.d.sync += [chunk.eq(chunk + 1), last.eq(chunk == chunks - 2)]
                 with m.If(last):
                     m.d.sync += [chunk.eq(0), last.eq(0)]
