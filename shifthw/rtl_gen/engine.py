@@ -178,12 +178,19 @@ class LayerEngine(wiring.Component):
         s1_first = Signal(reset_less=True)
         s1_last = Signal(reset_less=True)
 
-        running = Signal()
-        draining = Signal()
-        idle = Signal()
+        # The control's states, one flip-flop each (one-hot), so that every state test is
+        # a flip-flop and no transition waits for a decoder: binary-coded, the state's next
+        # value and enable were 5 LUT levels on the UP5K, the limit of the registered
+        # stall there.
+        idle = Signal(init=1, name="st_idle")
+        setup = Signal(name="st_setup")      # buffers' bank state reset
+        start = Signal(name="st_start")
+        load_bias = Signal(name="st_load_bias")
+        load_weights = Signal(name="st_load_weights")
+        running = Signal(name="st_run")
+        draining = Signal(name="st_drain")
         last_issue = Signal()
         quiet = Signal()                     # DRAIN: nothing left inside (a cycle late)
-        setup = Signal()                     # the SETUP state (buffers' bank state reset)
         m.d.comb += full_next.eq(Mux(setup, 0, (full | set_full) & ~clr_full))
         m.d.sync += full.eq(full_next)
 
@@ -204,92 +211,84 @@ class LayerEngine(wiring.Component):
             w_wr.en.eq(w_we),
         ]
 
-        with m.FSM(name="ctrl"):
-            # A descriptor takes three cycles to start: IDLE registers it, SETUP derives
-            # the per-descriptor values from the register and START the flags from those,
-            # so that no handshake and no comparison share a path into the counters.
-            with m.State("IDLE"):
-                m.d.comb += [idle.eq(1), self.desc.ready.eq(1)]
-                with m.If(self.desc.valid):
-                    m.d.sync += d.eq(self.desc.payload)
-                    m.next = "SETUP"
+        def goto(src, dst):
+            m.d.sync += [src.eq(0), dst.eq(1)]
 
-            with m.State("SETUP"):
-                m.d.comb += setup.eq(1)
-                m.d.sync += [
-                    nt_last.eq(d.n_tiles - 1),
-                    kt_prev.eq(d.k_tiles - 2),
-                    nt_prev.eq(d.n_tiles - 2),
-                    kt_one.eq(d.k_tiles == 1),
-                    nt_one.eq(d.n_tiles == 1),
-                    cnt_one.eq(d.count == 1),
-                    cnt_nz.eq(d.count != 0),
-                    ld_left.eq(d.count),
-                    is_left.eq(d.count),
-                    is_row_first.eq(1),
-                    beat.eq(1), l_addr.eq(0), l_row.eq(0), l_col.eq(0),
-                    l_row_last.eq(beats == 1),
-                    ld_bank.eq(0), ld_word.eq(0),
-                    is_row.eq(0), is_col.eq(0), is_addr.eq(0),
-                ]
-                m.next = "START"
+        # A descriptor takes three cycles to start: IDLE registers it, SETUP derives the
+        # per-descriptor values from the register and START the flags from those, so that
+        # no handshake and no comparison share a path into the counters.
+        m.d.comb += self.desc.ready.eq(idle)
+        with m.If(idle & self.desc.valid):
+            m.d.sync += d.eq(self.desc.payload)
+            goto(idle, setup)
 
-            with m.State("START"):
-                m.d.sync += [ld_last.eq(kt_one), is_row_last.eq(kt_one),
-                             is_col_last.eq(nt_one), l_col_last.eq(nt_one),
-                             ld_more.eq(cnt_nz), ld_left_one.eq(cnt_one),
-                             is_left_one.eq(cnt_one)]
-                with m.If(d.reload):
-                    m.next = "LOAD_BIAS"
-                with m.Elif(cnt_nz):
+        with m.If(setup):
+            m.d.sync += [
+                nt_last.eq(d.n_tiles - 1),
+                kt_prev.eq(d.k_tiles - 2),
+                nt_prev.eq(d.n_tiles - 2),
+                kt_one.eq(d.k_tiles == 1),
+                nt_one.eq(d.n_tiles == 1),
+                cnt_one.eq(d.count == 1),
+                cnt_nz.eq(d.count != 0),
+                ld_left.eq(d.count),
+                is_left.eq(d.count),
+                is_row_first.eq(1),
+                beat.eq(1), l_addr.eq(0), l_row.eq(0), l_col.eq(0),
+                l_row_last.eq(beats == 1),
+                ld_bank.eq(0), ld_word.eq(0),
+                is_row.eq(0), is_col.eq(0), is_addr.eq(0),
+            ]
+            goto(setup, start)
+
+        with m.If(start):
+            m.d.sync += [ld_last.eq(kt_one), is_row_last.eq(kt_one),
+                         is_col_last.eq(nt_one), l_col_last.eq(nt_one),
+                         ld_more.eq(cnt_nz), ld_left_one.eq(cnt_one),
+                         is_left_one.eq(cnt_one)]
+            with m.If(d.reload):
+                goto(start, load_bias)
+            with m.Elif(cnt_nz):
+                m.d.sync += load_ok.eq(1)
+                goto(start, running)
+            with m.Else():
+                goto(start, idle)
+
+        # The loads: `beat` walks one-hot over the words of a buffer row (it is the write
+        # enable); "last row" and "last column" are flags computed a step ahead.
+        def load_word(we, words, rows_prev, rows_one):
+            """Write one params word; 1 on the last word of the tile."""
+            done = Signal(name=f"{we.name}_done")
+            m.d.sync += [we.eq(beat[:words]), beat.eq(beat.rotate_left(1))]
+            with m.If(beat[words - 1]):
+                m.d.sync += [beat.eq(1), l_addr.eq(l_addr + 1), l_row.eq(l_row + 1),
+                             l_row_last.eq(l_row == rows_prev)]
+                with m.If(l_row_last):
+                    m.d.sync += [l_row.eq(0), l_row_last.eq(rows_one),
+                                 l_col.eq(l_col + 1), l_col_last.eq(l_col == nt_prev)]
+                    m.d.comb += done.eq(l_col_last)
+            return done
+
+        m.d.comb += self.params.ready.eq(load_bias | load_weights)
+        with m.If(load_bias & self.params.valid):
+            # (With one row per entry l_row_last stays 1, whatever rows_prev is.)
+            with m.If(load_word(b_we, wpb, max(beats - 2, 0), beats == 1)):
+                m.d.sync += [l_col.eq(0), l_col_last.eq(nt_one), l_addr.eq(0),
+                             l_row_last.eq(kt_one)]
+                goto(load_bias, load_weights)
+
+        with m.If(load_weights & self.params.valid):
+            with m.If(load_word(w_we, wpe, kt_prev, kt_one)):
+                with m.If(ld_more):
                     m.d.sync += load_ok.eq(1)
-                    m.next = "RUN"
+                    goto(load_weights, running)
                 with m.Else():
-                    m.next = "IDLE"
+                    goto(load_weights, idle)
 
-            # The loads: `beat` walks one-hot over the words of a buffer row (it is the
-            # write enable); "last row" and "last column" are flags computed a step ahead.
-            def load_word(we, words, rows_prev, rows_one):
-                """Write one params word; 1 on the last word of the tile."""
-                done = Signal(name=f"{we.name}_done")
-                m.d.sync += [we.eq(beat[:words]), beat.eq(beat.rotate_left(1))]
-                with m.If(beat[words - 1]):
-                    m.d.sync += [beat.eq(1), l_addr.eq(l_addr + 1), l_row.eq(l_row + 1),
-                                 l_row_last.eq(l_row == rows_prev)]
-                    with m.If(l_row_last):
-                        m.d.sync += [l_row.eq(0), l_row_last.eq(rows_one),
-                                     l_col.eq(l_col + 1), l_col_last.eq(l_col == nt_prev)]
-                        m.d.comb += done.eq(l_col_last)
-                return done
-
-            with m.State("LOAD_BIAS"):
-                m.d.comb += self.params.ready.eq(1)
-                with m.If(self.params.valid):
-                    # (With one row per entry l_row_last stays 1, whatever rows_prev is.)
-                    with m.If(load_word(b_we, wpb, max(beats - 2, 0), beats == 1)):
-                        m.d.sync += [l_col.eq(0), l_col_last.eq(nt_one), l_addr.eq(0),
-                                     l_row_last.eq(kt_one)]
-                        m.next = "LOAD_WEIGHTS"
-
-            with m.State("LOAD_WEIGHTS"):
-                m.d.comb += self.params.ready.eq(1)
-                with m.If(self.params.valid):
-                    with m.If(load_word(w_we, wpe, kt_prev, kt_one)):
-                        with m.If(ld_more):
-                            m.d.sync += load_ok.eq(1)
-                            m.next = "RUN"
-                        with m.Else():
-                            m.next = "IDLE"
-
-            with m.State("RUN"):
-                m.d.comb += running.eq(1)
-                with m.If(issue_done):
-                    m.next = "DRAIN"
-
-            with m.State("DRAIN"):
-                m.d.comb += draining.eq(1)
-                with m.If(quiet):
-                    m.next = "IDLE"
+        with m.If(running & issue_done):
+            goto(running, draining)
+        with m.If(draining & quiet):
+            goto(draining, idle)
 
         # DRAIN ends a cycle after the array and the output stage are empty (they cannot fill
         # again in DRAIN; quiet is low in DRAIN's first cycle, computed while running).
@@ -407,7 +406,11 @@ class LayerEngine(wiring.Component):
                    for c in range(cfg.cols)]
             g_valid, o_valid = Signal(name="g_valid"), Signal(name="bias_out_valid")
             g_beat = _counter(beats, "g_beat")
-            move = g_valid & (~o_valid | arr.bias.ready)
+            # The output register refills in the cycle after the array took its word, from
+            # registers only (arr.bias.ready reaches no clock enable of the gather): one
+            # bias word per two cycles, the gather's own rate when it takes two or more
+            # reads per word.
+            move = g_valid & ~o_valid
             take = b_valid & (~g_valid | move)
             m.d.comb += [
                 b_read.eq(~b_valid | take),
