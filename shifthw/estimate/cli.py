@@ -31,11 +31,15 @@ _ENGINE_OPTIONS = (
     ("--param-word-bits", int, "params stream word bits"),
     ("--out-depth", int, "output FIFO depth (0: none, 1, or 3 and more)"),
     ("--pipeline-stages", int, "array register stages (default min(2, ceil(log2 R) + 1))"),
+    ("--input-registers", int, "registers between the buffers and the PEs, 0..2 (default 1; "
+                               "2: for high Fmax on the ECP5)"),
 )
 #: Engine switches shared by both commands: (flag, help); given, they set the option True.
 _ENGINE_FLAGS = (
     ("--registered-stall", "decide the array's stall a cycle ahead (one-result skid register; "
                            "for the ECP5's registered block RAM reads)"),
+    ("--pe-register", "a register inside every PE (shift and mult alike): one cycle more "
+                      "latency, for high Fmax at G > 0"),
 )
 _TARGET_HELP = f"one of {', '.join(TARGET_NAMES)}"
 

@@ -231,8 +231,19 @@ def program_ops(program: Program, cfg: EngineConfig, *, batch: int = 1) -> dict:
         op("pe_array", "shift", (term, stages), pes,
            f"(x << G) >> p: {term}-bit arithmetic shifter, {stages} stages")
         op("pe_array", "negate", (term,), pes, "one's complement of the term (sign)")
+        if cfg.pe_register:
+            held = a + cfg.guard_bits + stages // 2 + 1
+            op("pe_array", "register", (held * r * c + 3,), beats,
+               "PE registers (upper shifter levels' result, lower shift bits, sign; "
+               "valid/first/last)")
     else:
         op("pe_array", "mult", (a, cfg.weight_bits), pes, f"{a} x {cfg.weight_bits} multiply")
+        if cfg.pe_register:
+            h = cfg.weight_bits // 2
+            op("pe_array", "add", (a + cfg.weight_bits,), pes, "sum of the partial products")
+            held = (a + h + 1) + (a + cfg.weight_bits - h)
+            op("pe_array", "register", (held * r * c + 3,), beats,
+               "PE registers (two partial products; valid/first/last)")
     for w in sorted(set(adders)):
         op("adder_trees", "add", (w,), c * adders.count(w) * beats, f"tree adder, {w} bits")
     op("adder_trees", "register", (regs * c,), beats,

@@ -9,7 +9,7 @@ over (R carries, R - 1 adders) goes into the accumulator's adder.
 Pipelining: with ``input_registers`` >= 1 (default 1) every beat is registered before the
 PEs, so the buffers' read data meets no logic in the cycle it leaves the block RAM (with 2,
 the first of them can become the block RAMs' own output register and the second stays next
-to the PEs); then
+to the PEs); with ``pe_register`` one more inside every PE; then
 ``pipeline_stages`` registers are placed between the PEs and the accumulator at evenly spaced
 tree levels (level 0 is the PE outputs).  All registers advance together on one enable, so
 backpressure on ``o`` (or a missing bias) stalls the whole array, and nothing is ever lost
@@ -47,7 +47,8 @@ class PEArray(wiring.Component):
     ----------
     config : EngineConfig
         (or the same parameters as keywords): rows, cols, act_bits, weight_bits, guard_bits,
-        pe, acc_bits, input_registers, registered_stall, pipeline_stages are used.
+        pe, acc_bits, input_registers, registered_stall, pe_register, pipeline_stages are
+        used.
 
     Members
     -------
@@ -129,10 +130,22 @@ class PEArray(wiring.Component):
                 pe = make_pe(cfg)
                 m.submodules[f"pe_r{r}_c{c}"] = pe
                 m.d.comb += [pe.x.eq(beat.act[r]), pe.w.eq(beat.w[c][r])]
+                if cfg.pe_register:
+                    m.d.comb += pe.en.eq(en)
                 vals.append(pe.term)
                 if cfg.pe == "shift":
                     cars.append(pe.carry)
             columns.append((vals, cars))
+        if cfg.pe_register:
+            # The register inside the PEs: valid / first / last keep pace with it.
+            v = Signal(name="valid_pe")
+            f = Signal(name="first_pe", reset_less=True)
+            la = Signal(name="last_pe", reset_less=True)
+            with m.If(en):
+                m.d.sync += [v.eq(valid), f.eq(first), la.eq(last)]
+            valids.append(v)
+            stages.append((v, f, la))
+            valid, first, last = v, f, la
 
         def register(level):
             nonlocal valid, first, last, columns

@@ -67,6 +67,11 @@ class EngineConfig:
         register (C x acc_bits flip-flops).  Worth it where block RAM reads are registered
         (ECP5, with the estimate flow's DP16KD output registers); not on the UP5K, whose
         limit is routing between blocks (``docs/estimation.md``).
+    pe_register : bool
+        A register inside every PE (default False), one cycle more latency: the shift PE's
+        shifter is split between its upper and lower levels, the multiplier PE registers
+        two partial products (``rtl_gen.pe``).  For the high-Fmax setting at G > 0, where
+        the shifter between the input register and the first tree register sets the clock.
     pipeline_stages : int or None
         Register stages in the PE array between the PEs and the accumulator
         (0..ceil(log2 R) + 1); default ``min(2, ceil(log2 R) + 1)``.
@@ -104,6 +109,7 @@ class EngineConfig:
     acc_bits: int | None = None
     input_registers: int = 1
     registered_stall: bool = False
+    pe_register: bool = False
     pipeline_stages: int | None = None
     k_depth: int = 64
     weight_depth: int = 256
@@ -150,6 +156,8 @@ class EngineConfig:
         _int("input_registers", self.input_registers, 0, 2)
         if not isinstance(self.registered_stall, bool):
             raise TypeError(f"registered_stall must be a bool, not {self.registered_stall!r}")
+        if not isinstance(self.pe_register, bool):
+            raise TypeError(f"pe_register must be a bool, not {self.pe_register!r}")
         if self.pipeline_stages is None:
             self._set("pipeline_stages", min(2, self.tree_levels + 1))
         _int("pipeline_stages", self.pipeline_stages, 0, self.tree_levels + 1)
@@ -180,7 +188,7 @@ class EngineConfig:
     @property
     def array_latency(self) -> int:
         """Cycles from a beat accepted by the PE array to its accumulator update."""
-        return self.input_registers + self.pipeline_stages + 1
+        return self.input_registers + int(self.pe_register) + self.pipeline_stages + 1
 
     @property
     def max_k_tiles(self) -> int:

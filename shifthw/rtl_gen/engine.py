@@ -398,24 +398,31 @@ class LayerEngine(wiring.Component):
             # top lanes take the read data and nothing else, so on the ECP5 they become the
             # block RAM's output register, see estimate.bram_pack), and the bias output
             # register next to the array, loaded with a whole gathered word.  The promise
-            # to the array (`bias_next`) is a gathered word, which reaches the output
-            # register in the next cycle whether or not the array takes the bias now.
+            # to the array (`bias_next`): the bias will be in the output register in the
+            # next cycle whether or not the array takes the present one.
             slots = [Signal.like(rd_word[0], name=f"gather_{n}", reset_less=True)
                      for n in range(beats * q)]
             out = [Signal.like(rd_word[0], name=f"bias_out_{c}", reset_less=True)
                    for c in range(cfg.cols)]
             g_valid, o_valid = Signal(name="g_valid"), Signal(name="bias_out_valid")
             g_beat = _counter(beats, "g_beat")
-            # The output register refills in the cycle after the array took its word, from
-            # registers only (arr.bias.ready reaches no clock enable of the gather): one
-            # bias word per two cycles, the gather's own rate when it takes two or more
-            # reads per word.
-            move = g_valid & ~o_valid
+            if beats == 1:
+                # One read per word: the output register refills in the cycle the array
+                # takes its word, so a bias can go every cycle (layers with K <= R).
+                move = g_valid & (~o_valid | arr.bias.ready)
+                promise = g_valid
+            else:
+                # The gather delivers a word every `beats` >= 2 cycles at best, so the
+                # output register may refill in the cycle after the array took its word,
+                # from registers only: arr.bias.ready reaches no clock enable of the
+                # gather (on the UP5K it was the limit: 4 LUT levels across the chip).
+                move = g_valid & ~o_valid
+                promise = move
             take = b_valid & (~g_valid | move)
             m.d.comb += [
                 b_read.eq(~b_valid | take),
                 arr.bias.valid.eq(o_valid),
-                arr.bias_next.eq(g_valid),      # (cleared when not active)
+                arr.bias_next.eq(promise),      # (g_valid is cleared when not active)
             ]
             m.d.comb += [arr.bias.payload[c].eq(out[c]) for c in range(cfg.cols)]
             with m.If(arr.bias.ready):

@@ -249,6 +249,10 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--registered-stall", action="store_true",
                    help="decide the array's stall a cycle ahead, with a one-result skid "
                         "register (for the ECP5's registered block RAM reads)")
+    p.add_argument("--pe-register", action="store_true",
+                   help="a register inside every PE (shifter split in two; the multiplier "
+                        "as two registered partial products): one cycle more latency, for "
+                        "high Fmax at G > 0")
     p.add_argument("--k-depth", type=int, default=64,
                    help="activation buffer words per bank: max ceil(K / R)")
     p.add_argument("--weight-depth", type=int, default=256, help="weight buffer entries")
@@ -280,6 +284,7 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
                         acc_bits=args.acc_bits, pipeline_stages=args.pipeline_stages,
                         input_registers=getattr(args, "input_registers", 1),
                         registered_stall=getattr(args, "registered_stall", False),
+                        pe_register=getattr(args, "pe_register", False),
                         k_depth=args.k_depth, weight_depth=args.weight_depth,
                         bias_depth=args.bias_depth, bias_lanes=args.bias_lanes,
                         out_lanes=args.out_lanes, param_word_bits=args.param_word_bits,

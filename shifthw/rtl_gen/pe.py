@@ -1,6 +1,8 @@
 """Processing elements: the DeepShift shift PE and the integer-multiplier baseline.
 
-Both are combinational blocks with the same ports, so the PE array is one design for both:
+Both are combinational blocks with the same ports, so the PE array is one design for both
+(with ``split`` each has one register inside and an ``en`` input, the array's
+``pe_register`` setting):
 
 * ``x``: the A-bit signed activation;
 * ``w``: the weight (a contract weight code for :class:`ShiftPE`, a signed b-bit integer for
@@ -24,7 +26,7 @@ and the shifter has one mux level less: 27 iCE40 LUTs per PE instead of 32.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,6 +54,10 @@ class ShiftPE(wiring.Component):
         DeepShift's kernel truncation.
     fold_negation : bool
         Emit a one's complement and a carry (default) instead of a negated term.
+    split : bool
+        A register inside the PE (default False): the shifter's upper levels (and the zero
+        test) before it, its lower levels and the negation after, so ``term`` comes one
+        cycle after ``x`` and ``w`` (the register loads when ``en`` is high).
 
     Members
     -------
@@ -61,26 +67,30 @@ class ShiftPE(wiring.Component):
         shift gives a wrong term.
     term : Out(signed(A + G)), or signed(A + G + 1) without folding
     carry : Out(1)
+    en : In(1), only with ``split``
     """
 
     def __init__(self, *, act_bits: int, weight_bits: int, guard_bits: int,
-                 fold_negation: bool = True):
+                 fold_negation: bool = True, split: bool = False):
         try:
             self._act_bits = nx.check_act_bits(act_bits)
             self._weight_bits = nx.check_weight_bits(weight_bits)
             self._guard_bits = nx.check_guard_bits(guard_bits, weight_bits)
             if not isinstance(fold_negation, bool):
                 raise TypeError(f"fold_negation must be a bool, not {fold_negation!r}")
+            _check_split(split)
         except (TypeError, ValueError):
             _silence(self)
             raise
         self._fold = fold_negation
+        self._split = split
         width = act_bits + guard_bits + (0 if fold_negation else 1)
         super().__init__({
             "x": In(signed(act_bits)),
             "w": In(nx.weight_code_layout(weight_bits)),
             "term": Out(signed(width)),
             "carry": Out(unsigned(1)),
+            **({"en": In(1)} if split else {}),
         })
 
     @property
@@ -98,6 +108,10 @@ class ShiftPE(wiring.Component):
     @property
     def fold_negation(self) -> bool:
         return self._fold
+
+    @property
+    def split(self) -> bool:
+        return self._split
 
     @property
     def shifter_max(self) -> int:
@@ -124,6 +138,16 @@ class ShiftPE(wiring.Component):
         # Guard bits first (a constant left shift is wiring), then the arithmetic right
         # shifter: floor before the sign, as the contract and DeepShift's kernel do.
         mag = x.shift_left(g)
+        if self._split:
+            # The upper shift levels before the register, the lower ones after it.
+            lo = len(amount) // 2
+            coarse = Signal(signed(len(mag)), name="coarse", reset_less=True)
+            fine = Signal(lo, name="fine", reset_less=True)
+            neg = Signal(name="negative", reset_less=True)
+            with m.If(self.en):
+                m.d.sync += [coarse.eq(mag >> Cat(Const(0, lo), amount[lo:])),
+                             fine.eq(amount[:lo]), neg.eq(negative)]
+            mag, amount, negative = coarse, fine, neg
         if len(amount):
             mag = mag >> amount
         if self._fold:
@@ -156,20 +180,28 @@ class MultPE(wiring.Component):
     w : In(signed(b))
     term : Out(signed(A + b))
     carry : Out(1), always 0 (same ports as :class:`ShiftPE`)
+    en : In(1), only with ``split``
+
+    With ``split`` the multiplier is pipelined as one would build it by hand: the products
+    of ``x`` with the weight's lower ``b // 2`` bits (unsigned) and with its upper bits
+    (signed) are registered, and ``term`` is their shifted sum, one cycle later.
     """
 
-    def __init__(self, *, act_bits: int, weight_bits: int):
+    def __init__(self, *, act_bits: int, weight_bits: int, split: bool = False):
         try:
             self._act_bits = nx.check_act_bits(act_bits)
             self._weight_bits = nx.check_weight_bits(weight_bits)
+            _check_split(split)
         except (TypeError, ValueError):
             _silence(self)
             raise
+        self._split = split
         super().__init__({
             "x": In(signed(act_bits)),
             "w": In(signed(weight_bits)),
             "term": Out(signed(act_bits + weight_bits)),
             "carry": Out(unsigned(1)),
+            **({"en": In(1)} if split else {}),
         })
 
     @property
@@ -180,15 +212,34 @@ class MultPE(wiring.Component):
     def weight_bits(self) -> int:
         return self._weight_bits
 
+    @property
+    def split(self) -> bool:
+        return self._split
+
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += [self.term.eq(self.x * self.w), self.carry.eq(0)]
+        m.d.comb += self.carry.eq(0)
+        if not self._split:
+            m.d.comb += self.term.eq(self.x * self.w)
+            return m
+        h = self._weight_bits // 2
+        lo_w, hi_w = self.w.as_unsigned()[:h], self.w[h:].as_signed()
+        p_lo = Signal(signed(self._act_bits + h + 1), name="p_lo", reset_less=True)
+        p_hi = Signal(signed(self._act_bits + len(hi_w)), name="p_hi", reset_less=True)
+        with m.If(self.en):
+            m.d.sync += [p_lo.eq(self.x * lo_w), p_hi.eq(self.x * hi_w)]
+        m.d.comb += self.term.eq((p_hi << h) + p_lo)
         return m
+
+
+def _check_split(split) -> None:
+    if not isinstance(split, bool):
+        raise TypeError(f"split must be a bool, not {split!r}")
 
 
 def make_pe(cfg):
     """The PE an :class:`~.config.EngineConfig` asks for."""
     if cfg.pe == "shift":
         return ShiftPE(act_bits=cfg.act_bits, weight_bits=cfg.weight_bits,
-                       guard_bits=cfg.guard_bits)
-    return MultPE(act_bits=cfg.act_bits, weight_bits=cfg.weight_bits)
+                       guard_bits=cfg.guard_bits, split=cfg.pe_register)
+    return MultPE(act_bits=cfg.act_bits, weight_bits=cfg.weight_bits, split=cfg.pe_register)

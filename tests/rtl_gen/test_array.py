@@ -89,6 +89,18 @@ def test_every_pipeline_depth(stages, input_registers, registered, rng):
     assert got == want
 
 
+@pytest.mark.parametrize("pe, guard", [("shift", 0), ("shift", 4), ("shift", None),
+                                       ("mult", None)])
+@pytest.mark.parametrize("registered", [False, True])
+def test_pe_register(pe, guard, registered, rng):
+    cfg = EngineConfig(rows=3, cols=2, pe=pe, guard_bits=guard, pe_register=True,
+                       k_depth=4, weight_depth=8, input_registers=2, pipeline_stages=3,
+                       registered_stall=registered)
+    assert cfg.array_latency == 2 + 1 + 3 + 1
+    got, want = _run(cfg, rng, 10)
+    assert got == want
+
+
 def test_mult_array(rng):
     cfg = EngineConfig(rows=4, cols=3, pe="mult", weight_bits=6, k_depth=4, weight_depth=8)
     got, want = _run(cfg, rng, 10)

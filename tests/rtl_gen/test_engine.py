@@ -34,6 +34,16 @@ def test_random_layers(pe, guard, rows, cols, rng):
         _check(cfg, job, x, seed=int(rng.integers(1 << 16)))
 
 
+@pytest.mark.parametrize("pe, guard", [("shift", 4), ("mult", None)])
+def test_high_fmax_setting_with_pe_register(pe, guard, rng):
+    cfg = EngineConfig(rows=3, cols=2, pe=pe, guard_bits=guard, registered_stall=True,
+                       input_registers=2, pipeline_stages=3, pe_register=True, **SMALL)
+    for n, k in [(cfg.cols + 1, 7), (5, 1)]:
+        job = random_job(cfg, rng, n, k)
+        x = random_inputs(cfg, rng, 3, job.fan_in)
+        _check(cfg, job, x, seed=int(rng.integers(1 << 16)))
+
+
 @pytest.mark.parametrize("pe", ["shift", "mult"])
 def test_extreme_values_saturate_narrow_accumulator(pe, rng):
     cfg = EngineConfig(rows=3, cols=2, pe=pe, act_bits=6, weight_bits=4,
@@ -121,6 +131,21 @@ def test_narrow_bias_and_output_lanes_keep_full_rate(registered, rng):
     job = random_job(cfg, rng, 9, 4)                                # k_tiles = 2
     stats = _check(cfg, job, random_inputs(cfg, rng, 5, 4), stall=0.0)
     assert stats.run_cycles == stats.beats == 5 * 2 * 3
+
+
+@pytest.mark.parametrize("registered", [False, True])
+def test_narrow_bias_lanes_with_one_row_tile(registered, rng):
+    """k_tiles = 1 with two bias reads per word: a bias for every beat, exact under stalls
+    (the bias reader's promise to a registered stall is tested hardest here), and without
+    stalls a beat every second cycle (the rate of the bias reads)."""
+    cfg = EngineConfig(rows=2, cols=4, bias_lanes=2, out_depth=0, k_depth=4, weight_depth=8,
+                       bias_depth=4, registered_stall=registered)
+    for seed in range(3):
+        job = random_job(cfg, rng, 9, 2)                            # k_tiles = 1
+        _check(cfg, job, random_inputs(cfg, rng, 4, 2), stall=0.3, seed=seed)
+    stats = _check(cfg, job, random_inputs(cfg, rng, 4, 2), stall=0.0)
+    assert stats.beats == 4 * 3
+    assert stats.run_cycles <= 2 * stats.beats
 
 
 def test_layer_too_large_is_refused(rng):

@@ -80,6 +80,64 @@ def test_mult_pe_exhaustive():
     assert np.array_equal(got, [x * w for x, w in cases])
 
 
+def _run_split(dut, cases):
+    """A split PE, inputs every cycle with ``en`` high: each term one cycle later; then a
+    cycle with ``en`` low and other inputs, which must hold the last term."""
+    got = []
+
+    async def bench(ctx):
+        w_port = dut.w.as_value() if hasattr(dut.w, "as_value") else dut.w
+        ctx.set(dut.en, 1)
+        for x, w in cases:
+            ctx.set(dut.x, x)
+            ctx.set(w_port, w)
+            await ctx.tick()
+            got.append(ctx.get(dut.term) + ctx.get(dut.carry))
+        ctx.set(dut.en, 0)
+        x, w = cases[0]
+        ctx.set(dut.x, x)
+        ctx.set(w_port, w)
+        await ctx.tick()
+        got.append(ctx.get(dut.term) + ctx.get(dut.carry))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.array(got[:-1]), got[-1]
+
+
+@pytest.mark.parametrize("guard", [0, 4, 14])
+def test_split_shift_pe_is_one_cycle_late_and_exact(guard):
+    a, b = 8, 5
+    xs = np.arange(nx.act_min(a), nx.act_max(a) + 1)
+    codes = np.arange(1 << b)
+    hw = nx.canonical_codes(codes, a, b, guard)
+    cases = [(int(x), int(h)) for h in hw for x in xs]
+    got, held = _run_split(ShiftPE(act_bits=a, weight_bits=b, guard_bits=guard, split=True),
+                           cases)
+    want = nx.shift_term(np.tile(xs, len(codes)), np.repeat(codes, len(xs)), b, guard)
+    assert np.array_equal(got, want)
+    assert held == want[-1] != want[0]
+
+
+@pytest.mark.parametrize("b", [2, 5, 8])
+def test_split_mult_pe_is_one_cycle_late_and_exact(b):
+    a = 8
+    ws = range(-(1 << (b - 1)), 1 << (b - 1))
+    cases = [(x, w) for w in ws for x in range(-128, 128, 3 if b == 8 else 1)]
+    got, held = _run_split(MultPE(act_bits=a, weight_bits=b, split=True), cases)
+    assert np.array_equal(got, [x * w for x, w in cases])
+    assert held == cases[-1][0] * cases[-1][1] != cases[0][0] * cases[0][1]
+
+
+def test_split_must_be_a_bool():
+    with pytest.raises(TypeError, match="split must be a bool"):
+        MultPE(act_bits=8, weight_bits=5, split=1)
+    with pytest.raises(TypeError, match="split must be a bool"):
+        ShiftPE(act_bits=8, weight_bits=5, guard_bits=0, split="yes")
+
+
 def _multiplications(tree) -> list[str]:
     return [ast.unparse(n) for n in ast.walk(tree)
             if isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Mult, ast.Pow, ast.MatMult))
