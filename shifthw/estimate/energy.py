@@ -232,9 +232,9 @@ def program_ops(program: Program, cfg: EngineConfig, *, batch: int = 1) -> dict:
            f"(x << G) >> p: {term}-bit arithmetic shifter, {stages} stages")
         op("pe_array", "negate", (term,), pes, "one's complement of the term (sign)")
         if cfg.pe_register:
-            held = a + cfg.guard_bits + stages // 2 + 1
+            held = a + cfg.guard_bits + stages // 2 + 2
             op("pe_array", "register", (held * r * c + 3,), beats,
-               "PE registers (upper shifter levels' result, lower shift bits, sign; "
+               "PE registers (upper shifter levels' result, lower shift bits, zero, sign; "
                "valid/first/last)")
     else:
         op("pe_array", "mult", (a, cfg.weight_bits), pes, f"{a} x {cfg.weight_bits} multiply")

@@ -131,23 +131,28 @@ class ShiftPE(wiring.Component):
         else:
             zero = self.w.shift == nx.zero_field(self._weight_bits)
             amount = self.w.shift
-        negative = self.w.sign & ~zero
-        # The zero code zeroes the activation before the shifter (0 >> p is 0), which fits
-        # in the shifter's first LUT level instead of a gate after it.
-        x = Mux(zero, 0, self.x).as_signed()
-        # Guard bits first (a constant left shift is wiring), then the arithmetic right
-        # shifter: floor before the sign, as the contract and DeepShift's kernel do.
-        mag = x.shift_left(g)
         if self._split:
-            # The upper shift levels before the register, the lower ones after it.
+            # The upper shift levels before the register, the lower ones and the zero code
+            # after it (the register's inputs then come from the activation and the shift
+            # field alone, through half the levels).
             lo = len(amount) // 2
-            coarse = Signal(signed(len(mag)), name="coarse", reset_less=True)
+            coarse = Signal(signed(len(self.x) + g), name="coarse", reset_less=True)
             fine = Signal(lo, name="fine", reset_less=True)
-            neg = Signal(name="negative", reset_less=True)
+            zero_r = Signal(name="zero", reset_less=True)
+            sign_r = Signal(name="sign", reset_less=True)
             with m.If(self.en):
-                m.d.sync += [coarse.eq(mag >> Cat(Const(0, lo), amount[lo:])),
-                             fine.eq(amount[:lo]), neg.eq(negative)]
-            mag, amount, negative = coarse, fine, neg
+                m.d.sync += [coarse.eq(self.x.shift_left(g) >> Cat(Const(0, lo), amount[lo:])),
+                             fine.eq(amount[:lo]), zero_r.eq(zero), sign_r.eq(self.w.sign)]
+            mag = Mux(zero_r, 0, coarse).as_signed()
+            amount, zero, sign = fine, zero_r, sign_r
+        else:
+            # The zero code zeroes the activation before the shifter (0 >> p is 0), which
+            # fits in the shifter's first LUT level instead of a gate after it.
+            # Guard bits first (a constant left shift is wiring), then the arithmetic right
+            # shifter: floor before the sign, as the contract and DeepShift's kernel do.
+            mag = Mux(zero, 0, self.x).as_signed().shift_left(g)
+            sign = self.w.sign
+        negative = sign & ~zero
         if len(amount):
             mag = mag >> amount
         if self._fold:
