@@ -64,9 +64,9 @@ class EngineConfig:
         Make the PE array's stall a register decided a cycle ahead (default False): nothing
         from the output side or the bias reader then reaches the array's ~700 clock enables,
         the issuer or the bias reader in the same cycle, at the cost of a one-result skid
-        register (C x acc_bits flip-flops).  Worth it where block RAM reads are registered
-        (ECP5, with the estimate flow's DP16KD output registers); not on the UP5K, whose
-        limit is routing between blocks (``docs/estimation.md``).
+        register (C x acc_bits flip-flops; about 250 LUTs more at 8 x 8).  The faster
+        choice on both families measured (UP5K 50-53 against 42-46 MHz, and the base of the
+        ECP5 high-Fmax setting; ``docs/estimation.md``); off by default as the smaller one.
     pe_register : bool
         A register inside every PE (default False), one cycle more latency: the shift PE's
         shifter is split between its upper and lower levels, the multiplier PE registers
