@@ -136,24 +136,26 @@ class PEArray(wiring.Component):
                 if cfg.pe == "shift":
                     cars.append(pe.carry)
             columns.append((vals, cars))
-        if cfg.pe_register:
-            # The register inside the PEs: valid / first / last keep pace with it.
-            v = Signal(name="valid_pe")
-            f = Signal(name="first_pe", reset_less=True)
-            la = Signal(name="last_pe", reset_less=True)
+
+        def track(suffix):
+            """valid / first / last registered along with a pipeline stage."""
+            nonlocal valid, first, last
+            v = Signal(name=f"valid_{suffix}")
+            f = Signal(name=f"first_{suffix}", reset_less=True)
+            la = Signal(name=f"last_{suffix}", reset_less=True)
             with m.If(en):
                 m.d.sync += [v.eq(valid), f.eq(first), la.eq(last)]
             valids.append(v)
             stages.append((v, f, la))
             valid, first, last = v, f, la
 
+        if cfg.pe_register:
+            track("pe")                     # the register inside the PEs
+
         def register(level):
-            nonlocal valid, first, last, columns
-            v = Signal(name=f"valid_l{level}")
-            f = Signal(name=f"first_l{level}", reset_less=True)
-            la = Signal(name=f"last_l{level}", reset_less=True)
-            assigns = [v.eq(valid), f.eq(first), la.eq(last)]
-            new_cols = []
+            nonlocal columns
+            track(f"l{level}")
+            assigns, new_cols = [], []
             for c, (vals, cars) in enumerate(columns):
                 rv = [Signal.like(x, name=f"sum_l{level}_c{c}_{k}", reset_less=True)
                       for k, x in enumerate(vals)]
@@ -164,9 +166,7 @@ class PEArray(wiring.Component):
                 new_cols.append((rv, rc))
             with m.If(en):
                 m.d.sync += assigns
-            valids.append(v)
-            stages.append((v, f, la))
-            valid, first, last, columns = v, f, la, new_cols
+            columns = new_cols
 
         level = 0
         if level in regs:
