@@ -31,7 +31,8 @@ from .targets import Target, get_target
 
 __all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "dsp_mapped", "kind_of",
            "calibration_rows", "features", "bram_blocks", "fit_family",
-           "split_heldout", "AreaModel", "load_area_model", "check_rows", "config_of_row"]
+           "split_heldout", "AreaModel", "load_area_model", "check_rows", "config_of_row",
+           "uncalibrated"]
 
 MODEL_FILE = "area_model.json"
 DATA_FILE = "sweep_data.json"
@@ -92,6 +93,20 @@ def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
         "out_regs": float(c * a * (1 + cfg.out_depth)),
         "const": 1.0,
     }
+
+
+def uncalibrated(cfg: EngineConfig) -> list[str]:
+    """The settings of ``cfg`` that the calibration sweeps did not vary (they ran the
+    default pipeline): the model does not see the registers they add, so its estimate is
+    low by about that much (``docs/estimation.md``)."""
+    out = []
+    if cfg.input_registers != 1:
+        out.append(f"input_registers={cfg.input_registers}")
+    if cfg.registered_stall:
+        out.append("registered_stall")
+    if cfg.pe_register:
+        out.append("pe_register")
+    return out
 
 
 #: Block RAM aspect ratios (width, depth) per family.
@@ -202,7 +217,7 @@ class AreaModel:
             raise ValueError(f"the area model has no calibration for {kind} designs on "
                              f"{tgt.family} (families: {', '.join(self.families())})")
         feats = features(cfg, kind)
-        out = {"target": tgt.name, "kind": kind}
+        out = {"target": tgt.name, "kind": kind, "outside_calibration": uncalibrated(cfg)}
         for metric, m in fam[kind].items():
             out[metric] = float(sum(c * feats[n] for n, c in zip(m["features"], m["coef"])))
             out[f"{metric}_error_pct"] = m.get("stated_error_pct")

@@ -77,6 +77,14 @@ def test_predictions_take_microseconds(model):
     assert dsp["dsp"] == 64 and not dsp["fits"]                # 8 DSP blocks on the UP5K
 
 
+def test_settings_outside_the_calibration_are_named(model):
+    assert model.predict(EngineConfig(rows=8, cols=8), "ice40-up5k")["outside_calibration"] == []
+    pred = model.predict(EngineConfig(rows=8, cols=8, registered_stall=True, input_registers=2,
+                                      pe_register=True), "ecp5-85k")
+    assert pred["outside_calibration"] == ["input_registers=2", "registered_stall",
+                                           "pe_register"]
+
+
 def test_uncalibrated_target_is_a_clear_error(model, tmp_path):
     path = tmp_path / "m.json"
     path.write_text(json.dumps({**model.data, "families": {"ice40": {}}}))
