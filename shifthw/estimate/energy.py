@@ -29,6 +29,7 @@ from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.host import LayerJob, layer_rows, plan_tiles
 from ..rtl_gen.layouts import bias_entry_words, weight_entry_words
 from ..rtl_gen.output import pipeline_register_bits
+from ..rtl_gen.pe import pe_register_bits
 from .hierarchy import COMPONENTS
 
 __all__ = ["DEFAULT_TABLE", "OpCount", "load_table", "add_energy", "mult_energy",
@@ -232,17 +233,14 @@ def program_ops(program: Program, cfg: EngineConfig, *, batch: int = 1) -> dict:
            f"(x << G) >> p: {term}-bit arithmetic shifter, {stages} stages")
         op("pe_array", "negate", (term,), pes, "one's complement of the term (sign)")
         if cfg.pe_register:
-            held = a + cfg.guard_bits + stages // 2 + 2
-            op("pe_array", "register", (held * r * c + 3,), beats,
+            op("pe_array", "register", (pe_register_bits(cfg) * r * c + 3,), beats,
                "PE registers (upper shifter levels' result, lower shift bits, zero, sign; "
                "valid/first/last)")
     else:
         op("pe_array", "mult", (a, cfg.weight_bits), pes, f"{a} x {cfg.weight_bits} multiply")
         if cfg.pe_register:
-            h = cfg.weight_bits // 2
             op("pe_array", "add", (a + cfg.weight_bits,), pes, "sum of the partial products")
-            held = (a + h + 1) + (a + cfg.weight_bits - h)
-            op("pe_array", "register", (held * r * c + 3,), beats,
+            op("pe_array", "register", (pe_register_bits(cfg) * r * c + 3,), beats,
                "PE registers (two partial products; valid/first/last)")
     for w in sorted(set(adders)):
         op("adder_trees", "add", (w,), c * adders.count(w) * beats, f"tree adder, {w} bits")

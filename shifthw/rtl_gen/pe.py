@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import numerics as nx
 
-__all__ = ["ShiftPE", "MultPE", "make_pe"]
+__all__ = ["ShiftPE", "MultPE", "make_pe", "pe_register_bits"]
 
 
 def _silence(obj) -> None:
@@ -55,9 +55,9 @@ class ShiftPE(wiring.Component):
     fold_negation : bool
         Emit a one's complement and a carry (default) instead of a negated term.
     split : bool
-        A register inside the PE (default False): the shifter's upper levels (and the zero
-        test) before it, its lower levels and the negation after, so ``term`` comes one
-        cycle after ``x`` and ``w`` (the register loads when ``en`` is high).
+        A register inside the PE (default False): the shifter's upper levels before it, its
+        lower levels, the zero code and the negation after, so ``term`` comes one cycle
+        after ``x`` and ``w`` (the register loads when ``en`` is high).
 
     Members
     -------
@@ -240,6 +240,17 @@ class MultPE(wiring.Component):
 def _check_split(split) -> None:
     if not isinstance(split, bool):
         raise TypeError(f"split must be a bool, not {split!r}")
+
+
+def pe_register_bits(cfg) -> int:
+    """Flip-flops inside one PE with ``split`` (``EngineConfig.pe_register``), for the
+    energy estimate: shift, the partly shifted term, the lower shift bits, zero and sign;
+    mult, the two partial products."""
+    a, b = cfg.act_bits, cfg.weight_bits
+    if cfg.pe == "shift":
+        return a + cfg.guard_bits + nx.shifter_stages(a, b, cfg.guard_bits) // 2 + 2
+    h = b // 2
+    return (a + h + 1) + (a + b - h)
 
 
 def make_pe(cfg):

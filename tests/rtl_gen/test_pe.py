@@ -6,10 +6,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from shifthw import numerics as nx
-from shifthw.rtl_gen.pe import MultPE, ShiftPE
+from shifthw.rtl_gen.config import EngineConfig
+from shifthw.rtl_gen.pe import MultPE, ShiftPE, make_pe, pe_register_bits
 
 
 def _run_comb(dut, cases):
@@ -129,6 +131,19 @@ def test_split_mult_pe_is_one_cycle_late_and_exact(b):
     got, held = _run_split(MultPE(act_bits=a, weight_bits=b, split=True), cases)
     assert np.array_equal(got, [x * w for x, w in cases])
     assert held == cases[-1][0] * cases[-1][1] != cases[0][0] * cases[0][1]
+
+
+@pytest.mark.parametrize("kw", [dict(pe="shift", guard_bits=0), dict(pe="shift", guard_bits=4),
+                                dict(pe="shift", guard_bits=None),
+                                dict(pe="shift", weight_bits=3, act_bits=4, guard_bits=0),
+                                dict(pe="mult", weight_bits=2), dict(pe="mult", weight_bits=5),
+                                dict(pe="mult")])
+def test_pe_register_bits_counts_the_split_pe_flip_flops(kw):
+    """The energy estimate's count is the width of what the PE's sync domain assigns."""
+    cfg = EngineConfig(**{"act_bits": 8, **kw, "pe_register": True})
+    frag = Fragment.get(make_pe(cfg), None)
+    assigned = {s.name: len(s) for st in frag.statements["sync"] for s in st._lhs_signals()}
+    assert sum(assigned.values()) == pe_register_bits(cfg)
 
 
 def test_split_must_be_a_bool():
