@@ -36,7 +36,7 @@ from .. import toolchain
 from ..rtl_gen.board import BoardTop
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.engine import LayerEngine
-from ..rtl_gen.synth import fpga_resources
+from ..rtl_gen.synth import fpga_resources, keep_flops
 from .hierarchy import COMPONENTS, ENGINE, annotate_for_submod, module_component
 from .targets import Target, get_target
 
@@ -86,8 +86,8 @@ def prepare(cfg: EngineConfig, target: Target, work: Path) -> None:
 
 def _read_lines(target: Target) -> list[str]:
     if target.is_fpga:
-        return [f"read_verilog {ENGINE}.v", "read_rtlil top.il"]
-    return [f"read_verilog {ENGINE}.v"]
+        return [f"read_verilog {ENGINE}.v", "read_rtlil top.il", *keep_flops("top")]
+    return [f"read_verilog {ENGINE}.v", *keep_flops(ENGINE)]
 
 
 def _map_lines(target: Target, dsp: bool, *, flatten: bool) -> list[str]:

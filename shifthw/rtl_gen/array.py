@@ -36,6 +36,7 @@ from .config import EngineConfig, resolve_config
 from .layouts import acc_word_layout, array_in_layout, bias_word_layout
 from .output import saturate
 from .pe import make_pe
+from .synth import KEEP
 
 __all__ = ["PEArray"]
 
@@ -196,7 +197,14 @@ class PEArray(wiring.Component):
         accs = []
         for c, (vals, cars) in enumerate(columns):
             acc = Signal(signed(cfg.acc_bits), name=f"acc_{c}", reset_less=True)
-            base = Mux(first, self.bias.payload[c], acc)
+            sel = first
+            if len(stages) >= 2:
+                # A copy of `first` per column: one flip-flop driving all C x acc_bits
+                # selects was the ECP5 limit at 190 MHz (1.6 ns of its 5.3 were its net).
+                sel = Signal(name=f"first_acc_c{c}", reset_less=True, attrs=KEEP)
+                with m.If(en):
+                    m.d.sync += sel.eq(stages[-2][1])
+            base = Mux(sel, self.bias.payload[c], acc)
             total = base + vals[0]
             for carry in cars:
                 total = total + carry

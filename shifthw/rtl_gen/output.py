@@ -49,6 +49,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import EngineConfig, resolve_config
 from .layouts import acc_word_layout, out_word_layout
+from .synth import KEEP
 
 __all__ = ["OutputStage", "pipeline_register_bits", "saturate", "window_shift"]
 
@@ -210,13 +211,16 @@ class OutputStage(wiring.Component):
         v1, v2, v3 = Signal(), Signal(), Signal()
         if cfg.registered_stall:
             adv = Signal(init=1, name="adv")
-            # A copy for the chunk control and the handshake, so that they do not share the
-            # pipeline's enable net (no reset, or Yosys merges the two flip-flops).
-            adv_chunk = Signal(init=1, name="adv_chunk", reset_less=True)
+            # A copy for the chunk control and the handshake, and one for the output
+            # register's control (write, skid moves), so that they do not share the
+            # pipeline's enable net (no reset, or Yosys merges them with adv; kept apart
+            # from each other by their keep attributes, synth.KEEP).
+            adv_chunk = Signal(init=1, name="adv_chunk", reset_less=True, attrs=KEEP)
+            adv_ctl = Signal(init=1, name="adv_ctl", reset_less=True, attrs=KEEP)
         else:
             adv = Signal(name="adv")
             m.d.comb += adv.eq(~self.o.valid | self.o.ready)
-            adv_chunk = adv
+            adv_chunk = adv_ctl = adv
 
         def stage1(acc, name):
             """Upper funnel levels and per-group saturation tests, into registers."""
@@ -286,11 +290,11 @@ class OutputStage(wiring.Component):
         o_full = Signal(name="out_full")        # ``out`` holds a complete, untaken word
         k3 = Signal(range(max(chunks, 2)), name="chunk3", reset_less=True)
         write = Signal(name="out_write")        # a chunk of lanes enters ``out`` this cycle
-        m.d.comb += write.eq(adv & v3)
+        m.d.comb += write.eq(adv_ctl & v3)
         first_chunk = write & (k3 == 0) if chunks > 1 else write
         complete = write & (k3 == chunks - 1) if chunks > 1 else write
         if cfg.registered_stall:
-            self._registered_advance(m, (adv, adv_chunk), out, o_full, first_chunk, complete)
+            self._registered_advance(m, (adv, adv_chunk, adv_ctl), out, o_full, first_chunk, complete)
         else:
             m.d.comb += [self.o.valid.eq(o_full),
                          *(self.o.payload[c].eq(out[c]) for c in range(cfg.cols))]

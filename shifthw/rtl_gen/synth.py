@@ -14,7 +14,20 @@ from pathlib import Path
 
 from .. import toolchain
 
-__all__ = ["cell_counts", "read_stat", "fpga_resources", "FAMILY_CELLS"]
+__all__ = ["cell_counts", "read_stat", "fpga_resources", "FAMILY_CELLS", "KEEP", "keep_flops"]
+
+#: Attributes of a signal whose flip-flop is a deliberate copy of another (to split a net of
+#: high fanout): Yosys's opt_merge would merge identical flip-flops back into one, and it
+#: spares only cells marked ``keep``, while Amaranth puts a signal's attributes on the wire.
+#: :func:`keep_flops` moves the mark onto the flip-flop; other tools read it from the signal.
+KEEP = {"keep": 1}
+
+
+def keep_flops(top: str) -> list[str]:
+    """Yosys commands, after reading the design and before synthesis, that give the ``keep``
+    attribute of a wire to the flip-flop driving it (so that copies of a register survive
+    synthesis; see :data:`KEEP`)."""
+    return [f"hierarchy -top {top}", "proc", "setattr -set keep 1 w:* a:keep %i %ci1:+[Q]"]
 
 #: Cell names per family: what counts as a LUT4, a flip-flop, a block RAM, a DSP.
 FAMILY_CELLS = {
