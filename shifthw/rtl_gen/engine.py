@@ -161,6 +161,9 @@ class LayerEngine(wiring.Component):
         ld_more = Signal()                   # ld_left != 0
         ld_left_one = Signal()               # ld_left == 1
         load_ok = Signal()                   # running & ~full[ld_bank] & ld_more, a step ahead
+        other_full = Signal()                # full[~ld_bank], a flip-flop
+        kick = Signal()                      # the first cycle of RUN
+        issue, vec_end = Signal(name="issue"), Signal(name="vec_end")   # the issuer's
         # issuer (buffers into the array)
         is_bank = Signal()
         is_row = _counter(bank, "is_row")
@@ -170,6 +173,7 @@ class LayerEngine(wiring.Component):
         is_row_first = Signal()              # is_row == 0
         is_row_last = Signal()               # is_row == k_tiles - 1
         is_col_last = Signal()               # is_col == nt_last
+        is_vec_last = Signal()               # is_row_last & is_col_last, a flip-flop
         is_left_one = Signal()               # is_left == 1
         is_bank_next = Signal()
         bank_ok = Signal()                   # full[is_bank], kept a step ahead
@@ -201,7 +205,7 @@ class LayerEngine(wiring.Component):
         wr_data = Signal(word, name="wr_data", reset_less=True)
         wr_addr = Signal.like(l_addr, name="wr_addr", reset_less=True)
         w_we, b_we = Signal(wpe, name="w_we"), Signal(wpb, name="b_we")
-        m.d.sync += [w_we.eq(0), b_we.eq(0)]
+        m.d.sync += [w_we.eq(0), b_we.eq(0), kick.eq(0)]
         with m.If(self.params.valid & self.params.ready):
             m.d.sync += [wr_data.eq(self.params.payload), wr_addr.eq(l_addr)]
         m.d.comb += [
@@ -243,13 +247,14 @@ class LayerEngine(wiring.Component):
 
         with m.If(start):
             m.d.sync += [ld_last.eq(kt_one), is_row_last.eq(kt_one),
+                         is_vec_last.eq(kt_one & nt_one),
                          is_col_last.eq(nt_one), l_col_last.eq(nt_one),
                          ld_more.eq(cnt_nz), ld_left_one.eq(cnt_one),
                          is_left_one.eq(cnt_one)]
             with m.If(d.reload):
                 goto(start, load_bias)
             with m.Elif(cnt_nz):
-                m.d.sync += load_ok.eq(1)
+                m.d.sync += kick.eq(1)
                 goto(start, running)
             with m.Else():
                 goto(start, idle)
@@ -280,7 +285,7 @@ class LayerEngine(wiring.Component):
         with m.If(load_weights & self.params.valid):
             with m.If(load_word(w_we, wpe, kt_prev, kt_one)):
                 with m.If(ld_more):
-                    m.d.sync += load_ok.eq(1)
+                    m.d.sync += kick.eq(1)
                     goto(load_weights, running)
                 with m.Else():
                     goto(load_weights, idle)
@@ -329,12 +334,23 @@ class LayerEngine(wiring.Component):
                              ld_left_one.eq(ld_left_two)]
         # load_ok a step ahead: after a vector's last word, the other bank must be empty (or
         # emptied by the issuer this cycle) and a vector left; otherwise it stays, or turns
-        # on when the issuer empties the loader's bank.
+        # on when the issuer empties the loader's bank, or in RUN's first cycle.  The issuer
+        # takes the banks in the order they were filled, so a full bank the loader waits for
+        # (after its last word: the other bank; while waiting: its own) is the issuer's, and
+        # the issuer's `vec_end` alone says it is emptied: load_ok's next value needs neither
+        # `full` nor the banks' numbers, only `other_full` (= full[~ld_bank], a flip-flop).
         if cfg.registered_stall:
-            other_free = ~full.bit_select(~ld_bank, 1) | clr_full.bit_select(~ld_bank, 1)
+            with m.If(setup):
+                m.d.sync += other_full.eq(0)
+            with m.Elif(fin):
+                m.d.sync += other_full.eq(1)       # the bank just filled becomes the other
+            with m.Elif(vec_end & (is_bank != ld_bank)):
+                m.d.sync += other_full.eq(0)
             with m.If(running):
-                m.d.sync += load_ok.eq(Mux(fin, ~ld_left_one & other_free,
-                                           load_ok | (clr_full.bit_select(ld_bank, 1) & ld_more)))
+                m.d.sync += load_ok.eq(Mux(
+                    load_ok,
+                    Mux(self.act.valid & ld_last, ~ld_left_one & (~other_full | vec_end), 1),
+                    ld_more & (vec_end | kick)))
 
         # -- issuer: buffers into the array, memories read one cycle ahead ---------------
         # A bank is full only while running (the loader fills it in RUN, the issuer empties
@@ -343,11 +359,10 @@ class LayerEngine(wiring.Component):
         # `vec_end` (the last beat of an input vector) one of five.
         advance = ~s1_valid | arr.i.ready
         rd_advance = ~s1_valid | arr.i_ready_buf      # the same, for the read enables
-        issue, vec_end = Signal(name="issue"), Signal(name="vec_end")
         is_left_two = equals_two(is_left, vec_end, "is_left")
         m.d.comb += [
             issue.eq(bank_ok & advance),
-            vec_end.eq(issue & is_row_last & is_col_last),
+            vec_end.eq(issue & is_vec_last),
             clr_full.eq(Mux(vec_end, _one_hot(is_bank, 2), 0)),
             is_bank_next.eq(Mux(setup, 0, is_bank ^ vec_end)),
             a_rd.addr.eq(Cat(is_row[:bank_bits], is_bank)), a_rd.en.eq(rd_advance),
@@ -367,12 +382,15 @@ class LayerEngine(wiring.Component):
                          s1_last.eq(is_row_last)]
         with m.If(issue):
             m.d.sync += [is_row.eq(is_row + 1), is_addr.eq(is_addr + 1),
-                         is_row_first.eq(0), is_row_last.eq(is_row == kt_prev)]
+                         is_row_first.eq(0), is_row_last.eq(is_row == kt_prev),
+                         is_vec_last.eq((is_row == kt_prev) & is_col_last)]
             with m.If(is_row_last):
                 m.d.sync += [is_row.eq(0), is_row_first.eq(1), is_row_last.eq(kt_one),
-                             is_col.eq(is_col + 1), is_col_last.eq(is_col == nt_prev)]
+                             is_col.eq(is_col + 1), is_col_last.eq(is_col == nt_prev),
+                             is_vec_last.eq(kt_one & (is_col == nt_prev))]
                 with m.If(is_col_last):
                     m.d.sync += [is_col.eq(0), is_col_last.eq(nt_one), is_addr.eq(0),
+                                 is_vec_last.eq(kt_one & nt_one),
                                  is_left.eq(is_left - 1), is_left_one.eq(is_left_two)]
         entry = weight_entry_layout(cfg)
         m.d.comb += [
