@@ -14,7 +14,7 @@ the PEs alone (the per-component breakdown of the same synthesis runs).
 
 Usage: ``python benchmarks/estimate_figures.py [--targets ice40-up5k,ecp5-85k]
 [--pipeline-stages N] [--out-lanes N] [--input-registers N] [--registered-stall]
-[--pe-register]
+[--pe-register] [--placements N]
 [--json out.json]``.  Takes tens of minutes.  Not a test.
 """
 
@@ -86,6 +86,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pe-register", action="store_true")
     ap.add_argument("--mult5", action="store_true", help="also the b=5 multiplier")
     ap.add_argument("--no-place", action="store_true")
+    ap.add_argument("--placements", type=int, default=1,
+                    help="place each design N times (seeds 1..N), report the fastest and "
+                         "print every seed's Fmax")
     ap.add_argument("--json", default=None, help="write every result here")
     args = ap.parse_args(argv)
     results = []
@@ -107,7 +110,7 @@ def main(argv=None) -> int:
                 syn = area.synthesize(cfg, tgt, work, dsp=dsp)
                 pr = None
                 if syn["fits"] and not args.no_place:
-                    pr = timing.place_and_route(tgt, work)
+                    pr = timing.place_and_route(tgt, work, placements=args.placements)
             res = syn["resources"]
             fits = syn["fits"] and (pr is None or pr["fits"])
             cp = (pr or {}).get("critical_path") or {}
@@ -117,6 +120,10 @@ def main(argv=None) -> int:
                   f"{res['bram']:>4} {res['dsp']:>4} {'yes' if fits else 'no':>4} "
                   f"{fmax or 0:>6.1f}  {cp.get('start_signal', '')} -> "
                   f"{cp.get('end_signal', '')}{why}   ({time.time() - t0:.0f} s)", flush=True)
+            if pr and len(pr.get("placements", [])) > 1:
+                print(f"{'':<14} seeds: " + ", ".join(
+                    f"{t['seed']}: {t['fmax_mhz'] or 0:.1f}" for t in pr["placements"]),
+                    flush=True)
             results.append({"target": tgt.name, "design": label, "config": cfg.to_dict(),
                             "dsp": dsp, "area": syn, "timing": pr, "fits": fits})
         ratios(results, tgt.name)

@@ -99,6 +99,9 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-place", action="store_true", help="synthesis only (no Fmax)")
     p.add_argument("--freq", type=float, default=None,
                    help="clock target for nextpnr in MHz (default: 60 iCE40, 200 ECP5)")
+    p.add_argument("--placements", type=int, default=1,
+                   help="place every design N times (nextpnr seeds 1..N) and report the "
+                        "fastest placement, with every seed's Fmax (default 1)")
     p.add_argument("--energy-table", type=Path, default=None,
                    help="energy-per-operation table (JSON) replacing the shipped one")
     p.add_argument("-o", "--output", type=Path, default=None,
@@ -147,6 +150,8 @@ def run_estimate(args: argparse.Namespace) -> int:
     target = get_target(args.target)
     if args.images < 1:
         raise ValueError(f"--images must be a positive integer, not {args.images}")
+    if args.placements < 1:
+        raise ValueError(f"--placements must be a positive integer, not {args.placements}")
     cfg = _estimate_config(args)
     say = _say(args, "estimate")
     rep = estimate(cfg, target, model=args.model,
@@ -154,7 +159,8 @@ def run_estimate(args: argparse.Namespace) -> int:
                    out_dir=args.output, progress=say,
                    mult_weight_bits=args.mult_weight_bits, images=args.images,
                    activity=not args.no_activity, place=not args.no_place,
-                   freq_mhz=args.freq, energy_table=args.energy_table)
+                   freq_mhz=args.freq, energy_table=args.energy_table,
+                   placements=args.placements)
     text = markdown(rep)
     # The summary: everything up to the per-component tables.
     print(text.split("## Area by component")[0].rstrip())

@@ -106,7 +106,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
              mult_weight_bits: int = 8, images: int = 4, activity: bool = True,
              place: bool = True, freq_mhz: float | None = None,
              energy_table: str | os.PathLike | None = None,
-             plots: bool = True) -> dict:
+             plots: bool = True, placements: int = 1) -> dict:
     """Estimate area, Fmax and energy of ``config`` on ``target``, beside the multiplier twin.
 
     Parameters
@@ -130,6 +130,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     freq_mhz : the clock target given to nextpnr (default: the target's goal).
     energy_table : a replacement for the shipped energy table (JSON).
     plots : write PNG plots (with ``out_dir``).
+    placements : place each design this many times (nextpnr seeds 1, 2, ...) and report the
+        fastest placement, with every seed's Fmax (:func:`.timing.place_and_route`).
 
     Returns
     -------
@@ -144,6 +146,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     if baseline == "mult" and config.pe != "shift":
         raise ValueError("the design to estimate has pe='mult'; compare a shift design with "
                          "its multiplier twin (or pass baseline=None)")
+    if isinstance(placements, bool) or not isinstance(placements, int) or placements < 1:
+        raise ValueError(f"placements must be a positive integer, not {placements!r}")
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
     say = progress or (lambda msg: None)
@@ -177,9 +181,10 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             if tgt.is_fpga and place:
                 if syn["fits"]:
                     say(f"{tag}: place and route (nextpnr-{tgt.family}, "
-                        f"{freq_mhz or tgt.freq_mhz:g} MHz target)")
+                        f"{freq_mhz or tgt.freq_mhz:g} MHz target"
+                        + (f", best of {placements} placements)" if placements > 1 else ")"))
                     placed = timing.place_and_route(tgt, work, freq_mhz=freq_mhz,
-                                                    progress=say)
+                                                    progress=say, placements=placements)
                     steps[f"{key}.place"] = placed["seconds"]
                 else:
                     over = ", ".join(f"{k} {syn['resources'].get('lut' if k == 'lut4' else k)}"
@@ -188,7 +193,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                               "error": f"not placed: synthesis exceeds the device ({over})",
                               "target_mhz": float(freq_mhz or tgt.freq_mhz),
                               "utilisation": {}, "logic_cells": None, "critical_path": None,
-                              "bram_output_registers": 0}
+                              "bram_output_registers": 0, "seed": None, "placements": []}
             results[key] = {"config": cfg.to_dict(), "pe": cfg.pe, "dsp": dsp,
                             "area": syn, "timing": placed}
         energy_section = None

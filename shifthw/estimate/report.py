@@ -246,6 +246,14 @@ def markdown(rep: dict) -> str:
             rows.append([k, tm.get("fits"), tm.get("fmax_mhz"), tm.get("target_mhz"),
                          tm.get("logic_cells"), path])
         lines += _table(header, rows) + [""]
+        tries = {k: (rep["designs"][k]["timing"] or {}).get("placements") or [] for k in cols}
+        if any(len(t) > 1 for t in tries.values()):
+            lines += ["Fmax is the fastest of several placements (nextpnr seeds), each a real "
+                      "placement; every seed's Fmax (MHz):", ""]
+            lines += [f"- {k}: " + ", ".join(
+                f"seed {t['seed']} {t['fmax_mhz']:.1f}" if t["fmax_mhz"] else
+                f"seed {t['seed']} not placed" for t in ts) for k, ts in tries.items() if ts]
+            lines += [""]
     en = rep.get("energy")
     if en:
         lines += [f"## Energy per inference: {en['model']} (batch {en['batch']})", "",

@@ -25,6 +25,14 @@ def test_unknown_target_is_one_clear_error():
         run_estimate(args)
 
 
+def test_bad_placements_is_one_clear_error(tmp_path):
+    args = _parse(add_estimate_arguments, ["--target", "ecp5-85k", "--rows", "2",
+                                           "--placements", "0", "-o", str(tmp_path / "r")])
+    with pytest.raises(ValueError, match="--placements must be a positive integer, not 0"):
+        run_estimate(args)
+    assert not (tmp_path / "r").exists()
+
+
 def test_missing_design_folder_is_one_clear_error(tmp_path):
     args = _parse(add_estimate_arguments, [str(tmp_path / "build"), "--target", "generic"])
     with pytest.raises(FileNotFoundError, match="design folder .*build.*: no such folder"):

@@ -32,6 +32,8 @@ def test_cell_component(cell, comp):
 def test_errors(tmp_path):
     with pytest.raises(ValueError, match="no place and route"):
         place_and_route("generic", tmp_path)
+    with pytest.raises(ValueError, match="placements must be a positive integer"):
+        place_and_route("ice40-up5k", tmp_path, placements=0)
     with pytest.raises(FileNotFoundError, match="flat.json: synthesise first"):
         place_and_route("ice40-up5k", tmp_path)
 
@@ -44,8 +46,19 @@ def test_ecp5_read_registers_are_packed_into_the_block_rams(tmp_path):
     cfg = EngineConfig(rows=2, cols=4, guard_bits=0, k_depth=256, weight_depth=512)
     syn = area.synthesize(cfg, get_target("ecp5-25k"), str(tmp_path))
     assert syn["resources"]["bram"] >= 2
-    placed = place_and_route("ecp5-25k", tmp_path)
+    # The accumulators' per-column copies of `first` survive synthesis (synth.keep_flops).
+    netlist = (tmp_path / "flat.json").read_text()
+    assert all(f"first_acc_c{c}_TRELLIS_FF" in netlist for c in range(4))
+    placed = place_and_route("ecp5-25k", tmp_path, placements=2)
     assert placed["fits"] and placed["fmax_mhz"] > 0
     # act (2 x 8 bits) and weight (2 x 4 codes of 5 bits) read data: 56 flip-flops.
     assert placed["bram_output_registers"] == 2 * 8 + 2 * 4 * 5
     assert "OUTREG" in (tmp_path / "flat.pnr.json").read_text()
+    # Two placements (seeds 1 and 2): the fastest is reported, with its own log.
+    tries = placed["placements"]
+    assert [t["seed"] for t in tries] == [1, 2] and all(t["fmax_mhz"] for t in tries)
+    assert placed["fmax_mhz"] == max(t["fmax_mhz"] for t in tries)
+    best = placed["seed"]
+    assert placed["fmax_mhz"] == next(t["fmax_mhz"] for t in tries if t["seed"] == best)
+    assert (tmp_path / "place.log").read_bytes() == \
+        (tmp_path / f"seed{best}.place.log").read_bytes()
