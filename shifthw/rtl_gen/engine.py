@@ -334,7 +334,7 @@ class LayerEngine(wiring.Component):
                              ld_left_one.eq(ld_left_two)]
         # load_ok a step ahead: after a vector's last word, the other bank must be empty (or
         # emptied by the issuer this cycle) and a vector left; otherwise it stays, or turns
-        # on when the issuer empties the loader's bank, or in RUN's first cycle.  The issuer
+        # on when the issuer empties the loader's bank, or after RUN's first cycle.  The issuer
         # takes the banks in the order they were filled, so a full bank the loader waits for
         # (after its last word: the other bank; while waiting: its own) is the issuer's, and
         # the issuer's `vec_end` alone says it is emptied: load_ok's next value needs neither
