@@ -356,7 +356,7 @@ class LayerEngine(wiring.Component):
         # A bank is full only while running (the loader fills it in RUN, the issuer empties
         # every bank it issues from before RUN ends), so `bank_ok` (= full[is_bank], a
         # register) is all the issuer asks: `issue` is one LUT of three flip-flops, and
-        # `vec_end` (the last beat of an input vector) one of five.
+        # `vec_end` (the last beat of an input vector) one of four (`is_vec_last`).
         advance = ~s1_valid | arr.i.ready
         rd_advance = ~s1_valid | arr.i_ready_buf      # the same, for the read enables
         is_left_two = equals_two(is_left, vec_end, "is_left")

@@ -294,7 +294,8 @@ class OutputStage(wiring.Component):
         first_chunk = write & (k3 == 0) if chunks > 1 else write
         complete = write & (k3 == chunks - 1) if chunks > 1 else write
         if cfg.registered_stall:
-            self._registered_advance(m, (adv, adv_chunk, adv_ctl), out, o_full, first_chunk, complete)
+            self._registered_advance(m, (adv, adv_chunk, adv_ctl), out, o_full, first_chunk,
+                                     complete)
         else:
             m.d.comb += [self.o.valid.eq(o_full),
                          *(self.o.payload[c].eq(out[c]) for c in range(cfg.cols))]
