@@ -65,7 +65,7 @@ class EngineConfig:
         from the output side or the bias reader then reaches the array's ~700 clock enables,
         the issuer or the bias reader in the same cycle, at the cost of a one-result skid
         register (C x acc_bits flip-flops; about 250 LUTs more at 8 x 8).  The faster
-        choice on both families measured (UP5K 50-53 against 42-46 MHz, and the base of the
+        choice on both families measured (UP5K 46-49 against 41-43 MHz, and the base of the
         ECP5 high-Fmax setting; ``docs/estimation.md``); off by default as the smaller one.
     pe_register : bool
         A register inside every PE (default False), one cycle more latency: the shift PE's
