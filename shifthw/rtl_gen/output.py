@@ -96,6 +96,31 @@ def _le_const(value, const: int):
     return result
 
 
+def _le_const_split(m: Module, value, consts: list[int], name: str):
+    """``value <= c`` for every ``c`` of ``consts``, a signed ``value``, over two register
+    stages: the comparison of the upper and of the lower half of its bits (offset to
+    unsigned) is registered (``lt``, ``eq``, ``le``), and ``lt | eq & le`` returned, to be
+    registered by the caller: one small LUT level per stage."""
+    n = len(value)
+    u = (value.as_unsigned() ^ (1 << (n - 1)))[:n]  # + 2**(n-1): signed order as unsigned
+    h = n // 2
+    hi, lo = u[h:], u[:h]
+    out = []
+    for j, c in enumerate(consts):
+        c += 1 << (n - 1)
+        if c < 0:
+            out.append(Const(0, 1))
+            continue
+        if c >= (1 << n) - 1:
+            out.append(Const(1, 1))
+            continue
+        lt, eq, le = (Signal(name=f"{name}_{j}_{x}", reset_less=True) for x in ("lt", "eq", "le"))
+        m.d.sync += [lt.eq(_le_const(hi, (c >> h) - 1)), eq.eq(hi == (c >> h)),
+                     le.eq(_le_const(lo, c & ((1 << h) - 1)))]
+        out.append(lt | (eq & le))
+    return Cat(*out)
+
+
 def saturate(value, bits: int):
     """``value`` clamped to the ``bits``-bit two's complement range (a Value expression)."""
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
@@ -192,11 +217,13 @@ class OutputStage(wiring.Component):
         hot = Signal(w, reset_less=True)
         relu, round_up = Signal(reset_less=True), Signal(reset_less=True)
         if cfg.registered_stall:
-            # out_shift registered first, then t; the saturation mask from t (hot[k] = t <=
-            # k + 1), each bit a small function of t's bits (no carry chain, no ROM).
+            # out_shift registered first, then t; the saturation mask (hot[k]: out_shift <=
+            # k - A) in two steps from the registered shift, a split comparison whose
+            # halves are registered (one LUT level each; from t in one step it was a chain
+            # of four LUTs, the ECP5 limit at G = 4).
             shift = Signal.like(self.out_shift, name="out_shift_r", reset_less=True)
-            m.d.sync += [shift.eq(self.out_shift),
-                         hot.eq(Cat(_le_const(t, k + 1) for k in range(w)))]
+            m.d.sync += shift.eq(self.out_shift)
+            m.d.sync += hot.eq(_le_const_split(m, shift, [k - a for k in range(w)], "hot"))
         else:
             shift = self.out_shift
             m.d.sync += hot.eq(Cat(shift <= k - a for k in range(w)))
@@ -222,8 +249,19 @@ class OutputStage(wiring.Component):
             m.d.comb += adv.eq(~self.o.valid | self.o.ready)
             adv_chunk = adv_ctl = adv
 
+        def lane_t(name):
+            """The funnel's shift amount for one lane: with registered_stall a copy of ``t``
+            per lane (kept apart by synth.KEEP), so that no decoding of ``t`` is shared
+            between lanes and the saturation mask (a route across the stage at G = 4)."""
+            if not cfg.registered_stall:
+                return t
+            t_lane = Signal.like(t, name=f"t_{name}", reset_less=True, attrs=KEEP)
+            m.d.sync += t_lane.eq(shift + (a + 1))
+            return t_lane
+
         def stage1(acc, name):
             """Upper funnel levels and per-group saturation tests, into registers."""
+            t = lane_t(name)
             sign = acc[-1]
             wide = Cat(Const(0, a + 2), acc).as_signed()
             part = Signal(signed(a + (1 << lo_bits)), name=f"part_{name}", reset_less=True)
@@ -239,9 +277,9 @@ class OutputStage(wiring.Component):
                     groups.eq(Cat(bits[k:k + g].any() for k in range(0, w, g))),
                     sign1.eq(sign),
                 ]
-            return part, groups, sign1
+            return part, groups, sign1, t
 
-        def stage2(part, groups, sign1, name):
+        def stage2(part, groups, sign1, t, name):
             """Lower funnel levels: the floor, the rounding bit, saturation and sign."""
             floor_q = Signal(signed(a), name=f"floor_{name}", reset_less=True)
             up, over, sign2 = (Signal(name=f"{n}_{name}", reset_less=True)

@@ -188,3 +188,31 @@ def test_le_const_is_exact():
     sim = Simulator(Module())
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.parametrize("bits", [5, 6])
+def test_le_const_split_is_exact(bits):
+    """The saturation mask of registered_stall over two register stages: ``value <= c`` for
+    every signed value and every constant in and around its range, two cycles later."""
+    from amaranth.hdl import Module, Signal, signed
+
+    from shifthw.rtl_gen.output import _le_const_split
+    m = Module()
+    v = Signal(signed(bits))
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    consts = list(range(lo - 2, hi + 3))
+    out = Signal(len(consts))
+    m.d.sync += out.eq(_le_const_split(m, v, consts, "t"))
+
+    async def bench(ctx):
+        for x in range(lo, hi + 1):
+            ctx.set(v, x)
+            await ctx.tick().repeat(2)
+            got = ctx.get(out)
+            for j, c in enumerate(consts):
+                assert (got >> j) & 1 == (x <= c), (x, c)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
