@@ -130,16 +130,19 @@ class LayerEngine(wiring.Component):
 
         # -- descriptor ------------------------------------------------------------------
         d = Signal(descriptor_layout(cfg))
-        # Registered once per descriptor: the last column-tile index (for the bias reader),
-        # the row- and column-tile indices before the last ones and whether there is one
-        # tile only.  The loader and the issuer keep "this is the last word / tile / vector"
+        # Registered once per descriptor: the row- and column-tile indices one and two
+        # before the last ones and whether there are one or two tiles.  The loader and the issuer keep "this is the last word / tile / vector"
         # in flags computed a step ahead, so no counter comparison sits between a handshake
         # and the state it changes.
-        nt_last = Signal.like(d.n_tiles, name="nt_last")
         kt_prev = Signal.like(d.k_tiles, name="kt_prev")
         nt_prev = Signal.like(d.n_tiles, name="nt_prev")
+        kt_prev2 = Signal.like(d.k_tiles, name="kt_prev2")   # k_tiles - 3
+        rows_prev2 = Signal.like(d.k_tiles, name="rows_prev2")
+        nt_prev2 = Signal.like(d.n_tiles, name="nt_prev2")   # n_tiles - 3
         kt_one = Signal(name="kt_one")
         nt_one = Signal(name="nt_one")
+        kt_two = Signal(name="kt_two")
+        nt_two = Signal(name="nt_two")
         cnt_one = Signal(name="count_one")
         cnt_nz = Signal(name="count_nz")
 
@@ -149,7 +152,17 @@ class LayerEngine(wiring.Component):
         l_row = _counter(max(beats, cfg.max_k_tiles), "l_row")
         l_col = _counter(cfg.max_n_tiles, "l_col")
         l_row_last = Signal()                # l_row is the last row of the entry / tile
-        l_col_last = Signal()                # l_col == nt_last
+        l_col_last = Signal()                # l_col == n_tiles - 1
+        # The loads keep every "last" a flip-flop, so the params handshake only enables
+        # registers whose next values come from flip-flops: the load's rows per tile (one,
+        # two, minus three: the bias entry's rows, then k_tiles), the next row / column
+        # being the last (`_pen`), the present word being the last of its row.
+        p_ready = Signal(name="params_ready")   # load_bias | load_weights
+        beat_last = Signal(name="beat_last")
+        l_row_pen = Signal()
+        l_col_pen = Signal()
+        rows_one = Signal(name="rows_one")
+        rows_two = Signal(name="rows_two")
         # loader (activations into banks)
         full = Signal(2)
         set_full, clr_full = Signal(2), Signal(2)
@@ -157,6 +170,7 @@ class LayerEngine(wiring.Component):
         ld_bank = Signal()
         ld_word = _counter(bank, "ld_word")
         ld_left = Signal(cfg.count_bits)     # vectors still to load
+        ld_left_m1 = Signal(cfg.count_bits)  # ld_left - 1 (no carry chain after a handshake)
         ld_last = Signal()                   # ld_word == k_tiles - 1
         ld_more = Signal()                   # ld_left != 0
         ld_left_one = Signal()               # ld_left == 1
@@ -170,13 +184,20 @@ class LayerEngine(wiring.Component):
         is_col = _counter(cfg.max_n_tiles, "is_col")
         is_addr = _counter(cfg.weight_depth, "is_addr")
         is_left = Signal(cfg.count_bits)     # vectors still to issue
+        is_left_m1 = Signal(cfg.count_bits)  # is_left - 1
         is_row_first = Signal()              # is_row == 0
         is_row_last = Signal()               # is_row == k_tiles - 1
-        is_col_last = Signal()               # is_col == nt_last
+        is_col_last = Signal()               # is_col == n_tiles - 1
         is_vec_last = Signal()               # is_row_last & is_col_last, a flip-flop
+        # "The next tile is the last": is_row == k_tiles - 2 and is_col == n_tiles - 2, kept
+        # a step ahead too, so the last-tile flags' next values compare no counter.
+        is_row_pen = Signal()
+        is_col_pen = Signal()
         is_left_one = Signal()               # is_left == 1
         is_bank_next = Signal()
         bank_ok = Signal()                   # full[is_bank], kept a step ahead
+        next_ok = Signal()                   # full[~is_bank], kept a step ahead
+        same_bank = Signal(init=1)           # ld_bank == is_bank, a flip-flop
         issue_done = Signal()                # the last beat was issued in the cycle before
         s1_valid = Signal()
         s1_first = Signal(reset_less=True)
@@ -228,18 +249,25 @@ class LayerEngine(wiring.Component):
 
         with m.If(setup):
             m.d.sync += [
-                nt_last.eq(d.n_tiles - 1),
                 kt_prev.eq(d.k_tiles - 2),
                 nt_prev.eq(d.n_tiles - 2),
+                kt_prev2.eq(d.k_tiles - 3),
+                nt_prev2.eq(d.n_tiles - 3),
                 kt_one.eq(d.k_tiles == 1),
                 nt_one.eq(d.n_tiles == 1),
+                kt_two.eq(d.k_tiles == 2),
+                nt_two.eq(d.n_tiles == 2),
                 cnt_one.eq(d.count == 1),
                 cnt_nz.eq(d.count != 0),
                 ld_left.eq(d.count),
                 is_left.eq(d.count),
+                ld_left_m1.eq(d.count - 1),
+                is_left_m1.eq(d.count - 1),
                 is_row_first.eq(1),
                 beat.eq(1), l_addr.eq(0), l_row.eq(0), l_col.eq(0),
-                l_row_last.eq(beats == 1),
+                l_row_last.eq(beats == 1), l_row_pen.eq(beats == 2),
+                rows_one.eq(beats == 1), rows_two.eq(beats == 2), rows_prev2.eq(beats - 3),
+                beat_last.eq(wpb == 1),
                 ld_bank.eq(0), ld_word.eq(0),
                 is_row.eq(0), is_col.eq(0), is_addr.eq(0),
             ]
@@ -248,10 +276,13 @@ class LayerEngine(wiring.Component):
         with m.If(start):
             m.d.sync += [ld_last.eq(kt_one), is_row_last.eq(kt_one),
                          is_vec_last.eq(kt_one & nt_one),
+                         is_row_pen.eq(kt_two), is_col_pen.eq(nt_two),
+                         l_col_pen.eq(nt_two),
                          is_col_last.eq(nt_one), l_col_last.eq(nt_one),
                          ld_more.eq(cnt_nz), ld_left_one.eq(cnt_one),
                          is_left_one.eq(cnt_one)]
             with m.If(d.reload):
+                m.d.sync += p_ready.eq(1)
                 goto(start, load_bias)
             with m.Elif(cnt_nz):
                 m.d.sync += kick.eq(1)
@@ -260,35 +291,39 @@ class LayerEngine(wiring.Component):
                 goto(start, idle)
 
         # The loads: `beat` walks one-hot over the words of a buffer row (it is the write
-        # enable); "last row" and "last column" are flags computed a step ahead.
-        def load_word(we, words, rows_prev, rows_one):
-            """Write one params word; 1 on the last word of the tile."""
-            done = Signal(name=f"{we.name}_done")
-            m.d.sync += [we.eq(beat[:words]), beat.eq(beat.rotate_left(1))]
-            with m.If(beat[words - 1]):
-                m.d.sync += [beat.eq(1), l_addr.eq(l_addr + 1), l_row.eq(l_row + 1),
-                             l_row_last.eq(l_row == rows_prev)]
-                with m.If(l_row_last):
-                    m.d.sync += [l_row.eq(0), l_row_last.eq(rows_one),
-                                 l_col.eq(l_col + 1), l_col_last.eq(l_col == nt_prev)]
-                    m.d.comb += done.eq(l_col_last)
-            return done
-
-        m.d.comb += self.params.ready.eq(load_bias | load_weights)
-        with m.If(load_bias & self.params.valid):
-            # (With one row per entry l_row_last stays 1, whatever rows_prev is.)
-            with m.If(load_word(b_we, wpb, max(beats - 2, 0), beats == 1)):
-                m.d.sync += [l_col.eq(0), l_col_last.eq(nt_one), l_addr.eq(0),
-                             l_row_last.eq(kt_one)]
-                goto(load_bias, load_weights)
-
-        with m.If(load_weights & self.params.valid):
-            with m.If(load_word(w_we, wpe, kt_prev, kt_one)):
-                with m.If(ld_more):
-                    m.d.sync += kick.eq(1)
-                    goto(load_weights, running)
-                with m.Else():
-                    goto(load_weights, idle)
+        # enable), bias entries first, then weight entries.
+        take = self.params.valid & p_ready
+        row_end = take & beat_last
+        m.d.comb += self.params.ready.eq(p_ready)
+        with m.If(take):
+            m.d.sync += beat.eq(beat.rotate_left(1))
+            with m.If(load_bias):
+                m.d.sync += [b_we.eq(beat[:wpb]), beat_last.eq(beat[wpb - 2] if wpb > 1 else 1)]
+            with m.Else():
+                m.d.sync += [w_we.eq(beat[:wpe]), beat_last.eq(beat[wpe - 2] if wpe > 1 else 1)]
+        with m.If(row_end):
+            m.d.sync += [beat.eq(1), beat_last.eq(Mux(load_bias, wpb == 1, wpe == 1)),
+                         l_addr.eq(l_addr + 1), l_row.eq(l_row + 1),
+                         l_row_last.eq(l_row_pen), l_row_pen.eq(l_row == rows_prev2)]
+            with m.If(l_row_last):
+                m.d.sync += [l_row.eq(0), l_row_last.eq(rows_one), l_row_pen.eq(rows_two),
+                             l_col.eq(l_col + 1), l_col_last.eq(l_col_pen),
+                             l_col_pen.eq(l_col == nt_prev2)]
+                with m.If(l_col_last):
+                    # The load's last word: the weights follow the biases, then RUN.
+                    m.d.sync += [l_col.eq(0), l_col_last.eq(nt_one), l_col_pen.eq(nt_two)]
+                    with m.If(load_bias):
+                        m.d.sync += [l_addr.eq(0), l_row_last.eq(kt_one), l_row_pen.eq(kt_two),
+                                     rows_one.eq(kt_one), rows_two.eq(kt_two),
+                                     rows_prev2.eq(kt_prev2), beat_last.eq(wpe == 1)]
+                        goto(load_bias, load_weights)
+                    with m.Else():
+                        m.d.sync += p_ready.eq(0)
+                        with m.If(ld_more):
+                            m.d.sync += kick.eq(1)
+                            goto(load_weights, running)
+                        with m.Else():
+                            goto(load_weights, idle)
 
         with m.If(running & issue_done):
             goto(running, draining)
@@ -330,7 +365,8 @@ class LayerEngine(wiring.Component):
             with m.If(ld_last):
                 m.d.comb += set_full.eq(_one_hot(ld_bank, 2))
                 m.d.sync += [ld_word.eq(0), ld_last.eq(kt_one), ld_bank.eq(~ld_bank),
-                             ld_left.eq(ld_left - 1), ld_more.eq(~ld_left_one),
+                             ld_left.eq(ld_left_m1), ld_left_m1.eq(ld_left_m1 - 1),
+                             ld_more.eq(~ld_left_one),
                              ld_left_one.eq(ld_left_two)]
         # load_ok a step ahead: after a vector's last word, the other bank must be empty (or
         # emptied by the issuer this cycle) and a vector left; otherwise it stays, or turns
@@ -372,26 +408,34 @@ class LayerEngine(wiring.Component):
         # bank_ok = full_next[is_bank_next], written with bank_ok == full[is_bank] (the
         # issuer's bank cannot be filled by the loader while it is full, nor the other bank
         # emptied by the issuer), which keeps it shallow.
-        other_bank_full = full.bit_select(~is_bank, 1)
+        # Both from flip-flops and the two handshakes (fin, vec_end) only: which bank the
+        # loader fills is `same_bank` (= ld_bank == is_bank), and the issuer's other bank's
+        # state `next_ok` (cleared when the issuer moves on: the bank it leaves is empty).
         m.d.sync += [is_bank.eq(is_bank_next),
-                     bank_ok.eq(Mux(vec_end, other_bank_full | (fin & (ld_bank != is_bank)),
-                                    bank_ok | (fin & (ld_bank == is_bank))))]
+                     bank_ok.eq(Mux(vec_end, next_ok | (fin & ~same_bank),
+                                    bank_ok | (fin & same_bank))),
+                     next_ok.eq(Mux(setup | vec_end, 0, next_ok | (fin & ~same_bank))),
+                     same_bank.eq(Mux(setup, 1, same_bank ^ fin ^ vec_end))]
         m.d.sync += issue_done.eq(last_issue)
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_first.eq(is_row_first),
                          s1_last.eq(is_row_last)]
         with m.If(issue):
             m.d.sync += [is_row.eq(is_row + 1), is_addr.eq(is_addr + 1),
-                         is_row_first.eq(0), is_row_last.eq(is_row == kt_prev),
-                         is_vec_last.eq((is_row == kt_prev) & is_col_last)]
+                         is_row_first.eq(0), is_row_last.eq(is_row_pen),
+                         is_row_pen.eq(is_row == kt_prev2),
+                         is_vec_last.eq(is_row_pen & is_col_last)]
             with m.If(is_row_last):
                 m.d.sync += [is_row.eq(0), is_row_first.eq(1), is_row_last.eq(kt_one),
-                             is_col.eq(is_col + 1), is_col_last.eq(is_col == nt_prev),
-                             is_vec_last.eq(kt_one & (is_col == nt_prev))]
+                             is_row_pen.eq(kt_two),
+                             is_col.eq(is_col + 1), is_col_last.eq(is_col_pen),
+                             is_col_pen.eq(is_col == nt_prev2),
+                             is_vec_last.eq(kt_one & is_col_pen)]
                 with m.If(is_col_last):
                     m.d.sync += [is_col.eq(0), is_col_last.eq(nt_one), is_addr.eq(0),
-                                 is_vec_last.eq(kt_one & nt_one),
-                                 is_left.eq(is_left - 1), is_left_one.eq(is_left_two)]
+                                 is_col_pen.eq(nt_two), is_vec_last.eq(kt_one & nt_one),
+                                 is_left.eq(is_left_m1), is_left_m1.eq(is_left_m1 - 1),
+                                 is_left_one.eq(is_left_two)]
         entry = weight_entry_layout(cfg)
         m.d.comb += [
             arr.i.valid.eq(s1_valid),
@@ -406,6 +450,8 @@ class LayerEngine(wiring.Component):
         b_valid = Signal()       # the read port holds bias buffer word b_addr - 1
         b_beat = _counter(beats, "b_beat")
         b_col = _counter(cfg.max_n_tiles, "b_col")
+        b_col_last = Signal()    # b_col == n_tiles - 1
+        b_col_pen = Signal()     # b_col == n_tiles - 2
         b_addr = _counter(cfg.bias_depth * beats, "b_addr")
         b_read = Signal()
         rd_word = bias_entry_layout(cfg)(b_rd.data[:bias_entry_layout(cfg).size])
@@ -491,11 +537,14 @@ class LayerEngine(wiring.Component):
         with m.If(active & b_read):
             m.d.sync += [b_valid.eq(1), b_addr.eq(b_addr + 1), b_beat.eq(b_beat + 1)]
             with m.If(b_beat == beats - 1):
-                m.d.sync += [b_beat.eq(0), b_col.eq(b_col + 1)]
-                with m.If(b_col == nt_last):
-                    m.d.sync += [b_col.eq(0), b_addr.eq(0)]
+                m.d.sync += [b_beat.eq(0), b_col.eq(b_col + 1), b_col_last.eq(b_col_pen),
+                             b_col_pen.eq(b_col == nt_prev2)]
+                with m.If(b_col_last):
+                    m.d.sync += [b_col.eq(0), b_addr.eq(0), b_col_last.eq(nt_one),
+                                 b_col_pen.eq(nt_two)]
         with m.If(~active):
-            m.d.sync += [b_valid.eq(0), b_beat.eq(0), b_col.eq(0), b_addr.eq(0)]
+            m.d.sync += [b_valid.eq(0), b_beat.eq(0), b_col.eq(0), b_addr.eq(0),
+                         b_col_last.eq(nt_one), b_col_pen.eq(nt_two)]
 
         # -- output stage and FIFO ---------------------------------------------------------
         wiring.connect(m, arr.o, ost.i)
