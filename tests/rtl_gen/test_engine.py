@@ -86,6 +86,24 @@ def test_gathered_biases_and_many_descriptors(registered, rng):
 
 
 @pytest.mark.parametrize("registered", [False, True])
+@pytest.mark.parametrize("k_tiles", [1, 2, 3, 4])
+def test_every_small_tile_and_vector_count(k_tiles, registered, rng):
+    """1-4 row-tiles x 1-4 column-tiles x 1-3 vectors: the loader, issuer and bias reader
+    keep "last" and "next is last" of each counter in flags (compared with the descriptor
+    two steps ahead), whose special cases are one and two tiles or vectors."""
+    cfg = EngineConfig(rows=2, cols=2, k_depth=4, weight_depth=16, bias_depth=4,
+                       registered_stall=registered)
+    for n_tiles in (1, 2, 3, 4):
+        for count in (1, 2, 3):
+            job = random_job(cfg, rng, 2 * n_tiles - (n_tiles % 2), 2 * k_tiles - 1)
+            x = random_inputs(cfg, rng, count, job.fan_in)
+            streams = encode_job(cfg, job, x)
+            d = unpack_descriptor(cfg, streams.desc[0])
+            assert (d["k_tiles"], d["n_tiles"], d["count"]) == (k_tiles, n_tiles, count)
+            _check(cfg, job, x, stall=0.3, seed=int(rng.integers(1 << 16)))
+
+
+@pytest.mark.parametrize("registered", [False, True])
 @pytest.mark.parametrize("out_depth, out_lanes", [(0, 2), (1, 1), (3, 2), (0, 1)])
 def test_output_fifo_depths_and_lanes(out_depth, out_lanes, registered, rng):
     cfg = EngineConfig(rows=2, cols=2, out_depth=out_depth, out_lanes=out_lanes,
