@@ -24,9 +24,9 @@ changes.  The layer settings are
 registered too (the shift amount, the saturation mask, ``relu``, ``round_half_up``), so
 they must be steady from :attr:`~OutputStage.settings_lead` cycles before a word is
 accepted until it leaves on ``o``: 1, or 3 with ``registered_stall`` (the engine's high-Fmax
-setting), where ``out_shift`` is registered first, then the funnel's shift amount, then the
-saturation mask (plain logic of the shift amount), so that no layer-setting path sets the
-clock on the ECP5 (on the UP5K an extra register here made placement 5 % slower).  The engine
+setting), where ``out_shift`` is registered first, then the funnel's shift amount (a copy per
+lane) and, over two register stages, the saturation mask, so that no layer-setting path sets
+the clock on the ECP5 (on the UP5K an extra register here made placement 5 % slower).  The engine
 changes them only while idle, with the stage empty (``busy`` low), at least that many cycles
 before the first word arrives.
 
