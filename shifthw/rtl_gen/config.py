@@ -65,8 +65,9 @@ class EngineConfig:
         from the output side or the bias reader then reaches the array's ~700 clock enables,
         the issuer or the bias reader in the same cycle, at the cost of a one-result skid
         register (C x acc_bits flip-flops; about 250 LUTs more at 8 x 8).  The faster
-        choice on both families measured (UP5K 46-49 against 41-43 MHz, and the base of the
-        ECP5 high-Fmax setting; ``docs/estimation.md``); off by default as the smaller one.
+        choice on both families measured (UP5K 41-50 against 42-45 MHz over three nextpnr
+        seeds, faster at the best one, and the base of the ECP5 high-Fmax setting;
+        ``docs/estimation.md``); off by default as the smaller one.
     pe_register : bool
         A register inside every PE (default False), one cycle more latency: the shift PE's
         shifter is split between its upper and lower levels, the multiplier PE registers
