@@ -131,9 +131,9 @@ class LayerEngine(wiring.Component):
         # -- descriptor ------------------------------------------------------------------
         d = Signal(descriptor_layout(cfg))
         # Registered once per descriptor: the row- and column-tile indices one and two
-        # before the last ones and whether there are one or two tiles.  The loader and the issuer keep "this is the last word / tile / vector"
-        # in flags computed a step ahead, so no counter comparison sits between a handshake
-        # and the state it changes.
+        # before the last ones and whether there are one or two tiles.  The loader and the
+        # issuer keep "this is the last word / tile / vector" in flags computed a step
+        # ahead, so no counter comparison sits between a handshake and the state it changes.
         kt_prev = Signal.like(d.k_tiles, name="kt_prev")
         nt_prev = Signal.like(d.n_tiles, name="nt_prev")
         kt_prev2 = Signal.like(d.k_tiles, name="kt_prev2")   # k_tiles - 3
