@@ -227,8 +227,8 @@ class OutputStage(wiring.Component):
         else:
             shift = self.out_shift
             m.d.sync += hot.eq(Cat(shift <= k - a for k in range(w)))
+            m.d.sync += t.eq(shift + (a + 1))    # (with registered_stall: one per lane)
         m.d.sync += [
-            t.eq(shift + (a + 1)),
             relu.eq(self.relu),
             round_up.eq(self.round_half_up),
         ]
