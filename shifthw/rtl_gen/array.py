@@ -17,6 +17,14 @@ or duplicated.  That enable is combinational from ``o.ready`` and ``bias.valid``
 ``registered_stall``, a register decided a cycle ahead, with a one-result skid register
 taking the result the array may finish in the cycle it learns it must stop.
 
+With ``stall_free`` there is no such enable: the datapath advances every cycle and a valid
+bit travels with each beat.  Every finished column-tile goes into a result FIFO of
+:data:`~.config.RESULT_FIFO_DEPTH` words, and a beat flagged ``last`` is taken only while the
+array holds a credit (one per free FIFO word, returned when a result leaves the FIFO), so a
+result always has room.  The accumulators then start from zero and the bias is added after
+the FIFO (where a result may wait for its bias), into the register that drives ``o``: the
+same sums, as the accumulator is exact (``EngineConfig`` checks it).
+
 Accumulation follows the contract with the saturation order of
 ``golden.shift_matmul(..., chunk=R)``: a beat flagged ``first`` loads
 ``saturate(bias + tree_sum)`` (the bias comes from the ``bias`` stream, one word per
@@ -28,11 +36,12 @@ triggers.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .config import EngineConfig, resolve_config
+from .config import RESULT_FIFO_DEPTH, EngineConfig, resolve_config
 from .layouts import acc_word_layout, array_in_layout, bias_word_layout
 from .output import saturate
 from .pe import make_pe
@@ -48,8 +57,8 @@ class PEArray(wiring.Component):
     ----------
     config : EngineConfig
         (or the same parameters as keywords): rows, cols, act_bits, weight_bits, guard_bits,
-        pe, acc_bits, input_registers, registered_stall, pe_register, pipeline_stages are
-        used.
+        pe, acc_bits, input_registers, registered_stall, stall_free, pe_register,
+        pipeline_stages are used.
 
     Members
     -------
@@ -58,7 +67,7 @@ class PEArray(wiring.Component):
     bias : In(stream.Signature(bias_word_layout))
         One word of C biases per column-tile, taken with its ``first`` beat.
     bias_next : In(1)
-        With ``registered_stall``: a promise of the bias source that ``bias.valid`` will be
+        With ``registered_stall`` (and not ``stall_free``): a promise of the bias source that ``bias.valid`` will be
         high in the next cycle whether or not the bias is taken in this one, computed
         without ``bias.ready`` (the stall is decided a cycle ahead, so a first beat only
         enters the accumulators when its bias is sure to be there; tied to 0, the array
@@ -106,10 +115,15 @@ class PEArray(wiring.Component):
         regs = set(self.register_levels)
 
         valid, beat = self.i.valid, self.i.payload
+        if cfg.stall_free:
+            # Nothing waits: the enable is a constant (Yosys drops the clock enables) and a
+            # beat is valid in the array only if it was taken.
+            m.d.comb += en.eq(1)
+            valid = self.i.valid & self.i.ready
         valids = []
         # (valid, first, last) of every stage from the input on: the last one is at the
         # accumulators.
-        stages = [(self.i.valid, self.i.payload.first, self.i.payload.last)]
+        stages = [(valid, self.i.payload.first, self.i.payload.last)]
         for k in range(cfg.input_registers):
             # The buffers' read data goes straight into flip-flops: a block RAM's clock-to-out
             # is the slowest start of a path there is (5.8 ns on ECP5), so no logic follows it.
@@ -204,18 +218,26 @@ class PEArray(wiring.Component):
                 sel = Signal(name=f"first_acc_c{c}", reset_less=True, attrs=KEEP)
                 with m.If(en):
                     m.d.sync += sel.eq(stages[-2][1])
-            base = Mux(sel, self.bias.payload[c], acc)
+            base = Mux(sel, 0 if cfg.stall_free else self.bias.payload[c], acc)
             total = base + vals[0]
             for carry in cars:
                 total = total + carry
-            with m.If(en & valid):
+            upd = en & valid
+            if cfg.stall_free and len(stages) >= 2:
+                # Without a common enable the beat's valid bit is the accumulators' clock
+                # enable: a copy per column, like `first`.
+                upd = Signal(name=f"valid_acc_c{c}", attrs=KEEP)
+                m.d.sync += upd.eq(stages[-2][0])
+            with m.If(upd):
                 if cfg.saturating:
                     m.d.sync += acc.eq(saturate(total, cfg.acc_bits))
                 else:
                     m.d.sync += acc.eq(total)
             accs.append(acc)
         busy = o_valid
-        if cfg.registered_stall:
+        if cfg.stall_free:
+            busy = self._stall_free(m, valid, last, accs)
+        elif cfg.registered_stall:
             busy = busy | self._registered_stall(m, en, valid, last, need_bias, accs, o_valid,
                                                  stages)
         else:
@@ -317,3 +339,78 @@ class PEArray(wiring.Component):
         with m.If(push):
             m.d.sync += o_valid.eq(1)
         return s_valid
+
+    def _stall_free(self, m, valid, last, accs):
+        """Result FIFO, credits and the bias adder of ``stall_free``; returns "busy".
+
+        Every decision is one LUT of flip-flops, and no enable waits for ``o.ready``: the
+        FIFO's "not empty" and the credits' "one left" are the lowest bits of thermometer
+        codes (one flip-flop per word, shifted up or down); a result is read out of the FIFO
+        only when one of the two output slots is sure to be free (slot credits), together
+        with its bias, into registers with no enable, and written into its slot a cycle
+        later with the bias added; ``o`` shows the older slot.
+        """
+        cfg = self._cfg
+        width, depth = cfg.acc_bits, RESULT_FIFO_DEPTH
+        # Never read and written at one address in a cycle where the read is used (a word is
+        # read only while the FIFO holds it, and written only while it has room).
+        m.submodules.results = mem = Memory(shape=unsigned(cfg.cols * width), depth=depth,
+                                            init=[], attrs={"no_rw_check": 1})
+        wr, rd = mem.write_port(), mem.read_port()
+        wr_ptr = Signal(range(depth), name="results_wr")
+        rd_ptr = Signal(range(depth), name="results_rd")
+        # A result is in the accumulators in the cycle after its last beat updated them (the
+        # next beat overwrites them at the end of that cycle): written into the FIFO then.
+        push = Signal(name="push")
+        m.d.sync += push.eq(valid & last)
+        m.d.comb += [wr.addr.eq(wr_ptr), wr.data.eq(Cat(*accs)), wr.en.eq(push),
+                     rd.addr.eq(rd_ptr), rd.en.eq(1)]
+        with m.If(push):
+            m.d.sync += wr_ptr.eq(wr_ptr + 1)          # (depth is a power of two)
+
+        def thermometer(name, size, init, up, down):
+            """A count 0..size as ``size`` flip-flops, bit k set while the count > k."""
+            t = Signal(size, init=(1 << init) - 1, name=name)
+            m.d.sync += t.eq(Mux(up & ~down, Cat(1, t[:-1]),
+                                 Mux(down & ~up, Cat(t[1:], 0), t)))
+            return t
+
+        read, pop = Signal(name="result_read"), Signal(name="result_pop")
+        held = thermometer("results_held", depth, 0, push, read)
+        free = thermometer("slots_free", 2, 2, pop, read)
+        m.d.comb += [read.eq(held[0] & self.bias.valid & free[0]), self.bias.ready.eq(read)]
+        with m.If(read):
+            m.d.sync += rd_ptr.eq(rd_ptr + 1)
+
+        # Credits: FIFO words neither held nor promised to a result on its way.  A last
+        # beat takes one, a result read out of the FIFO gives one back a cycle later (from
+        # `got`, a flip-flop: `read` already has a wide fanout).
+        take_last, got = Signal(name="take_last"), Signal(name="result_got")
+        credits = thermometer("credits", depth, depth, got, take_last)
+        ready = ~self.i.payload.last | credits[0]
+        m.d.comb += [self.i.ready.eq(ready), self.i_ready_buf.eq(ready),
+                     take_last.eq(self.i.valid & self.i.payload.last & credits[0])]
+
+        # The read result (the read port's register) and its bias, then the two slots.  The
+        # bias is added here: exact, as the accumulator is wide enough for bias + sum, so it
+        # is for the sum alone.
+        bias = [Signal.like(b, name=f"result_bias_{c}", reset_less=True)
+                for c, b in enumerate(self.bias.payload)]
+        m.d.sync += got.eq(read)
+        m.d.sync += [d.eq(b) for d, b in zip(bias, self.bias.payload)]
+        data = [rd.data[c * width:(c + 1) * width].as_signed() for c in range(cfg.cols)]
+        slots = [[Signal(signed(width), name=f"result_s{k}_{c}", reset_less=True)
+                  for c in range(cfg.cols)] for k in range(2)]
+        w_slot, r_slot = Signal(name="result_w_slot"), Signal(name="result_r_slot")
+        full = thermometer("slots_full", 2, 0, got, pop)
+        for k, slot in enumerate(slots):
+            with m.If(got & (w_slot == k)):
+                m.d.sync += [r.eq(x + b) for r, x, b in zip(slot, data, bias)]
+        with m.If(got):
+            m.d.sync += w_slot.eq(~w_slot)
+        with m.If(pop):
+            m.d.sync += r_slot.eq(~r_slot)
+        m.d.comb += [self.o.valid.eq(full[0]), pop.eq(full[0] & self.o.ready)]
+        m.d.comb += [self.o.payload[c].eq(Mux(r_slot, s1, s0))
+                     for c, (s0, s1) in enumerate(zip(*slots))]
+        return push | held[0] | got | full[0]

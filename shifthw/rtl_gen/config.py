@@ -15,10 +15,16 @@ from amaranth.utils import ceil_log2
 
 from .. import numerics as nx
 
-__all__ = ["PE_KINDS", "EngineConfig", "resolve_config"]
+__all__ = ["PE_KINDS", "RESULT_FIFO_DEPTH", "EngineConfig", "resolve_config"]
 
 #: The processing-element kinds: DeepShift shift-and-add, or the integer-multiplier baseline.
 PE_KINDS = ("shift", "mult")
+
+#: Results (column-tiles of C accumulators) the PE array's result FIFO holds with
+#: ``stall_free``: 16 is one LUT-RAM primitive deep on the ECP5 and more than the credit round
+#: trip (array latency + 4 cycles) of an array of up to 16 rows at its deepest pipeline, so
+#: credits do not hold back the issue of a layer whose results the output side keeps up with.
+RESULT_FIFO_DEPTH = 16
 
 #: Default weight width per PE kind (shift: DeepShift's 5-bit codes; mult: 8-bit integers).
 _DEFAULT_WEIGHT_BITS = {"shift": 5, "mult": 8}
@@ -68,6 +74,16 @@ class EngineConfig:
         choice on both families measured (UP5K 41-50 against 42-45 MHz over three nextpnr
         seeds, faster at the best one, and the base of the ECP5 high-Fmax setting;
         ``docs/estimation.md``); off by default as the smaller one.
+    stall_free : bool
+        The PE array's datapath never stalls (default False): no clock enable on the PE,
+        tree or input registers, so no enable net reaches thousands of flip-flops.  A beat
+        enters only when its result is sure to have room: every finished column-tile goes
+        into a result FIFO of :data:`RESULT_FIFO_DEPTH` words, read asynchronously (LUT RAM
+        on the ECP5; the iCE40 has none, so there it takes flip-flops: not an iCE40
+        setting), and the array hands out that many credits (a beat flagged ``last`` waits
+        for one).  The bias is then added after the FIFO, where a result may
+        wait for it, so the accumulator must be exact (``acc_bits`` at least the formula's
+        width: no saturation inside the array).  For the ECP5 high-Fmax setting.
     pe_register : bool
         A register inside every PE (default False), one cycle more latency: the shift PE's
         shifter is split between its upper and lower levels, the multiplier PE registers
@@ -110,6 +126,7 @@ class EngineConfig:
     acc_bits: int | None = None
     input_registers: int = 1
     registered_stall: bool = False
+    stall_free: bool = False
     pe_register: bool = False
     pipeline_stages: int | None = None
     k_depth: int = 64
@@ -157,6 +174,8 @@ class EngineConfig:
         _int("input_registers", self.input_registers, 0, 2)
         if not isinstance(self.registered_stall, bool):
             raise TypeError(f"registered_stall must be a bool, not {self.registered_stall!r}")
+        if not isinstance(self.stall_free, bool):
+            raise TypeError(f"stall_free must be a bool, not {self.stall_free!r}")
         if not isinstance(self.pe_register, bool):
             raise TypeError(f"pe_register must be a bool, not {self.pe_register!r}")
         if self.pipeline_stages is None:
@@ -165,6 +184,11 @@ class EngineConfig:
         if self.acc_bits is None:
             self._set("acc_bits", self.natural_acc_bits)
         _int("acc_bits", self.acc_bits, 2, 256)
+        if self.stall_free and self.saturating:
+            raise ValueError(f"stall_free adds the bias after the accumulators, so it needs an "
+                             f"exact accumulator: acc_bits must be at least "
+                             f"{self.natural_acc_bits} (the formula's width for K = "
+                             f"{self.max_k}), not {self.acc_bits}")
 
     def _set(self, name, value):
         object.__setattr__(self, name, value)

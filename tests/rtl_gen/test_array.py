@@ -14,6 +14,10 @@ from shifthw.rtl_gen.layouts import (acc_word_layout, array_in_layout, bias_word
                                      unpack)
 from shifthw.rtl_gen.simutil import stream_get, stream_put
 
+#: The array's three stall modes: combinational enable, registered enable, no enable.
+STALLS = [pytest.param({}, id="comb"), pytest.param({"registered_stall": True}, id="registered"),
+          pytest.param({"stall_free": True}, id="free")]
+
 
 def _terms(cfg, x, w):
     if cfg.pe == "shift":
@@ -21,7 +25,7 @@ def _terms(cfg, x, w):
     return x * w
 
 
-def _run(cfg, rng, groups, *, kind="random", stall=0.3, seed=0):
+def _run(cfg, rng, groups, *, kind="random", stall=0.3, out_stall=None, seed=0):
     """``groups`` column-tiles of random length; returns (got, want) accumulator lists."""
     r, c = cfg.rows, cfg.cols
     beats, biases, want = [], [], []
@@ -56,34 +60,37 @@ def _run(cfg, rng, groups, *, kind="random", stall=0.3, seed=0):
         await stream_put(ctx, dut.bias, biases, rng=random.Random(seed + 1), stall=stall)
 
     async def get_out(ctx):
-        words = await stream_get(ctx, dut.o, groups, rng=random.Random(seed + 2), stall=stall)
+        words = await stream_get(ctx, dut.o, groups, rng=random.Random(seed + 2),
+                                 stall=stall if out_stall is None else out_stall)
         got.extend(unpack(acc_word_layout(cfg), w) for w in words)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     for bench in (put_beats, put_bias, get_out):
         sim.add_testbench(bench)
-    sim.run()
+    # A deadline far beyond any stall pattern: a lost result must fail, not hang.
+    sim.run_until(1e-8 * 100 * (len(beats) + groups + 20))
+    assert len(got) == groups, f"{len(got)} of {groups} results left the array"
     return got, want
 
 
-@pytest.mark.parametrize("registered", [False, True])
+@pytest.mark.parametrize("stall", STALLS)
 @pytest.mark.parametrize("stages", [0, 1])
 @pytest.mark.parametrize("input_registers", [1, 0, 2])
-def test_one_by_one(stages, input_registers, registered, rng):
+def test_one_by_one(stages, input_registers, stall, rng):
     cfg = EngineConfig(rows=1, cols=1, guard_bits=0, pipeline_stages=stages, k_depth=4,
                        weight_depth=4, input_registers=input_registers,
-                       registered_stall=registered)
+                       **stall)
     got, want = _run(cfg, rng, 12)
     assert got == want
 
 
-@pytest.mark.parametrize("registered", [False, True])
+@pytest.mark.parametrize("stall", STALLS)
 @pytest.mark.parametrize("stages", [0, 1, 2, 3])
 @pytest.mark.parametrize("input_registers", [1, 0, 2])
-def test_every_pipeline_depth(stages, input_registers, registered, rng):
+def test_every_pipeline_depth(stages, input_registers, stall, rng):
     cfg = EngineConfig(rows=3, cols=2, pipeline_stages=stages, k_depth=4, weight_depth=8,
-                       input_registers=input_registers, registered_stall=registered)
+                       input_registers=input_registers, **stall)
     assert cfg.array_latency == stages + 1 + input_registers
     got, want = _run(cfg, rng, 10)
     assert got == want
@@ -91,11 +98,11 @@ def test_every_pipeline_depth(stages, input_registers, registered, rng):
 
 @pytest.mark.parametrize("pe, guard", [("shift", 0), ("shift", 4), ("shift", None),
                                        ("mult", None)])
-@pytest.mark.parametrize("registered", [False, True])
-def test_pe_register(pe, guard, registered, rng):
+@pytest.mark.parametrize("stall", STALLS)
+def test_pe_register(pe, guard, stall, rng):
     cfg = EngineConfig(rows=3, cols=2, pe=pe, guard_bits=guard, pe_register=True,
                        k_depth=4, weight_depth=8, input_registers=2, pipeline_stages=3,
-                       registered_stall=registered)
+                       **stall)
     assert cfg.array_latency == 2 + 1 + 3 + 1
     got, want = _run(cfg, rng, 10)
     assert got == want
@@ -118,8 +125,26 @@ def test_narrow_accumulator_saturates_per_row_tile(pe, rng):
     assert hits > 0, "the extreme values should reach saturation"
 
 
-@pytest.mark.parametrize("registered", [False, True])
-def test_no_stalls_takes_a_beat_every_cycle(registered, rng):
-    cfg = EngineConfig(rows=2, cols=2, k_depth=4, weight_depth=8, registered_stall=registered)
+@pytest.mark.parametrize("stall", STALLS)
+def test_no_stalls_takes_a_beat_every_cycle(stall, rng):
+    cfg = EngineConfig(rows=2, cols=2, k_depth=4, weight_depth=8, **stall)
     got, want = _run(cfg, rng, 8, stall=0.0)
     assert got == want
+
+
+@pytest.mark.parametrize("input_registers, pe_register", [(0, False), (2, True)])
+def test_stall_free_credits_hold_back_last_beats(input_registers, pe_register, rng):
+    """One-beat column-tiles against a mostly stalled output: far more results than the result
+    FIFO holds are under way, so the credits run out again and again (without them the FIFO
+    would drop results)."""
+    cfg = EngineConfig(rows=2, cols=2, k_depth=1, weight_depth=2, stall_free=True,
+                       input_registers=input_registers, pe_register=pe_register)
+    assert cfg.max_k_tiles == 1
+    got, want = _run(cfg, rng, 60, stall=0.0, out_stall=0.9)
+    assert got == want
+
+
+def test_stall_free_needs_an_exact_accumulator():
+    with pytest.raises(ValueError, match="stall_free .* acc_bits must be at least"):
+        EngineConfig(rows=5, cols=2, act_bits=6, weight_bits=4, acc_bits=9, guard_bits=4,
+                     stall_free=True)

@@ -41,6 +41,7 @@ def test_narrow_accumulator_saturates():
     (dict(input_registers=3), ValueError, "input_registers"),
     (dict(input_registers=True), TypeError, "input_registers"),
     (dict(registered_stall="yes"), TypeError, "registered_stall"),
+    (dict(stall_free=1), TypeError, "stall_free"),
     (dict(pe_register=1), TypeError, "pe_register"),
     (dict(k_depth=0), ValueError, "k_depth"),
     (dict(weight_depth=0), ValueError, "weight_depth"),

@@ -13,6 +13,12 @@ from shifthw.rtl_gen.simutil import simulate_job, simulate_streams
 # Small buffers, so that tiling over N happens; P = 14 for b = 5.
 SMALL = dict(k_depth=4, weight_depth=6, bias_depth=3)
 
+#: Stall modes: the array's and output stage's enables combinational or registered, and the
+#: stall-free array (alone, and with the registered output stage as in the high-Fmax setting).
+STALLS = [pytest.param({}, id="comb"), pytest.param({"registered_stall": True}, id="registered"),
+          pytest.param({"stall_free": True}, id="free"),
+          pytest.param({"registered_stall": True, "stall_free": True}, id="free-registered")]
+
 
 def _check(cfg, job, x, *, stall=0.3, seed=0):
     got, stats = simulate_job(cfg, job, x, stall=stall, seed=seed)
@@ -34,10 +40,12 @@ def test_random_layers(pe, guard, rows, cols, rng):
         _check(cfg, job, x, seed=int(rng.integers(1 << 16)))
 
 
+@pytest.mark.parametrize("stall_free", [False, True])
 @pytest.mark.parametrize("pe, guard", [("shift", 4), ("mult", None)])
-def test_high_fmax_setting_with_pe_register(pe, guard, rng):
+def test_high_fmax_setting_with_pe_register(pe, guard, stall_free, rng):
     cfg = EngineConfig(rows=3, cols=2, pe=pe, guard_bits=guard, registered_stall=True,
-                       input_registers=2, pipeline_stages=3, pe_register=True, **SMALL)
+                       input_registers=2, pipeline_stages=3, pe_register=True,
+                       stall_free=stall_free, **SMALL)
     for n, k in [(cfg.cols + 1, 7), (5, 1)]:
         job = random_job(cfg, rng, n, k)
         x = random_inputs(cfg, rng, 3, job.fan_in)
@@ -71,12 +79,12 @@ def test_all_zero_weights(rng):
     _check(cfg, job, random_inputs(cfg, rng, 3, 7))
 
 
-@pytest.mark.parametrize("registered", [False, True])
-def test_gathered_biases_and_many_descriptors(registered, rng):
+@pytest.mark.parametrize("stall", STALLS)
+def test_gathered_biases_and_many_descriptors(stall, rng):
     """bias_lanes < C, a 2-bit count (batches split into descriptors that reuse the
     buffers) and N split into tiles, with stalls everywhere."""
     cfg = EngineConfig(rows=2, cols=5, bias_lanes=2, count_bits=2, out_depth=1,
-                       registered_stall=registered, **SMALL)
+                       **stall, **SMALL)
     job = random_job(cfg, rng, 17, 5)
     x = random_inputs(cfg, rng, 7, 5)
     streams = encode_job(cfg, job, x)
@@ -85,14 +93,14 @@ def test_gathered_biases_and_many_descriptors(registered, rng):
     _check(cfg, job, x, stall=0.4, seed=7)
 
 
-@pytest.mark.parametrize("registered", [False, True])
+@pytest.mark.parametrize("stall", STALLS)
 @pytest.mark.parametrize("k_tiles", [1, 2, 3, 4])
-def test_every_small_tile_and_vector_count(k_tiles, registered, rng):
+def test_every_small_tile_and_vector_count(k_tiles, stall, rng):
     """1-4 row-tiles x 1-4 column-tiles x 1-3 vectors: the loader, issuer and bias reader
     keep "last" and "next is last" of each counter in flags (compared with the descriptor
     two steps ahead), whose special cases are one and two tiles or vectors."""
     cfg = EngineConfig(rows=2, cols=2, k_depth=4, weight_depth=16, bias_depth=4,
-                       registered_stall=registered)
+                       **stall)
     for n_tiles in (1, 2, 3, 4):
         for count in (1, 2, 3):
             job = random_job(cfg, rng, 2 * n_tiles - (n_tiles % 2), 2 * k_tiles - 1)
@@ -103,11 +111,11 @@ def test_every_small_tile_and_vector_count(k_tiles, registered, rng):
             _check(cfg, job, x, stall=0.3, seed=int(rng.integers(1 << 16)))
 
 
-@pytest.mark.parametrize("registered", [False, True])
+@pytest.mark.parametrize("stall", STALLS)
 @pytest.mark.parametrize("out_depth, out_lanes", [(0, 2), (1, 1), (3, 2), (0, 1)])
-def test_output_fifo_depths_and_lanes(out_depth, out_lanes, registered, rng):
+def test_output_fifo_depths_and_lanes(out_depth, out_lanes, stall, rng):
     cfg = EngineConfig(rows=2, cols=2, out_depth=out_depth, out_lanes=out_lanes,
-                       registered_stall=registered, **SMALL)
+                       **stall, **SMALL)
     job = random_job(cfg, rng, 5, 3)
     _check(cfg, job, random_inputs(cfg, rng, 4, 3), stall=0.5, seed=out_depth)
 
@@ -130,10 +138,10 @@ def test_load_only_then_reuse(rng):
     assert np.array_equal(decode_outputs(cfg, run, stats.out), golden_job(cfg, job, x)[0])
 
 
-@pytest.mark.parametrize("registered", [False, True])
-def test_steady_state_one_beat_per_cycle(registered, rng):
+@pytest.mark.parametrize("stall", STALLS)
+def test_steady_state_one_beat_per_cycle(stall, rng):
     """Without stalls the array takes a beat every cycle from the first to the last."""
-    cfg = EngineConfig(rows=4, cols=4, registered_stall=registered)
+    cfg = EngineConfig(rows=4, cols=4, **stall)
     for n, k in [(4, 4), (4, 9), (9, 16)]:           # k_tiles * n_tiles = 1, 3, 12
         job = random_job(cfg, rng, n, k)
         stats = _check(cfg, job, random_inputs(cfg, rng, 6, k), stall=0.0)
@@ -141,23 +149,23 @@ def test_steady_state_one_beat_per_cycle(registered, rng):
         assert stats.run_cycles == stats.beats
 
 
-@pytest.mark.parametrize("registered", [False, True])
-def test_narrow_bias_and_output_lanes_keep_full_rate(registered, rng):
+@pytest.mark.parametrize("stall", STALLS)
+def test_narrow_bias_and_output_lanes_keep_full_rate(stall, rng):
     """bias_lanes and out_lanes of C / 2: full rate as long as k_tiles >= 2."""
     cfg = EngineConfig(rows=2, cols=4, bias_lanes=2, out_lanes=2, out_depth=0,
-                       registered_stall=registered)
+                       **stall)
     job = random_job(cfg, rng, 9, 4)                                # k_tiles = 2
     stats = _check(cfg, job, random_inputs(cfg, rng, 5, 4), stall=0.0)
     assert stats.run_cycles == stats.beats == 5 * 2 * 3
 
 
-@pytest.mark.parametrize("registered", [False, True])
-def test_narrow_bias_lanes_with_one_row_tile(registered, rng):
+@pytest.mark.parametrize("stall", STALLS)
+def test_narrow_bias_lanes_with_one_row_tile(stall, rng):
     """k_tiles = 1 with two bias reads per word: a bias for every beat, exact under stalls
     (the bias reader's promise to a registered stall is tested hardest here), and without
     stalls a beat every second cycle (the rate of the bias reads)."""
     cfg = EngineConfig(rows=2, cols=4, bias_lanes=2, out_depth=0, k_depth=4, weight_depth=8,
-                       bias_depth=4, registered_stall=registered)
+                       bias_depth=4, **stall)
     for seed in range(3):
         job = random_job(cfg, rng, 9, 2)                            # k_tiles = 1
         _check(cfg, job, random_inputs(cfg, rng, 4, 2), stall=0.3, seed=seed)

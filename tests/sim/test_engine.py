@@ -22,10 +22,11 @@ CONFIGS = {
     # The ECP5 high-Fmax setting: also one bias word and one output word per cycle.
     "shift-high-fmax": dict(rows=3, cols=2, weight_bits=5, guard_bits=0, registered_stall=True,
                             input_registers=2, pipeline_stages=3),
-    # ... at G > 0, with the register inside the PEs.
+    # ... at G > 0, with the register inside the PEs and the stall-free array.
     "shift-high-fmax-pe-register": dict(rows=3, cols=2, weight_bits=5, guard_bits=4,
                                         registered_stall=True, input_registers=2,
-                                        pipeline_stages=3, pe_register=True),
+                                        pipeline_stages=3, pe_register=True,
+                                        stall_free=True),
 }
 SHAPES = [(5, 7, "random"), (2, 1, "random"), (4, 6, "extreme"), (3, 9, "zero"),
           (7, 11, "random"), (1, 13, "extreme")]
