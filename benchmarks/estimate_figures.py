@@ -14,7 +14,7 @@ the PEs alone (the per-component breakdown of the same synthesis runs).
 
 Usage: ``python benchmarks/estimate_figures.py [--targets ice40-up5k,ecp5-85k]
 [--pipeline-stages N] [--out-lanes N] [--input-registers N] [--registered-stall]
-[--pe-register] [--placements N]
+[--pe-register] [--stall-free] [--placements N]
 [--json out.json]``.  Takes tens of minutes.  Not a test.
 """
 
@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--input-registers", type=int, default=1)
     ap.add_argument("--registered-stall", action="store_true")
     ap.add_argument("--pe-register", action="store_true")
+    ap.add_argument("--stall-free", action="store_true")
     ap.add_argument("--mult5", action="store_true", help="also the b=5 multiplier")
     ap.add_argument("--no-place", action="store_true")
     ap.add_argument("--placements", type=int, default=1,
@@ -104,7 +105,8 @@ def main(argv=None) -> int:
                                pipeline_stages=args.pipeline_stages,
                                input_registers=args.input_registers,
                                registered_stall=args.registered_stall,
-                               pe_register=args.pe_register, **kw, **settings)
+                               pe_register=args.pe_register, stall_free=args.stall_free,
+                               **kw, **settings)
             t0 = time.time()
             with tempfile.TemporaryDirectory(prefix="shifthw-fig-") as work:
                 syn = area.synthesize(cfg, tgt, work, dsp=dsp)

@@ -25,7 +25,7 @@ import numpy as np
 from .. import golden
 from .. import numerics as nx
 from ..program import Program, ShiftLayer
-from ..rtl_gen.config import EngineConfig
+from ..rtl_gen.config import RESULT_FIFO_DEPTH, EngineConfig
 from ..rtl_gen.host import LayerJob, layer_rows, plan_tiles
 from ..rtl_gen.layouts import bias_entry_words, weight_entry_words
 from ..rtl_gen.output import pipeline_register_bits
@@ -254,6 +254,13 @@ def program_ops(program: Program, cfg: EngineConfig, *, batch: int = 1) -> dict:
     if cfg.saturating:
         op("accumulators", "add", (cfg.acc_bits,), 2 * c * beats, "saturation compares")
     op("accumulators", "register", (cfg.acc_bits * c,), beats, "accumulator registers")
+    if cfg.stall_free:
+        row = cfg.acc_bits * c
+        op("accumulators", "sram_write", (row, row * RESULT_FIFO_DEPTH), outs,
+           "result FIFO write")
+        op("accumulators", "sram_read", (row, row * RESULT_FIFO_DEPTH), outs, "result FIFO read")
+        op("accumulators", "add", (cfg.acc_bits,), c * outs, "bias add after the result FIFO")
+        op("accumulators", "register", (row,), outs, "result register")
     stages = max(cfg.acc_bits + a + 1, 2).bit_length()
     funnel = sum(a + (1 << s) for s in range(stages))
     op("output_stage", "mux", (funnel,), c * outs, "requantising funnel shifter")

@@ -104,6 +104,8 @@ def uncalibrated(cfg: EngineConfig) -> list[str]:
         out.append(f"input_registers={cfg.input_registers}")
     if cfg.registered_stall:
         out.append("registered_stall")
+    if cfg.stall_free:
+        out.append("stall_free")
     if cfg.pe_register:
         out.append("pe_register")
     return out

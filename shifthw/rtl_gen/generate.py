@@ -249,6 +249,10 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--registered-stall", action="store_true",
                    help="decide the array's stall a cycle ahead, with a one-result skid "
                         "register (higher Fmax on iCE40 and ECP5, ~250 more LUTs at 8 x 8)")
+    p.add_argument("--stall-free", action="store_true",
+                   help="no clock enable on the array's datapath: results go into a "
+                        "16-word result FIFO, beats wait for credits (for high Fmax at G = P "
+                        "on the ECP5; needs the default, exact accumulator)")
     p.add_argument("--pe-register", action="store_true",
                    help="a register inside every PE (shifter split in two; the multiplier "
                         "as two registered partial products): one cycle more latency, for "
@@ -284,6 +288,7 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
                         acc_bits=args.acc_bits, pipeline_stages=args.pipeline_stages,
                         input_registers=getattr(args, "input_registers", 1),
                         registered_stall=getattr(args, "registered_stall", False),
+                        stall_free=getattr(args, "stall_free", False),
                         pe_register=getattr(args, "pe_register", False),
                         k_depth=args.k_depth, weight_depth=args.weight_depth,
                         bias_depth=args.bias_depth, bias_lanes=args.bias_lanes,

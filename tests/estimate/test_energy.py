@@ -57,6 +57,17 @@ def test_counts_follow_the_engine_schedule():
     assert [o["bits"] for o in adds] == [(cfg.term_bits + 1,)]     # R - 1 = 1 adder, A+G+1
 
 
+def test_stall_free_counts_its_result_fifo():
+    plain = energy.program_ops(linear_program(k=8, n=4), EngineConfig(**TINY))
+    free = energy.program_ops(linear_program(k=8, n=4), EngineConfig(**TINY, stall_free=True))
+    extra = [o for o in free["ops"] if o not in plain["ops"]]
+    assert sorted(o["what"] for o in extra) == sorted([
+        "result FIFO write", "result FIFO read", "bias add after the result FIFO",
+        "result register"])
+    assert all(o["count"] == free["output_words"] * (TINY["cols"] if o["op"] == "add" else 1)
+               for o in extra)
+
+
 def test_weights_load_once_per_batch(table):
     cfg = EngineConfig(**TINY)
     one = energy.program_ops(linear_program(), cfg, batch=1)
