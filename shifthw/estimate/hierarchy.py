@@ -9,7 +9,8 @@ Components (:data:`COMPONENTS`):
 * ``adder_trees``: the column adder trees and their pipeline registers (nets ``add_l*``,
   ``sum_l*``, ``carry_l*``, ``valid_l*``, ``first_l*``, ``last_l*`` of the array);
 * ``accumulators``: the C accumulators with their bias multiplexer, adder and saturation
-  (nets ``acc_*`` of the array and what feeds only them);
+  (nets ``acc_*`` of the array and what feeds only them; with ``stall_free`` also the result
+  FIFO, the bias adders and the result slots);
 * ``output_stage``: requantisation (module ``<engine>.output``);
 * ``buffers``: the weight, bias and activation memories and the output FIFO;
 * ``control``: the descriptor, counters, state machine and handshakes;
@@ -38,6 +39,8 @@ ENGINE = "shifthw_engine"
 _ARRAY_RULES = [
     (re.compile(r"^(add_l|sum_l|carry_l|valid_l|first_l|last_l)\d"), "adder_trees"),
     (re.compile(r"^(acc|skid)_\d+$"), "accumulators"),
+    # stall_free: the result slots and their biases (the result FIFO feeds only them).
+    (re.compile(r"^(result_s\d+|result_bias)_\d+$"), "accumulators"),
     (re.compile(r"^in_(valid|beat)\b"), "pe_array"),
 ]
 _ENGINE_RULES = [
@@ -161,6 +164,8 @@ def scope_component(scope: tuple[str, ...], name: str,
     if head == "array":
         if len(scope) > 1 and scope[1].startswith("pe_"):
             return "pe_array"
+        if len(scope) > 1 and scope[1] == "results":
+            return "accumulators"           # stall_free's result FIFO
         found = _match(name, _ARRAY_RULES)
         if found:
             return found
