@@ -91,6 +91,10 @@ def test_cli_helpers():
     assert cfg.input_registers == 0 and cfg.array_latency == cfg.pipeline_stages + 1
     cfg = config_from_args(parser.parse_args(["--input-registers", "2", "-o", "x"]))
     assert cfg.array_latency == cfg.pipeline_stages + 3
+    cfg = config_from_args(parser.parse_args(["--stall-free", "-o", "x"]))
+    assert cfg.stall_free and not cfg.registered_stall
+    with pytest.raises(ValueError, match="stall_free .* acc_bits"):
+        config_from_args(parser.parse_args(["--stall-free", "--acc-bits", "12", "-o", "x"]))
     with pytest.raises(ValueError, match="--mode"):
         config_from_args(parser.parse_args(["--pe", "mult", "--mode", "exact", "-o", "x"]))
     with pytest.raises(SystemExit):
@@ -101,6 +105,7 @@ def test_cli_helpers():
     dict(),                                                     # the default 8x8, G = P
     dict(guard_bits=0, bias_lanes=1, out_depth=0, **SMALL),
     dict(pe="mult", acc_bits=12, **SMALL),
+    dict(guard_bits=4, registered_stall=True, stall_free=True, pe_register=True, **SMALL),
     dict(rows=1, cols=1, k_depth=1, weight_depth=1, bias_depth=1, out_depth=1),
 ])
 def test_verilator_lint_with_waivers_only(kw, tmp_path):
