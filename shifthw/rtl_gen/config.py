@@ -78,8 +78,8 @@ class EngineConfig:
         The PE array's datapath never stalls (default False): no clock enable on the PE,
         tree or input registers, so no enable net reaches thousands of flip-flops.  A beat
         enters only when its result is sure to have room: every finished column-tile goes
-        into a result FIFO of :data:`RESULT_FIFO_DEPTH` words, read asynchronously (LUT RAM
-        on the ECP5; the iCE40 has none, so there it takes flip-flops: not an iCE40
+        into a result FIFO of :data:`RESULT_FIFO_DEPTH` words (LUT RAM on the ECP5; on the
+        iCE40, which has none, ``ceil(C * acc_bits / 16)`` block RAMs: not an iCE40
         setting), and the array hands out that many credits (a beat flagged ``last`` waits
         for one).  The bias is then added after the FIFO, where a result may
         wait for it, so the accumulator must be exact (``acc_bits`` at least the formula's
