@@ -22,8 +22,8 @@ bit travels with each beat.  Every finished column-tile goes into a result FIFO 
 :data:`~.config.RESULT_FIFO_DEPTH` words, and a beat flagged ``last`` is taken only while the
 array holds a credit (one per free FIFO word, returned when a result leaves the FIFO), so a
 result always has room.  The accumulators then start from zero and the bias is added after
-the FIFO (where a result may wait for its bias), into the register that drives ``o``: the
-same sums, as the accumulator is exact (``EngineConfig`` checks it).
+the FIFO (where a result may wait for its bias), on the way into one of two output slots
+that drive ``o``: the same sums, as the accumulator is exact (``EngineConfig`` checks it).
 
 Accumulation follows the contract with the saturation order of
 ``golden.shift_matmul(..., chunk=R)``: a beat flagged ``first`` loads
@@ -67,11 +67,12 @@ class PEArray(wiring.Component):
     bias : In(stream.Signature(bias_word_layout))
         One word of C biases per column-tile, taken with its ``first`` beat.
     bias_next : In(1)
-        With ``registered_stall`` (and not ``stall_free``): a promise of the bias source that ``bias.valid`` will be
-        high in the next cycle whether or not the bias is taken in this one, computed
-        without ``bias.ready`` (the stall is decided a cycle ahead, so a first beat only
-        enters the accumulators when its bias is sure to be there; tied to 0, the array
-        waits one cycle more whenever a bias arrives just in time).  Unused otherwise.
+        With ``registered_stall`` (unused with ``stall_free``): a promise of the bias source
+        that ``bias.valid`` will be high in the next cycle whether or not the bias is taken
+        in this one, computed without ``bias.ready`` (the stall is decided a cycle ahead, so
+        a first beat only enters the accumulators when its bias is sure to be there; tied to
+        0, the array waits one cycle more whenever a bias arrives just in time).  Unused
+        otherwise.
     i_ready_buf : Out(1)
         Equal to ``i.ready``; with ``registered_stall`` from a flip-flop of its own, for the
         buffers' read enables (spread over the device), so that the issuer's logic does not
