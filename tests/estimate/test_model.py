@@ -83,6 +83,8 @@ def test_settings_outside_the_calibration_are_named(model):
                                       pe_register=True), "ecp5-85k")
     assert pred["outside_calibration"] == ["input_registers=2", "registered_stall",
                                            "pe_register"]
+    pred = model.predict(EngineConfig(rows=8, cols=8, stall_free=True), "ecp5-85k")
+    assert pred["outside_calibration"] == ["stall_free"]
 
 
 def test_uncalibrated_target_is_a_clear_error(model, tmp_path):
