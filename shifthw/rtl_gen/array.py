@@ -376,7 +376,11 @@ class PEArray(wiring.Component):
                                  Mux(down & ~up, Cat(t[1:], 0), t)))
             return t
 
-        read, pop = Signal(name="result_read"), Signal(name="result_pop")
+        # `read` is kept as a net of its own: one LUT of three nearby flip-flops (the bias
+        # valid is a copy kept next to the array), which the placer puts by the counts it
+        # steps rather than merged into the bias reader's logic across the chip.
+        read = Signal(name="result_read", attrs=KEEP)
+        pop = Signal(name="result_pop")
         held = thermometer("results_held", depth, 0, push, read)
         free = thermometer("slots_free", 2, 2, pop, read)
         m.d.comb += [read.eq(held[0] & self.bias.valid & free[0]), self.bias.ready.eq(read)]

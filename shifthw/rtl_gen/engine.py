@@ -32,7 +32,7 @@ therefore carry Yosys' ``no_rw_check`` attribute (no collision emulation logic).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -44,6 +44,7 @@ from .config import EngineConfig, resolve_config
 from .layouts import (act_word_layout, bias_entry_layout, bias_entry_words, descriptor_layout,
                       out_word_layout, param_word_shape, weight_entry_layout, weight_entry_words)
 from .output import OutputStage
+from .synth import KEEP
 
 __all__ = ["LayerEngine", "engine_signature"]
 
@@ -112,6 +113,8 @@ class LayerEngine(wiring.Component):
         wpe, wpb, beats = weight_entry_words(cfg), bias_entry_words(cfg), cfg.bias_beats
         bank_bits = ceil_log2(cfg.k_depth)
         bank = 1 << bank_bits
+        # stall_free is the high-Fmax engine: its control keeps a few more flags as flip-flops.
+        fast = cfg.stall_free
         # No buffer is ever read and written at one address in one cycle where the read
         # matters (see the module docstring), so Yosys need not emulate collisions.  (At least
         # two rows each: a zero-width address makes odd Verilog.)
@@ -159,6 +162,9 @@ class LayerEngine(wiring.Component):
         # being the last (`_pen`), the present word being the last of its row.
         p_ready = Signal(name="params_ready")   # load_bias | load_weights
         beat_last = Signal(name="beat_last")
+        # With stall_free also the column's and the load's last words as flags:
+        col_end = Signal(name="col_end")     # beat_last & l_row_last
+        load_end = Signal(name="load_end")   # beat_last & l_row_last & l_col_last
         l_row_pen = Signal()
         l_col_pen = Signal()
         rows_one = Signal(name="rows_one")
@@ -172,6 +178,12 @@ class LayerEngine(wiring.Component):
         ld_left = Signal(cfg.count_bits)     # vectors still to load
         ld_left_m1 = Signal(cfg.count_bits)  # ld_left - 1 (no carry chain after a handshake)
         ld_last = Signal()                   # ld_word == k_tiles - 1
+        # With stall_free, ld_last is the low bit of a one-hot token (bit i: i more words in
+        # this vector), shifted down by the act handshake: ld_last's next value is then one
+        # LUT of the handshake instead of a comparison of ld_word.
+        ld_tok = Signal(bank, name="ld_tok")
+        kt_tok = Signal(bank, name="kt_tok")  # 1 << (k_tiles - 1)
+        kt_last = Signal(bank_bits)           # k_tiles - 1
         ld_more = Signal()                   # ld_left != 0
         ld_left_one = Signal()               # ld_left == 1
         load_ok = Signal()                   # running & ~full[ld_bank] & ld_more, a step ahead
@@ -271,16 +283,26 @@ class LayerEngine(wiring.Component):
                 ld_bank.eq(0), ld_word.eq(0),
                 is_row.eq(0), is_col.eq(0), is_addr.eq(0),
             ]
+            if fast:
+                m.d.sync += [col_end.eq((wpb == 1) & (beats == 1)),
+                             kt_last.eq((d.k_tiles - 1)[:bank_bits])]
             goto(setup, start)
 
         with m.If(start):
-            m.d.sync += [ld_last.eq(kt_one), is_row_last.eq(kt_one),
+            if fast:
+                tok = (Const(1, 1) << kt_last)[:bank]
+                m.d.sync += [kt_tok.eq(tok), ld_tok.eq(tok)]
+            else:
+                m.d.sync += ld_last.eq(kt_one)
+            m.d.sync += [is_row_last.eq(kt_one),
                          is_vec_last.eq(kt_one & nt_one),
                          is_row_pen.eq(kt_two), is_col_pen.eq(nt_two),
                          l_col_pen.eq(nt_two),
                          is_col_last.eq(nt_one), l_col_last.eq(nt_one),
                          ld_more.eq(cnt_nz), ld_left_one.eq(cnt_one),
                          is_left_one.eq(cnt_one)]
+            if fast:
+                m.d.sync += load_end.eq(col_end & nt_one)
             with m.If(d.reload):
                 m.d.sync += p_ready.eq(1)
                 goto(start, load_bias)
@@ -290,40 +312,87 @@ class LayerEngine(wiring.Component):
             with m.Else():
                 goto(start, idle)
 
-        # The loads: `beat` walks one-hot over the words of a buffer row (it is the write
-        # enable), bias entries first, then weight entries.
-        take = self.params.valid & p_ready
-        row_end = take & beat_last
-        m.d.comb += self.params.ready.eq(p_ready)
-        with m.If(take):
-            m.d.sync += beat.eq(beat.rotate_left(1))
-            with m.If(load_bias):
-                m.d.sync += [b_we.eq(beat[:wpb]), beat_last.eq(beat[wpb - 2] if wpb > 1 else 1)]
-            with m.Else():
-                m.d.sync += [w_we.eq(beat[:wpe]), beat_last.eq(beat[wpe - 2] if wpe > 1 else 1)]
-        with m.If(row_end):
-            m.d.sync += [beat.eq(1), beat_last.eq(Mux(load_bias, wpb == 1, wpe == 1)),
-                         l_addr.eq(l_addr + 1), l_row.eq(l_row + 1),
-                         l_row_last.eq(l_row_pen), l_row_pen.eq(l_row == rows_prev2)]
-            with m.If(l_row_last):
-                m.d.sync += [l_row.eq(0), l_row_last.eq(rows_one), l_row_pen.eq(rows_two),
-                             l_col.eq(l_col + 1), l_col_last.eq(l_col_pen),
-                             l_col_pen.eq(l_col == nt_prev2)]
-                with m.If(l_col_last):
-                    # The load's last word: the weights follow the biases, then RUN.
-                    m.d.sync += [l_col.eq(0), l_col_last.eq(nt_one), l_col_pen.eq(nt_two)]
-                    with m.If(load_bias):
-                        m.d.sync += [l_addr.eq(0), l_row_last.eq(kt_one), l_row_pen.eq(kt_two),
-                                     rows_one.eq(kt_one), rows_two.eq(kt_two),
-                                     rows_prev2.eq(kt_prev2), beat_last.eq(wpe == 1)]
-                        goto(load_bias, load_weights)
-                    with m.Else():
-                        m.d.sync += p_ready.eq(0)
-                        with m.If(ld_more):
-                            m.d.sync += kick.eq(1)
-                            goto(load_weights, running)
+        if not fast:
+            # The loads: `beat` walks one-hot over the words of a buffer row (it is the write
+            # enable), bias entries first, then weight entries.
+            take = self.params.valid & p_ready
+            row_end = take & beat_last
+            m.d.comb += self.params.ready.eq(p_ready)
+            with m.If(take):
+                m.d.sync += beat.eq(beat.rotate_left(1))
+                with m.If(load_bias):
+                    m.d.sync += [b_we.eq(beat[:wpb]), beat_last.eq(beat[wpb - 2] if wpb > 1 else 1)]
+                with m.Else():
+                    m.d.sync += [w_we.eq(beat[:wpe]), beat_last.eq(beat[wpe - 2] if wpe > 1 else 1)]
+            with m.If(row_end):
+                m.d.sync += [beat.eq(1), beat_last.eq(Mux(load_bias, wpb == 1, wpe == 1)),
+                             l_addr.eq(l_addr + 1), l_row.eq(l_row + 1),
+                             l_row_last.eq(l_row_pen), l_row_pen.eq(l_row == rows_prev2)]
+                with m.If(l_row_last):
+                    m.d.sync += [l_row.eq(0), l_row_last.eq(rows_one), l_row_pen.eq(rows_two),
+                                 l_col.eq(l_col + 1), l_col_last.eq(l_col_pen),
+                                 l_col_pen.eq(l_col == nt_prev2)]
+                    with m.If(l_col_last):
+                        # The load's last word: the weights follow the biases, then RUN.
+                        m.d.sync += [l_col.eq(0), l_col_last.eq(nt_one), l_col_pen.eq(nt_two)]
+                        with m.If(load_bias):
+                            m.d.sync += [l_addr.eq(0), l_row_last.eq(kt_one), l_row_pen.eq(kt_two),
+                                         rows_one.eq(kt_one), rows_two.eq(kt_two),
+                                         rows_prev2.eq(kt_prev2), beat_last.eq(wpe == 1)]
+                            goto(load_bias, load_weights)
                         with m.Else():
-                            goto(load_weights, idle)
+                            m.d.sync += p_ready.eq(0)
+                            with m.If(ld_more):
+                                m.d.sync += kick.eq(1)
+                                goto(load_weights, running)
+                            with m.Else():
+                                goto(load_weights, idle)
+
+        else:
+            # stall_free: the same loads, with the column's and the load's last words as
+            # flags of their own, and every register under one enable (the handshake and
+            # one flag) with a next value from flip-flops: each enable is one LUT of the
+            # handshake.  The next values of beat_last, l_row_last, l_col_last, then of the
+            # flags, each as it becomes in a handshake:
+            bias_end = load_end & load_bias      # the bias entries' last word
+            n_beat_last = Mux(beat_last, Mux(bias_end, wpe == 1, Mux(load_bias, wpb == 1, wpe == 1)),
+                              Mux(load_bias, beat[wpb - 2] if wpb > 1 else 1,
+                                  beat[wpe - 2] if wpe > 1 else 1))
+            n_row_last = Mux(col_end, Mux(bias_end, kt_one, rows_one), l_row_pen)
+            n_col_last = Mux(load_end, nt_one, l_col_pen)
+            n_col_end = n_beat_last & Mux(beat_last, n_row_last, l_row_last)
+            n_load_end = n_col_end & Mux(col_end, n_col_last, l_col_last)
+            take = self.params.valid & p_ready
+            m.d.comb += self.params.ready.eq(p_ready)
+            with m.If(take):
+                m.d.sync += [beat.eq(Mux(beat_last, 1, beat.rotate_left(1))),
+                             beat_last.eq(n_beat_last), col_end.eq(n_col_end),
+                             load_end.eq(n_load_end)]
+                with m.If(load_bias):
+                    m.d.sync += b_we.eq(beat[:wpb])
+                with m.Else():
+                    m.d.sync += w_we.eq(beat[:wpe])
+            with m.If(take & beat_last):
+                m.d.sync += [l_addr.eq(Mux(bias_end, 0, l_addr + 1)),
+                             l_row.eq(Mux(col_end, 0, l_row + 1)), l_row_last.eq(n_row_last),
+                             l_row_pen.eq(Mux(col_end, Mux(bias_end, kt_two, rows_two),
+                                              l_row == rows_prev2))]
+            with m.If(take & col_end):
+                m.d.sync += [l_col.eq(Mux(load_end, 0, l_col + 1)), l_col_last.eq(n_col_last),
+                             l_col_pen.eq(Mux(load_end, nt_two, l_col == nt_prev2))]
+            with m.If(take & load_end):
+                # The load's last word: the weights follow the biases, then RUN.
+                with m.If(load_bias):
+                    m.d.sync += [rows_one.eq(kt_one), rows_two.eq(kt_two),
+                                 rows_prev2.eq(kt_prev2)]
+                    goto(load_bias, load_weights)
+                with m.Else():
+                    m.d.sync += p_ready.eq(0)
+                    with m.If(ld_more):
+                        m.d.sync += kick.eq(1)
+                        goto(load_weights, running)
+                    with m.Else():
+                        goto(load_weights, idle)
 
         with m.If(running & issue_done):
             goto(running, draining)
@@ -351,6 +420,8 @@ class LayerEngine(wiring.Component):
             can_load = load_ok
         else:
             can_load = running & ~full.bit_select(ld_bank, 1) & ld_more
+        if fast:
+            m.d.comb += ld_last.eq(ld_tok[0])
         fin = Signal(name="ld_fin")          # the last word of a vector is written
         m.d.comb += fin.eq(self.act.valid & can_load & ld_last)
         ld_left_two = equals_two(ld_left, fin, "ld_left")
@@ -361,10 +432,16 @@ class LayerEngine(wiring.Component):
         ]
         with m.If(self.act.valid & can_load):
             m.d.comb += a_wr.en.eq(1)
-            m.d.sync += [ld_word.eq(ld_word + 1), ld_last.eq(ld_word == kt_prev)]
+            m.d.sync += ld_word.eq(ld_word + 1)
+            if fast:
+                m.d.sync += ld_tok.eq(Mux(ld_last, kt_tok, ld_tok >> 1))
+            else:
+                m.d.sync += ld_last.eq(ld_word == kt_prev)
             with m.If(ld_last):
                 m.d.comb += set_full.eq(_one_hot(ld_bank, 2))
-                m.d.sync += [ld_word.eq(0), ld_last.eq(kt_one), ld_bank.eq(~ld_bank),
+                if not fast:
+                    m.d.sync += ld_last.eq(kt_one)
+                m.d.sync += [ld_word.eq(0), ld_bank.eq(~ld_bank),
                              ld_left.eq(ld_left_m1), ld_left_m1.eq(ld_left_m1 - 1),
                              ld_more.eq(~ld_left_one),
                              ld_left_one.eq(ld_left_two)]
@@ -468,7 +545,10 @@ class LayerEngine(wiring.Component):
                      for n in range(beats * q)]
             out = [Signal.like(rd_word[0], name=f"bias_out_{c}", reset_less=True)
                    for c in range(cfg.cols)]
-            g_valid, o_valid = Signal(name="g_valid"), Signal(name="bias_out_valid")
+            # (With stall_free both it and its copy below are kept: Yosys would merge a
+            # plain register into its kept twin.)
+            g_valid = Signal(name="g_valid")
+            o_valid = Signal(name="bias_out_valid", attrs=KEEP if fast else {})
             g_beat = _counter(beats, "g_beat")
             if beats == 1:
                 # One read per word: the output register refills in the cycle the array
@@ -483,16 +563,20 @@ class LayerEngine(wiring.Component):
                 move = g_valid & ~o_valid
                 promise = move
             take = b_valid & (~g_valid | move)
+            # With stall_free, the array sees a kept copy of bias_out_valid, which the placer
+            # puts by the array's result FIFO counts: its read decision (kept as a net of its
+            # own there) is one LUT of nearby flip-flops; only this reader waits for it.
+            a_valid = Signal(name="bias_out_valid_a", attrs=KEEP) if fast else o_valid
             m.d.comb += [
                 b_read.eq(~b_valid | take),
-                arr.bias.valid.eq(o_valid),
+                arr.bias.valid.eq(a_valid),
                 arr.bias_next.eq(promise),      # (g_valid is cleared when not active)
             ]
             m.d.comb += [arr.bias.payload[c].eq(out[c]) for c in range(cfg.cols)]
             with m.If(arr.bias.ready):
-                m.d.sync += o_valid.eq(0)
+                m.d.sync += [o_valid.eq(0), a_valid.eq(0)]
             with m.If(move):
-                m.d.sync += [o_valid.eq(1), g_valid.eq(0)]
+                m.d.sync += [o_valid.eq(1), a_valid.eq(1), g_valid.eq(0)]
                 m.d.sync += [out[c].eq(slots[c]) for c in range(cfg.cols)]
             with m.If(take):
                 m.d.sync += [slots[n].eq(slots[n + q]) for n in range((beats - 1) * q)]
@@ -502,7 +586,7 @@ class LayerEngine(wiring.Component):
                 with m.If(g_beat == beats - 1):
                     m.d.sync += [g_beat.eq(0), g_valid.eq(1)]
             with m.If(~active):
-                m.d.sync += [o_valid.eq(0), g_valid.eq(0), g_beat.eq(0)]
+                m.d.sync += [o_valid.eq(0), a_valid.eq(0), g_valid.eq(0), g_beat.eq(0)]
         elif beats == 1:
             m.d.comb += [
                 b_read.eq(~b_valid | arr.bias.ready),

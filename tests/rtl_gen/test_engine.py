@@ -7,7 +7,8 @@ from shifthw.rtl_gen.config import EngineConfig
 from shifthw.rtl_gen.engine import LayerEngine
 from shifthw.rtl_gen.host import (LayerJob, decode_outputs, encode_job, golden_job,
                                   random_inputs, random_job, zero_weight)
-from shifthw.rtl_gen.layouts import pack_descriptor, unpack_descriptor
+from shifthw.rtl_gen.layouts import (bias_entry_words, pack_descriptor, unpack_descriptor,
+                                      weight_entry_words)
 from shifthw.rtl_gen.simutil import simulate_job, simulate_streams
 
 # Small buffers, so that tiling over N happens; P = 14 for b = 5.
@@ -109,6 +110,23 @@ def test_every_small_tile_and_vector_count(k_tiles, stall, rng):
             d = unpack_descriptor(cfg, streams.desc[0])
             assert (d["k_tiles"], d["n_tiles"], d["count"]) == (k_tiles, n_tiles, count)
             _check(cfg, job, x, stall=0.3, seed=int(rng.integers(1 << 16)))
+
+
+@pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("cols, word", [(3, 7), (3, 14), (3, 16), (3, 28), (2, 24)])
+def test_entries_over_several_params_words(cols, word, stall, rng):
+    """Buffer entries wider than a params word: `beat` walks over 1-5 words per entry (a
+    weight entry and a bias word taking as many, more or fewer), and the loads' "last word
+    of the row / column / load" flags (flip-flops of their own with stall_free) meet every
+    count of words, rows and columns, with reloads in between."""
+    cfg = EngineConfig(rows=2, cols=cols, bias_lanes=1, out_lanes=1, k_depth=4,
+                       weight_depth=16, bias_depth=4, param_word_bits=word, **stall)
+    wpe, wpb = weight_entry_words(cfg), bias_entry_words(cfg)
+    assert (wpe, wpb) == {7: (5, 4), 14: (3, 2), 16: (2, 2), 28: (2, 1), 24: (1, 2)}[word]
+    for k_tiles, n_tiles in [(1, 1), (2, 3), (3, 2), (4, 1)]:
+        job = random_job(cfg, rng, cols * n_tiles - 1, 2 * k_tiles - 1)
+        x = random_inputs(cfg, rng, 2, job.fan_in)
+        _check(cfg, job, x, stall=0.3, seed=int(rng.integers(1 << 16)))
 
 
 @pytest.mark.parametrize("stall", STALLS)
