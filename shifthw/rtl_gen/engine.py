@@ -312,6 +312,22 @@ class LayerEngine(wiring.Component):
             with m.Else():
                 goto(start, idle)
 
+        def load_done(first=(), last=()):
+            """The load's last word: the weights follow the biases, then RUN (or IDLE when
+            the descriptor has no vectors).  ``first`` and ``last`` are the caller's own
+            resets of the bias load's counters, around the shared ones."""
+            with m.If(load_bias):
+                m.d.sync += [*first, rows_one.eq(kt_one), rows_two.eq(kt_two),
+                             rows_prev2.eq(kt_prev2), *last]
+                goto(load_bias, load_weights)
+            with m.Else():
+                m.d.sync += p_ready.eq(0)
+                with m.If(ld_more):
+                    m.d.sync += kick.eq(1)
+                    goto(load_weights, running)
+                with m.Else():
+                    goto(load_weights, idle)
+
         if not fast:
             # The loads: `beat` walks one-hot over the words of a buffer row (it is the write
             # enable), bias entries first, then weight entries.
@@ -333,20 +349,10 @@ class LayerEngine(wiring.Component):
                                  l_col.eq(l_col + 1), l_col_last.eq(l_col_pen),
                                  l_col_pen.eq(l_col == nt_prev2)]
                     with m.If(l_col_last):
-                        # The load's last word: the weights follow the biases, then RUN.
                         m.d.sync += [l_col.eq(0), l_col_last.eq(nt_one), l_col_pen.eq(nt_two)]
-                        with m.If(load_bias):
-                            m.d.sync += [l_addr.eq(0), l_row_last.eq(kt_one), l_row_pen.eq(kt_two),
-                                         rows_one.eq(kt_one), rows_two.eq(kt_two),
-                                         rows_prev2.eq(kt_prev2), beat_last.eq(wpe == 1)]
-                            goto(load_bias, load_weights)
-                        with m.Else():
-                            m.d.sync += p_ready.eq(0)
-                            with m.If(ld_more):
-                                m.d.sync += kick.eq(1)
-                                goto(load_weights, running)
-                            with m.Else():
-                                goto(load_weights, idle)
+                        load_done(first=[l_addr.eq(0), l_row_last.eq(kt_one),
+                                         l_row_pen.eq(kt_two)],
+                                  last=[beat_last.eq(wpe == 1)])
 
         else:
             # stall_free: the same loads, with the column's and the load's last words as
@@ -381,18 +387,7 @@ class LayerEngine(wiring.Component):
                 m.d.sync += [l_col.eq(Mux(load_end, 0, l_col + 1)), l_col_last.eq(n_col_last),
                              l_col_pen.eq(Mux(load_end, nt_two, l_col == nt_prev2))]
             with m.If(take & load_end):
-                # The load's last word: the weights follow the biases, then RUN.
-                with m.If(load_bias):
-                    m.d.sync += [rows_one.eq(kt_one), rows_two.eq(kt_two),
-                                 rows_prev2.eq(kt_prev2)]
-                    goto(load_bias, load_weights)
-                with m.Else():
-                    m.d.sync += p_ready.eq(0)
-                    with m.If(ld_more):
-                        m.d.sync += kick.eq(1)
-                        goto(load_weights, running)
-                    with m.Else():
-                        goto(load_weights, idle)
+                load_done()
 
         with m.If(running & issue_done):
             goto(running, draining)

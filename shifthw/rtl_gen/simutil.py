@@ -71,8 +71,19 @@ class SimStats:
 
 def simulate_streams(engine: LayerEngine, streams: EngineStreams, *, stall: float = 0.0,
                      seed: int = 0, vcd: str | None = None,
-                     max_cycles: int = 2_000_000) -> SimStats:
-    """Drive the words of ``streams`` through ``engine`` in amaranth.sim; collect outputs."""
+                     max_cycles: int | None = None) -> SimStats:
+    """Drive the words of ``streams`` through ``engine`` in amaranth.sim; collect outputs.
+
+    A run longer than ``max_cycles`` raises (a lost word must fail, not hang); by default the
+    deadline is ten times the cycles the job could need with every stream stalling at
+    ``stall``: its words plus its array beats plus a margin per descriptor.
+    """
+    if max_cycles is None:
+        vectors = sum(seg.m1 - seg.m0 for seg in streams.segments)
+        k_tiles = len(streams.act) // vectors if vectors else 0
+        work = (len(streams.desc) + len(streams.params) + len(streams.act)
+                + streams.out_words * (1 + k_tiles) + 64 * len(streams.segments) + 500)
+        max_cycles = int(10 * work / max(0.05, 1.0 - stall))
     stats = SimStats()
     sim = Simulator(engine)
     sim.add_clock(1e-8)
