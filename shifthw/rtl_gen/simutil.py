@@ -102,20 +102,31 @@ def simulate_streams(engine: LayerEngine, streams: EngineStreams, *, stall: floa
         stats.out = await stream_get(ctx, engine.out, streams.out_words, rng=rngs[3],
                                      stall=stall)
 
+    inputs = {"descriptor": (engine.desc, len(streams.desc)),
+              "params": (engine.params, len(streams.params)),
+              "activation": (engine.act, len(streams.act))}
+    taken = dict.fromkeys(inputs, 0)
+
     async def monitor(ctx):
         arr = engine.array.i
+        handshakes = [s for stream, _ in inputs.values() for s in (stream.valid, stream.ready)]
         cycle = 0
-        async for _, _, valid, ready in ctx.tick().sample(arr.valid, arr.ready):
+        async for _, _, valid, ready, *hs in ctx.tick().sample(arr.valid, arr.ready,
+                                                               *handshakes):
             if valid and ready:
                 stats.beats += 1
                 if stats.first_beat is None:
                     stats.first_beat = cycle
                 stats.last_beat = cycle
+            for k, name in enumerate(inputs):
+                taken[name] += hs[2 * k] & hs[2 * k + 1]
             cycle += 1
             stats.cycles = cycle
             if cycle > max_cycles:
-                raise RuntimeError(f"engine simulation exceeded {max_cycles} cycles "
-                                   f"({len(stats.out)} of {streams.out_words} outputs)")
+                words = ", ".join(f"{taken[name]} of {total} {name} words taken"
+                                  for name, (_, total) in inputs.items())
+                raise RuntimeError(f"engine simulation exceeded {max_cycles} cycles ({words}; "
+                                   f"{len(stats.out)} of {streams.out_words} outputs)")
 
     for bench in (put_desc, put_params, put_act, get_out):
         sim.add_testbench(bench)
