@@ -406,6 +406,19 @@ class LayerEngine(wiring.Component):
             m.d.sync += [eq2.eq(count == 2), eq3.eq(count == 3), stepped.eq(step)]
             return Mux(stepped, eq3, eq2)
 
+        def lagged_left(count, count_m1, step, name):
+            """stall_free: ``count`` and ``count_m1`` (a vectors-left counter and its value
+            minus one) step down a cycle after ``step``, so the enable of their flip-flops
+            is a flip-flop instead of the handshake.  Returns ``count == 2`` as it is before
+            this cycle's step, from flip-flops: the comparisons with 2, 3 and 4 of the lagging
+            counter are registered every cycle, with the steps of the last two cycles."""
+            q, q2 = Signal(name=f"{name}_step_q"), Signal(name=f"{name}_step_q2")
+            eqs = [Signal(name=f"{name}_eq{k}") for k in (2, 3, 4)]
+            m.d.sync += [q.eq(step), q2.eq(q), *(e.eq(count == k) for e, k in zip(eqs, (2, 3, 4)))]
+            with m.If(q & ~setup):
+                m.d.sync += [count.eq(count_m1), count_m1.eq(count_m1 - 1)]
+            return Mux(q & q2, eqs[2], Mux(q | q2, eqs[1], eqs[0]))
+
         # -- loader: act words into the free bank ----------------------------------------
         # With registered_stall, `load_ok` is a register, so the act handshake is one LUT of
         # two flip-flops.  Otherwise the loader's enable is combinational (as the issuer's
@@ -419,7 +432,10 @@ class LayerEngine(wiring.Component):
             m.d.comb += ld_last.eq(ld_tok[0])
         fin = Signal(name="ld_fin")          # the last word of a vector is written
         m.d.comb += fin.eq(self.act.valid & can_load & ld_last)
-        ld_left_two = equals_two(ld_left, fin, "ld_left")
+        if fast:
+            ld_left_two = lagged_left(ld_left, ld_left_m1, fin, "ld_left")
+        else:
+            ld_left_two = equals_two(ld_left, fin, "ld_left")
         m.d.comb += [
             self.act.ready.eq(can_load),
             a_wr.addr.eq(Cat(ld_word[:bank_bits], ld_bank)),
@@ -436,10 +452,9 @@ class LayerEngine(wiring.Component):
                 m.d.comb += set_full.eq(_one_hot(ld_bank, 2))
                 if not fast:
                     m.d.sync += ld_last.eq(kt_one)
-                m.d.sync += [ld_word.eq(0), ld_bank.eq(~ld_bank),
-                             ld_left.eq(ld_left_m1), ld_left_m1.eq(ld_left_m1 - 1),
-                             ld_more.eq(~ld_left_one),
-                             ld_left_one.eq(ld_left_two)]
+                step = [] if fast else [ld_left.eq(ld_left_m1), ld_left_m1.eq(ld_left_m1 - 1)]
+                m.d.sync += [ld_word.eq(0), ld_bank.eq(~ld_bank), *step,
+                             ld_more.eq(~ld_left_one), ld_left_one.eq(ld_left_two)]
         # load_ok a step ahead: after a vector's last word, the other bank must be empty (or
         # emptied by the issuer this cycle) and a vector left; otherwise it stays, or turns
         # on when the issuer empties the loader's bank, or after RUN's first cycle.  The issuer
@@ -467,7 +482,10 @@ class LayerEngine(wiring.Component):
         # `vec_end` (the last beat of an input vector) one of four (`is_vec_last`).
         advance = ~s1_valid | arr.i.ready
         rd_advance = ~s1_valid | arr.i_ready_buf      # the same, for the read enables
-        is_left_two = equals_two(is_left, vec_end, "is_left")
+        if fast:
+            is_left_two = lagged_left(is_left, is_left_m1, vec_end, "is_left")
+        else:
+            is_left_two = equals_two(is_left, vec_end, "is_left")
         m.d.comb += [
             issue.eq(bank_ok & advance),
             vec_end.eq(issue & is_vec_last),
@@ -506,7 +524,8 @@ class LayerEngine(wiring.Component):
                 with m.If(is_col_last):
                     m.d.sync += [is_col.eq(0), is_col_last.eq(nt_one), is_addr.eq(0),
                                  is_col_pen.eq(nt_two), is_vec_last.eq(kt_one & nt_one),
-                                 is_left.eq(is_left_m1), is_left_m1.eq(is_left_m1 - 1),
+                                 *([] if fast else [is_left.eq(is_left_m1),
+                                                    is_left_m1.eq(is_left_m1 - 1)]),
                                  is_left_one.eq(is_left_two)]
         entry = weight_entry_layout(cfg)
         m.d.comb += [

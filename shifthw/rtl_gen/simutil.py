@@ -101,11 +101,16 @@ def simulate_streams(engine: LayerEngine, streams: EngineStreams, *, stall: floa
     async def get_out(ctx):
         stats.out = await stream_get(ctx, engine.out, streams.out_words, rng=rngs[3],
                                      stall=stall)
+        # The last descriptor must end too: the engine back in IDLE, ready for the next one
+        # (a vectors-left count that misses its end would otherwise go unnoticed).
+        out_done[0] = True
+        await ctx.tick().until(engine.desc.ready)
 
     inputs = {"descriptor": (engine.desc, len(streams.desc)),
               "params": (engine.params, len(streams.params)),
               "activation": (engine.act, len(streams.act))}
     taken = dict.fromkeys(inputs, 0)
+    out_done = [False]           # stats.cycles stops at the last output word
 
     async def monitor(ctx):
         arr = engine.array.i
@@ -121,12 +126,15 @@ def simulate_streams(engine: LayerEngine, streams: EngineStreams, *, stall: floa
             for k, name in enumerate(inputs):
                 taken[name] += hs[2 * k] & hs[2 * k + 1]
             cycle += 1
-            stats.cycles = cycle
+            if not out_done[0]:
+                stats.cycles = cycle
             if cycle > max_cycles:
                 words = ", ".join(f"{taken[name]} of {total} {name} words taken"
                                   for name, (_, total) in inputs.items())
+                ended = ("; every output taken, but the engine did not return to IDLE"
+                         if out_done[0] else "")
                 raise RuntimeError(f"engine simulation exceeded {max_cycles} cycles ({words}; "
-                                   f"{len(stats.out)} of {streams.out_words} outputs)")
+                                   f"{len(stats.out)} of {streams.out_words} outputs{ended})")
 
     for bench in (put_desc, put_params, put_act, get_out):
         sim.add_testbench(bench)

@@ -113,6 +113,22 @@ def test_every_small_tile_and_vector_count(k_tiles, stall, rng):
 
 
 @pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("stall_prob", [0.0, 0.3])
+def test_vector_counts_back_to_back(stall_prob, stall, rng):
+    """One row-tile and one column-tile: a vector ends every beat, so the vectors-left
+    counters (with stall_free a cycle behind the handshakes, their "two left" from the
+    compares with 2, 3 and 4 and the last two steps) step on consecutive cycles; every
+    count of 1-6 vectors must end on its last vector."""
+    cfg = EngineConfig(rows=2, cols=2, k_depth=4, weight_depth=16, bias_depth=4, **stall)
+    for count in range(1, 7):
+        job = random_job(cfg, rng, 2, 2)
+        x = random_inputs(cfg, rng, count, job.fan_in)
+        d = unpack_descriptor(cfg, encode_job(cfg, job, x).desc[0])
+        assert (d["k_tiles"], d["n_tiles"], d["count"]) == (1, 1, count)
+        _check(cfg, job, x, stall=stall_prob, seed=int(rng.integers(1 << 16)))
+
+
+@pytest.mark.parametrize("stall", STALLS)
 @pytest.mark.parametrize("cols, word", [(3, 7), (3, 14), (3, 16), (3, 28), (2, 24)])
 def test_entries_over_several_params_words(cols, word, stall, rng):
     """Buffer entries wider than a params word: `beat` walks over 1-5 words per entry (a
