@@ -39,7 +39,7 @@ _ENGINE_FLAGS = (
     ("--registered-stall", "decide the array's stall a cycle ahead (one-result skid register; "
                            "higher Fmax on iCE40 and ECP5, ~250 more LUTs at 8 x 8)"),
     ("--stall-free", "no clock enable on the array's datapath (16-word result FIFO and "
-                     "credits; for high Fmax at G = P on the ECP5; exact accumulator only)"),
+                     "credits; for high Fmax at G > 0 on the ECP5; exact accumulator only)"),
     ("--pe-register", "a register inside every PE (shift and mult alike): one cycle more "
                       "latency, for high Fmax at G > 0"),
 )

@@ -251,7 +251,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
                         "register (higher Fmax on iCE40 and ECP5, ~250 more LUTs at 8 x 8)")
     p.add_argument("--stall-free", action="store_true",
                    help="no clock enable on the array's datapath: results go into a "
-                        "16-word result FIFO, beats wait for credits (for high Fmax at G = P "
+                        "16-word result FIFO, beats wait for credits (for high Fmax at G > 0 "
                         "on the ECP5; needs the default, exact accumulator)")
     p.add_argument("--pe-register", action="store_true",
                    help="a register inside every PE (shifter split in two; the multiplier "
