@@ -14,7 +14,7 @@ the PEs alone (the per-component breakdown of the same synthesis runs).
 
 Usage: ``python benchmarks/estimate_figures.py [--targets ice40-up5k,ecp5-85k]
 [--pipeline-stages N] [--out-lanes N] [--input-registers N] [--registered-stall]
-[--pe-register] [--stall-free] [--placements N]
+[--pe-register] [--stall-free] [--placements N] [--timing-weight N]
 [--json out.json]``.  Takes tens of minutes.  Not a test.
 """
 
@@ -90,6 +90,8 @@ def main(argv=None) -> int:
     ap.add_argument("--placements", type=int, default=1,
                     help="place each design N times (seeds 1..N), report the fastest and "
                          "print every seed's Fmax")
+    ap.add_argument("--timing-weight", type=int, default=None,
+                    help="nextpnr placer timing weight (default nextpnr's, 10)")
     ap.add_argument("--json", default=None, help="write every result here")
     args = ap.parse_args(argv)
     results = []
@@ -112,7 +114,8 @@ def main(argv=None) -> int:
                 syn = area.synthesize(cfg, tgt, work, dsp=dsp)
                 pr = None
                 if syn["fits"] and not args.no_place:
-                    pr = timing.place_and_route(tgt, work, placements=args.placements)
+                    pr = timing.place_and_route(tgt, work, placements=args.placements,
+                                                timing_weight=args.timing_weight)
             res = syn["resources"]
             fits = syn["fits"] and (pr is None or pr["fits"])
             cp = (pr or {}).get("critical_path") or {}

@@ -104,6 +104,9 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--placements", type=int, default=1,
                    help="place every design N times (nextpnr seeds 1..N) and report the "
                         "fastest placement, with every seed's Fmax (default 1)")
+    p.add_argument("--timing-weight", type=int, default=None,
+                   help="nextpnr placer timing weight (--placer-heap-timingweight; nextpnr's "
+                        "default 10): higher pulls critical paths closer, for every design")
     p.add_argument("--energy-table", type=Path, default=None,
                    help="energy-per-operation table (JSON) replacing the shipped one")
     p.add_argument("-o", "--output", type=Path, default=None,
@@ -154,6 +157,8 @@ def run_estimate(args: argparse.Namespace) -> int:
         raise ValueError(f"--images must be a positive integer, not {args.images}")
     if args.placements < 1:
         raise ValueError(f"--placements must be a positive integer, not {args.placements}")
+    if args.timing_weight is not None and args.timing_weight < 1:
+        raise ValueError(f"--timing-weight must be a positive integer, not {args.timing_weight}")
     cfg = _estimate_config(args)
     say = _say(args, "estimate")
     rep = estimate(cfg, target, model=args.model,
@@ -162,7 +167,7 @@ def run_estimate(args: argparse.Namespace) -> int:
                    mult_weight_bits=args.mult_weight_bits, images=args.images,
                    activity=not args.no_activity, place=not args.no_place,
                    freq_mhz=args.freq, energy_table=args.energy_table,
-                   placements=args.placements)
+                   placements=args.placements, timing_weight=args.timing_weight)
     text = markdown(rep)
     # The summary: everything up to the per-component tables.
     print(text.split("## Area by component")[0].rstrip())

@@ -106,7 +106,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
              mult_weight_bits: int = 8, images: int = 4, activity: bool = True,
              place: bool = True, freq_mhz: float | None = None,
              energy_table: str | os.PathLike | None = None,
-             plots: bool = True, placements: int = 1) -> dict:
+             plots: bool = True, placements: int = 1,
+             timing_weight: int | None = None) -> dict:
     """Estimate area, Fmax and energy of ``config`` on ``target``, beside the multiplier twin.
 
     Parameters
@@ -132,6 +133,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     plots : write PNG plots (with ``out_dir``).
     placements : place each design this many times (nextpnr seeds 1, 2, ...) and report the
         fastest placement, with every seed's Fmax (:func:`.timing.place_and_route`).
+    timing_weight : nextpnr's placer timing weight for every design (None: nextpnr's
+        default, 10), the same for the shift design and its twin.
 
     Returns
     -------
@@ -148,6 +151,10 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                          "its multiplier twin (or pass baseline=None)")
     if isinstance(placements, bool) or not isinstance(placements, int) or placements < 1:
         raise ValueError(f"placements must be a positive integer, not {placements!r}")
+    if timing_weight is not None and (isinstance(timing_weight, bool)
+                                      or not isinstance(timing_weight, int)
+                                      or timing_weight < 1):
+        raise ValueError(f"timing_weight must be a positive integer, not {timing_weight!r}")
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
     say = progress or (lambda msg: None)
@@ -184,7 +191,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                         f"{freq_mhz or tgt.freq_mhz:g} MHz target"
                         + (f", best of {placements} placements)" if placements > 1 else ")"))
                     placed = timing.place_and_route(tgt, work, freq_mhz=freq_mhz,
-                                                    progress=say, placements=placements)
+                                                    progress=say, placements=placements,
+                                                    timing_weight=timing_weight)
                     steps[f"{key}.place"] = placed["seconds"]
                 else:
                     over = ", ".join(f"{k} {syn['resources'].get('lut' if k == 'lut4' else k)}"
@@ -193,7 +201,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                               "error": f"not placed: synthesis exceeds the device ({over})",
                               "target_mhz": float(freq_mhz or tgt.freq_mhz),
                               "utilisation": {}, "logic_cells": None, "critical_path": None,
-                              "bram_output_registers": 0, "seed": None, "placements": []}
+                              "bram_output_registers": 0, "seed": None, "placements": [],
+                              "timing_weight": timing_weight}
             results[key] = {"config": cfg.to_dict(), "pe": cfg.pe, "dsp": dsp,
                             "area": syn, "timing": placed}
         energy_section = None

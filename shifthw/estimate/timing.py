@@ -92,7 +92,8 @@ def _critical(report: dict, log: str) -> dict | None:
 
 
 def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress=None,
-                    timeout: float | None = None, seed: int = 1, placements: int = 1) -> dict:
+                    timeout: float | None = None, seed: int = 1, placements: int = 1,
+                    timing_weight: int | None = None) -> dict:
     """Place and route ``work_dir/flat.json`` (from :func:`.area.synthesize`) with nextpnr.
 
     ``placements`` > 1 places the netlist that many times, with seeds ``seed``,
@@ -100,6 +101,10 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
     iterations do: each is a real placement whose bitstream runs at its Fmax); the figures
     and ``place.log`` / ``place.report.json`` are that placement's, ``placements`` lists
     every seed's Fmax (the spread a user sees from run to run).
+
+    ``timing_weight`` is the weight of timing against wire length in nextpnr's analytic
+    placer (``--placer-heap-timingweight``; None leaves nextpnr's default, 10).  Higher
+    values pull the cells of critical paths closer at some cost in total wire length.
 
     Returns
     -------
@@ -117,6 +122,10 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
         raise ValueError(f"target {target.name!r} has no place and route (generic gates)")
     if isinstance(placements, bool) or not isinstance(placements, int) or placements < 1:
         raise ValueError(f"placements must be a positive integer, not {placements!r}")
+    if timing_weight is not None and (isinstance(timing_weight, bool)
+                                      or not isinstance(timing_weight, int)
+                                      or timing_weight < 1):
+        raise ValueError(f"timing_weight must be a positive integer, not {timing_weight!r}")
     say = progress or (lambda msg: None)
     work = Path(work_dir)
     if not (work / "flat.json").exists():
@@ -135,7 +144,7 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
         s = seed + k
         if placements > 1:
             say(f"placement {k + 1} of {placements} (seed {s})")
-        out = _place_once(target, work, netlist, pins, freq, s, say, timeout)
+        out = _place_once(target, work, netlist, pins, freq, s, say, timeout, timing_weight)
         tries.append({"seed": s, "fmax_mhz": out["fmax_mhz"]})
         if placements > 1:
             for name in ("place.log", "place.report.json"):
@@ -147,16 +156,18 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
         for name in ("place.log", "place.report.json"):
             if (work / f"seed{best['seed']}.{name}").exists():
                 shutil.copyfile(work / f"seed{best['seed']}.{name}", work / name)
-    best.update(bram_output_registers=packed, placements=tries,
+    best.update(bram_output_registers=packed, placements=tries, timing_weight=timing_weight,
                 seconds=time.perf_counter() - t0)
     return best
 
 
 def _place_once(target, work: Path, netlist: str, pins: list[str], freq: float, seed: int,
-                say, timeout) -> dict:
+                say, timeout, timing_weight: int | None = None) -> dict:
     args = [*target.nextpnr, "--json", netlist, *pins,
             "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", str(seed),
             "--report", "place.report.json", "--log", "place.log"]
+    if timing_weight is not None:
+        args += ["--placer-heap-timingweight", str(timing_weight)]
     out = {"target_mhz": freq, "fits": False, "fmax_mhz": None, "met": False,
            "utilisation": {}, "logic_cells": None, "critical_path": None, "error": None,
            "seed": seed}

@@ -62,3 +62,26 @@ def test_ecp5_read_registers_are_packed_into_the_block_rams(tmp_path):
     assert placed["fmax_mhz"] == next(t["fmax_mhz"] for t in tries if t["seed"] == best)
     assert (tmp_path / "place.log").read_bytes() == \
         (tmp_path / f"seed{best}.place.log").read_bytes()
+
+
+def test_the_timing_weight_reaches_nextpnr(tmp_path, monkeypatch):
+    from shifthw import toolchain
+    from shifthw.estimate import area
+    from shifthw.rtl_gen.config import EngineConfig
+    with pytest.raises(ValueError, match="timing_weight must be a positive integer"):
+        place_and_route("ice40-up5k", tmp_path, timing_weight=0)
+    area.synthesize(EngineConfig(rows=2, cols=2, guard_bits=0), get_target("ice40-up5k"),
+                    str(tmp_path), breakdown=False)
+    calls = []
+    real = toolchain.run_nextpnr
+
+    def spy(family, args, **kw):
+        calls.append(list(args))
+        return real(family, args, **kw)
+
+    monkeypatch.setattr(toolchain, "run_nextpnr", spy)
+    placed = place_and_route("ice40-up5k", tmp_path, timing_weight=30)
+    assert placed["fits"] and placed["fmax_mhz"] > 0 and placed["timing_weight"] == 30
+    assert calls and all(a[a.index("--placer-heap-timingweight") + 1] == "30" for a in calls)
+    place_and_route("ice40-up5k", tmp_path)
+    assert "--placer-heap-timingweight" not in calls[-1]
