@@ -361,6 +361,12 @@ def _yowasp_cache_missing(script: str) -> Path | None:
     return None if warm else cache
 
 
+def first_run_pending(name: str) -> bool:
+    """Whether YoWASP tool ``name`` (a key of :data:`YOWASP_TOOLS`) has yet to compile its
+    WebAssembly on this machine (its first run then takes about 25 s longer)."""
+    return _yowasp_cache_missing(YOWASP_TOOLS[name][0]) is not None
+
+
 def check_relative_args(tool: str, args: Sequence[str]) -> None:
     """Refuse absolute paths, which a YoWASP tool cannot see.
 

@@ -107,6 +107,8 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--timing-weight", type=int, default=None,
                    help="nextpnr placer timing weight (--placer-heap-timingweight; nextpnr's "
                         "default 10): higher pulls critical paths closer, for every design")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="placements run at once (default: one per core)")
     p.add_argument("--energy-table", type=Path, default=None,
                    help="energy-per-operation table (JSON) replacing the shipped one")
     p.add_argument("-o", "--output", type=Path, default=None,
@@ -159,6 +161,8 @@ def run_estimate(args: argparse.Namespace) -> int:
         raise ValueError(f"--placements must be a positive integer, not {args.placements}")
     if args.timing_weight is not None and args.timing_weight < 1:
         raise ValueError(f"--timing-weight must be a positive integer, not {args.timing_weight}")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer, not {args.jobs}")
     cfg = _estimate_config(args)
     say = _say(args, "estimate")
     rep = estimate(cfg, target, model=args.model,
@@ -167,7 +171,8 @@ def run_estimate(args: argparse.Namespace) -> int:
                    mult_weight_bits=args.mult_weight_bits, images=args.images,
                    activity=not args.no_activity, place=not args.no_place,
                    freq_mhz=args.freq, energy_table=args.energy_table,
-                   placements=args.placements, timing_weight=args.timing_weight)
+                   placements=args.placements, timing_weight=args.timing_weight,
+                   jobs=args.jobs)
     text = markdown(rep)
     # The summary: everything up to the per-component tables.
     print(text.split("## Area by component")[0].rstrip())

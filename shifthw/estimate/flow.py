@@ -107,7 +107,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
              place: bool = True, freq_mhz: float | None = None,
              energy_table: str | os.PathLike | None = None,
              plots: bool = True, placements: int = 1,
-             timing_weight: int | None = None) -> dict:
+             timing_weight: int | None = None, jobs: int | None = None) -> dict:
     """Estimate area, Fmax and energy of ``config`` on ``target``, beside the multiplier twin.
 
     Parameters
@@ -135,6 +135,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         fastest placement, with every seed's Fmax (:func:`.timing.place_and_route`).
     timing_weight : nextpnr's placer timing weight for every design (None: nextpnr's
         default, 10), the same for the shift design and its twin.
+    jobs : placements run at once (default: one per core, at most ``placements``).
 
     Returns
     -------
@@ -155,6 +156,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                                       or not isinstance(timing_weight, int)
                                       or timing_weight < 1):
         raise ValueError(f"timing_weight must be a positive integer, not {timing_weight!r}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
     say = progress or (lambda msg: None)
@@ -192,7 +195,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                         + (f", best of {placements} placements)" if placements > 1 else ")"))
                     placed = timing.place_and_route(tgt, work, freq_mhz=freq_mhz,
                                                     progress=say, placements=placements,
-                                                    timing_weight=timing_weight)
+                                                    timing_weight=timing_weight,
+                                                    jobs=jobs)
                     steps[f"{key}.place"] = placed["seconds"]
                 else:
                     over = ", ".join(f"{k} {syn['resources'].get('lut' if k == 'lut4' else k)}"

@@ -18,9 +18,11 @@ and the generator source lines (``shifthw/rtl_gen/*.py:N``) along it, read from 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import toolchain
@@ -93,14 +95,17 @@ def _critical(report: dict, log: str) -> dict | None:
 
 def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress=None,
                     timeout: float | None = None, seed: int = 1, placements: int = 1,
-                    timing_weight: int | None = None) -> dict:
+                    timing_weight: int | None = None, jobs: int | None = None) -> dict:
     """Place and route ``work_dir/flat.json`` (from :func:`.area.synthesize`) with nextpnr.
 
     ``placements`` > 1 places the netlist that many times, with seeds ``seed``,
     ``seed + 1``, ..., and keeps the fastest placement (as a vendor flow's placement
     iterations do: each is a real placement whose bitstream runs at its Fmax); the figures
     and ``place.log`` / ``place.report.json`` are that placement's, ``placements`` lists
-    every seed's Fmax (the spread a user sees from run to run).
+    every seed's Fmax (the spread a user sees from run to run).  ``jobs`` placements run at
+    once (default: one per core, at most ``placements``), each nextpnr writing its own
+    ``seed<N>.place.log`` / ``seed<N>.place.report.json``; the result does not depend on
+    ``jobs``.
 
     ``timing_weight`` is the weight of timing against wire length in nextpnr's analytic
     placer (``--placer-heap-timingweight``; None leaves nextpnr's default, 10).  Higher
@@ -126,6 +131,8 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
                                       or not isinstance(timing_weight, int)
                                       or timing_weight < 1):
         raise ValueError(f"timing_weight must be a positive integer, not {timing_weight!r}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
     say = progress or (lambda msg: None)
     work = Path(work_dir)
     if not (work / "flat.json").exists():
@@ -139,33 +146,46 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
         netlist = "flat.pnr.json"
         (work / netlist).write_text(json.dumps(design))
     pins = _constraints(work, target, freq)
-    best, tries = None, []
-    for k in range(placements):
-        s = seed + k
+    seeds = [seed + k for k in range(placements)]
+    names = {s: (("place.log", "place.report.json") if placements == 1 else
+                 (f"seed{s}.place.log", f"seed{s}.place.report.json")) for s in seeds}
+
+    def place(k: int) -> dict:
+        s = seeds[k]
         if placements > 1:
             say(f"placement {k + 1} of {placements} (seed {s})")
-        out = _place_once(target, work, netlist, pins, freq, s, say, timeout, timing_weight)
-        tries.append({"seed": s, "fmax_mhz": out["fmax_mhz"]})
-        if placements > 1:
-            for name in ("place.log", "place.report.json"):
-                if (work / name).exists():
-                    (work / name).replace(work / f"seed{s}.{name}")
+        return _place_once(target, work, netlist, pins, freq, s, say, timeout, timing_weight,
+                           *names[s])
+
+    workers = min(placements, jobs or os.cpu_count() or 1)
+    results: list[dict] = []
+    if workers > 1 and toolchain.first_run_pending(f"nextpnr-{target.family}"):
+        # Place once alone while YoWASP compiles the tool, so that two runs do not both
+        # compile it (and race on its cache).
+        results.append(place(0))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results += list(pool.map(place, range(len(results), placements)))
+    tries = [{"seed": out["seed"], "fmax_mhz": out["fmax_mhz"]} for out in results]
+    best = None
+    for out in results:  # in seed order: the first of equally fast placements is kept
         if best is None or (out["fmax_mhz"] or 0.0) > (best["fmax_mhz"] or 0.0):
             best = out
     if placements > 1:
-        for name in ("place.log", "place.report.json"):
-            if (work / f"seed{best['seed']}.{name}").exists():
-                shutil.copyfile(work / f"seed{best['seed']}.{name}", work / name)
+        for name, kept in zip(("place.log", "place.report.json"), names[best["seed"]]):
+            (work / name).unlink(missing_ok=True)
+            if (work / kept).exists():
+                shutil.copyfile(work / kept, work / name)
     best.update(bram_output_registers=packed, placements=tries, timing_weight=timing_weight,
                 seconds=time.perf_counter() - t0)
     return best
 
 
 def _place_once(target, work: Path, netlist: str, pins: list[str], freq: float, seed: int,
-                say, timeout, timing_weight: int | None = None) -> dict:
+                say, timeout, timing_weight: int | None = None, log_name: str = "place.log",
+                report_name: str = "place.report.json") -> dict:
     args = [*target.nextpnr, "--json", netlist, *pins,
             "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", str(seed),
-            "--report", "place.report.json", "--log", "place.log"]
+            "--report", report_name, "--log", log_name]
     if timing_weight is not None:
         args += ["--placer-heap-timingweight", str(timing_weight)]
     out = {"target_mhz": freq, "fits": False, "fmax_mhz": None, "met": False,
@@ -174,13 +194,13 @@ def _place_once(target, work: Path, netlist: str, pins: list[str], freq: float, 
     try:
         toolchain.run_nextpnr(target.family, args, cwd=work, progress=say, timeout=timeout)
     except toolchain.ToolError as exc:
-        log = (work / "place.log").read_text(errors="replace") if (work / "place.log").exists() \
+        log = (work / log_name).read_text(errors="replace") if (work / log_name).exists() \
             else str(exc)
         errors = [ln.strip() for ln in log.splitlines() if ln.startswith("ERROR")]
         out["error"] = errors[0] if errors else str(exc).splitlines()[0]
         return out
-    report = json.loads((work / "place.report.json").read_text())
-    log = (work / "place.log").read_text(errors="replace")
+    report = json.loads((work / report_name).read_text())
+    log = (work / log_name).read_text(errors="replace")
     clocks = report.get("fmax", {})
     fmax = min((c["achieved"] for c in clocks.values()), default=None)
     util = {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}

@@ -25,10 +25,11 @@ def test_unknown_target_is_one_clear_error():
         run_estimate(args)
 
 
-def test_bad_placements_is_one_clear_error(tmp_path):
+@pytest.mark.parametrize("flag", ["--placements", "--timing-weight", "--jobs"])
+def test_bad_placement_option_is_one_clear_error(tmp_path, flag):
     args = _parse(add_estimate_arguments, ["--target", "ecp5-85k", "--rows", "2",
-                                           "--placements", "0", "-o", str(tmp_path / "r")])
-    with pytest.raises(ValueError, match="--placements must be a positive integer, not 0"):
+                                           flag, "0", "-o", str(tmp_path / "r")])
+    with pytest.raises(ValueError, match=f"{flag} must be a positive integer, not 0"):
         run_estimate(args)
     assert not (tmp_path / "r").exists()
 

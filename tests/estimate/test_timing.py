@@ -85,3 +85,42 @@ def test_the_timing_weight_reaches_nextpnr(tmp_path, monkeypatch):
     assert calls and all(a[a.index("--placer-heap-timingweight") + 1] == "30" for a in calls)
     place_and_route("ice40-up5k", tmp_path)
     assert "--placer-heap-timingweight" not in calls[-1]
+
+
+def test_placements_run_side_by_side_with_the_same_result(tmp_path, monkeypatch):
+    import threading
+
+    from shifthw import toolchain
+    from shifthw.estimate import area
+    from shifthw.rtl_gen.config import EngineConfig
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        place_and_route("ice40-up5k", tmp_path, placements=2, jobs=0)
+    area.synthesize(EngineConfig(rows=2, cols=2, guard_bits=0), get_target("ice40-up5k"),
+                    str(tmp_path), breakdown=False)
+    lock, active, most = threading.Lock(), [0], [0]
+    real = toolchain.run_nextpnr
+
+    def spy(family, args, **kw):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            return real(family, args, **kw)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(toolchain, "run_nextpnr", spy)
+    together = place_and_route("ice40-up5k", tmp_path, placements=3, jobs=3)
+    assert most[0] >= 2  # nextpnr ran more than once at a time
+    assert (tmp_path / "place.log").read_bytes() == \
+        (tmp_path / f"seed{together['seed']}.place.log").read_bytes()
+    most[0] = 0
+    alone = place_and_route("ice40-up5k", tmp_path, placements=3, jobs=1)
+    assert most[0] == 1
+    # Each seed's placement is the same whichever way they ran, so is the one kept.
+    assert together["placements"] == alone["placements"]
+    assert [t["seed"] for t in alone["placements"]] == [1, 2, 3]
+    assert together["seed"] == alone["seed"] and together["fmax_mhz"] == alone["fmax_mhz"]
+    assert (tmp_path / "place.log").read_bytes() == \
+        (tmp_path / f"seed{alone['seed']}.place.log").read_bytes()
