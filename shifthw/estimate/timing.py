@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -133,7 +134,13 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
         raise ValueError(f"timing_weight must be a positive integer, not {timing_weight!r}")
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
-    say = progress or (lambda msg: None)
+    lock = threading.Lock()
+
+    def say(msg: str) -> None:  # one whole line at a time from the placements' threads
+        if progress is not None:
+            with lock:
+                progress(msg)
+
     work = Path(work_dir)
     if not (work / "flat.json").exists():
         raise FileNotFoundError(f"{work / 'flat.json'}: synthesise first (no netlist)")
