@@ -348,8 +348,9 @@ class PEArray(wiring.Component):
         FIFO's "not empty" and the credits' "one left" are the lowest bits of thermometer
         codes (one flip-flop per word, shifted up or down); a result is read out of the FIFO
         only when one of the two output slots is sure to be free (slot credits), together
-        with its bias, into registers with no enable, and written into its slot a cycle
-        later with the bias added; ``o`` shows the older slot.
+        with its bias, into registers with no enable, and written a cycle later with the
+        bias added into the first slot, which passes its word on to the second; ``o`` shows
+        the older word.
         """
         cfg = self._cfg
         width, depth = cfg.acc_bits, RESULT_FIFO_DEPTH
@@ -404,18 +405,21 @@ class PEArray(wiring.Component):
         m.d.sync += got.eq(read)
         m.d.sync += [d.eq(b) for d, b in zip(bias, self.bias.payload)]
         data = [rd.data[c * width:(c + 1) * width].as_signed() for c in range(cfg.cols)]
+        # Two slots as a two-word shift register: a result always enters slot 0, which
+        # passes its word on to slot 1 at the same time, so each sum bit drives one
+        # flip-flop (the one in its adder's slice) and slot 1 takes flip-flops only.  The
+        # words held are always none, slot 0, or both (slot 1 the older), which is what
+        # the thermometer `full` counts: `o` shows slot 1 while both are full, else slot 0.
+        # Slot 1 may take slot 0's word unconditionally: a new result arrives only while a
+        # slot is free (the slot credits), so slot 1 then holds no word or one that leaves
+        # in this cycle.
         slots = [[Signal(signed(width), name=f"result_s{k}_{c}", reset_less=True)
                   for c in range(cfg.cols)] for k in range(2)]
-        w_slot, r_slot = Signal(name="result_w_slot"), Signal(name="result_r_slot")
         full = thermometer("slots_full", 2, 0, got, pop)
-        for k, slot in enumerate(slots):
-            with m.If(got & (w_slot == k)):
-                m.d.sync += [r.eq(x + b) for r, x, b in zip(slot, data, bias)]
         with m.If(got):
-            m.d.sync += w_slot.eq(~w_slot)
-        with m.If(pop):
-            m.d.sync += r_slot.eq(~r_slot)
+            m.d.sync += [r.eq(x + b) for r, x, b in zip(slots[0], data, bias)]
+            m.d.sync += [older.eq(newer) for older, newer in zip(slots[1], slots[0])]
         m.d.comb += [self.o.valid.eq(full[0]), pop.eq(full[0] & self.o.ready)]
-        m.d.comb += [self.o.payload[c].eq(Mux(r_slot, s1, s0))
+        m.d.comb += [self.o.payload[c].eq(Mux(full[1], s1, s0))
                      for c, (s0, s1) in enumerate(zip(*slots))]
         return push | held[0] | got | full[0]
