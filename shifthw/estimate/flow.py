@@ -150,14 +150,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     if baseline == "mult" and config.pe != "shift":
         raise ValueError("the design to estimate has pe='mult'; compare a shift design with "
                          "its multiplier twin (or pass baseline=None)")
-    if isinstance(placements, bool) or not isinstance(placements, int) or placements < 1:
-        raise ValueError(f"placements must be a positive integer, not {placements!r}")
-    if timing_weight is not None and (isinstance(timing_weight, bool)
-                                      or not isinstance(timing_weight, int)
-                                      or timing_weight < 1):
-        raise ValueError(f"timing_weight must be a positive integer, not {timing_weight!r}")
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    timing.check_placement_options(placements, timing_weight, jobs)
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
     say = progress or (lambda msg: None)

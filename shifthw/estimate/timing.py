@@ -32,7 +32,7 @@ from .bram_pack import pack_output_registers
 from .hierarchy import scope_component
 from .targets import Target, get_target
 
-__all__ = ["place_and_route", "cell_component"]
+__all__ = ["place_and_route", "check_placement_options", "cell_component"]
 
 
 def _constraints(work: Path, target: Target, freq_mhz: float) -> list[str]:
@@ -94,6 +94,18 @@ def _critical(report: dict, log: str) -> dict | None:
             "source_lines": lines}
 
 
+def check_placement_options(placements, timing_weight=None, jobs=None) -> None:
+    """Refuse a ``placements``, ``timing_weight`` or ``jobs`` of :func:`place_and_route`
+    that is not a positive integer (the last two may be None), naming it."""
+    for name, value, optional in (("placements", placements, False),
+                                  ("timing_weight", timing_weight, True),
+                                  ("jobs", jobs, True)):
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
 def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress=None,
                     timeout: float | None = None, seed: int = 1, placements: int = 1,
                     timing_weight: int | None = None, jobs: int | None = None) -> dict:
@@ -126,14 +138,7 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
     target = get_target(target)
     if not target.is_fpga:
         raise ValueError(f"target {target.name!r} has no place and route (generic gates)")
-    if isinstance(placements, bool) or not isinstance(placements, int) or placements < 1:
-        raise ValueError(f"placements must be a positive integer, not {placements!r}")
-    if timing_weight is not None and (isinstance(timing_weight, bool)
-                                      or not isinstance(timing_weight, int)
-                                      or timing_weight < 1):
-        raise ValueError(f"timing_weight must be a positive integer, not {timing_weight!r}")
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    check_placement_options(placements, timing_weight, jobs)
     lock = threading.Lock()
 
     def say(msg: str) -> None:  # one whole line at a time from the placements' threads
