@@ -178,10 +178,8 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results += list(pool.map(place, range(len(results), placements)))
     tries = [{"seed": out["seed"], "fmax_mhz": out["fmax_mhz"]} for out in results]
-    best = None
-    for out in results:  # in seed order: the first of equally fast placements is kept
-        if best is None or (out["fmax_mhz"] or 0.0) > (best["fmax_mhz"] or 0.0):
-            best = out
+    # In seed order, so the first of equally fast placements is kept.
+    best = max(results, key=lambda out: out["fmax_mhz"] or 0.0)
     if placements > 1:
         for name, kept in zip(("place.log", "place.report.json"), names[best["seed"]]):
             (work / name).unlink(missing_ok=True)
