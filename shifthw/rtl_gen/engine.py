@@ -115,6 +115,7 @@ class LayerEngine(wiring.Component):
         bank = 1 << bank_bits
         # stall_free is the high-Fmax engine: its control keeps a few more flags as flip-flops.
         fast = cfg.stall_free
+        lag = fast or cfg.registered_stall
         # No buffer is ever read and written at one address in one cycle where the read
         # matters (see the module docstring), so Yosys need not emulate collisions.  (At least
         # two rows each: a zero-width address makes odd Verilog.)
@@ -189,7 +190,8 @@ class LayerEngine(wiring.Component):
         load_ok = Signal()                   # running & ~full[ld_bank] & ld_more, a step ahead
         other_full = Signal()                # full[~ld_bank], a flip-flop
         kick = Signal()                      # the first cycle of RUN
-        issue, vec_end = Signal(name="issue"), Signal(name="vec_end")   # the issuer's
+        issue = Signal(name="issue", attrs=KEEP if cfg.registered_stall else {})
+        vec_end = Signal(name="vec_end", attrs=KEEP if cfg.registered_stall else {})   # the issuer's
         # issuer (buffers into the array)
         is_bank = Signal()
         is_row = _counter(bank, "is_row")
@@ -432,7 +434,7 @@ class LayerEngine(wiring.Component):
             m.d.comb += ld_last.eq(ld_tok[0])
         fin = Signal(name="ld_fin")          # the last word of a vector is written
         m.d.comb += fin.eq(self.act.valid & can_load & ld_last)
-        if fast:
+        if lag:
             ld_left_two = lagged_left(ld_left, ld_left_m1, fin, "ld_left")
         else:
             ld_left_two = equals_two(ld_left, fin, "ld_left")
@@ -452,7 +454,7 @@ class LayerEngine(wiring.Component):
                 m.d.comb += set_full.eq(_one_hot(ld_bank, 2))
                 if not fast:
                     m.d.sync += ld_last.eq(kt_one)
-                step = [] if fast else [ld_left.eq(ld_left_m1), ld_left_m1.eq(ld_left_m1 - 1)]
+                step = [] if lag else [ld_left.eq(ld_left_m1), ld_left_m1.eq(ld_left_m1 - 1)]
                 m.d.sync += [ld_word.eq(0), ld_bank.eq(~ld_bank), *step,
                              ld_more.eq(~ld_left_one), ld_left_one.eq(ld_left_two)]
         # load_ok a step ahead: after a vector's last word, the other bank must be empty (or
@@ -467,7 +469,7 @@ class LayerEngine(wiring.Component):
                 m.d.sync += other_full.eq(0)
             with m.Elif(fin):
                 m.d.sync += other_full.eq(1)       # the bank just filled becomes the other
-            with m.Elif(vec_end & (is_bank != ld_bank)):
+            with m.Elif(vec_end & ~same_bank):      # same_bank == (ld_bank == is_bank)
                 m.d.sync += other_full.eq(0)
             with m.If(running):
                 m.d.sync += load_ok.eq(Mux(
@@ -482,7 +484,7 @@ class LayerEngine(wiring.Component):
         # `vec_end` (the last beat of an input vector) one of four (`is_vec_last`).
         advance = ~s1_valid | arr.i.ready
         rd_advance = ~s1_valid | arr.i_ready_buf      # the same, for the read enables
-        if fast:
+        if lag:
             is_left_two = lagged_left(is_left, is_left_m1, vec_end, "is_left")
         else:
             is_left_two = equals_two(is_left, vec_end, "is_left")
@@ -524,7 +526,7 @@ class LayerEngine(wiring.Component):
                 with m.If(is_col_last):
                     m.d.sync += [is_col.eq(0), is_col_last.eq(nt_one), is_addr.eq(0),
                                  is_col_pen.eq(nt_two), is_vec_last.eq(kt_one & nt_one),
-                                 *([] if fast else [is_left.eq(is_left_m1),
+                                 *([] if lag else [is_left.eq(is_left_m1),
                                                     is_left_m1.eq(is_left_m1 - 1)]),
                                  is_left_one.eq(is_left_two)]
         entry = weight_entry_layout(cfg)
