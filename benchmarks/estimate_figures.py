@@ -14,8 +14,9 @@ the PEs alone (the per-component breakdown of the same synthesis runs).
 
 Usage: ``python benchmarks/estimate_figures.py [--targets ice40-up5k,ecp5-85k]
 [--pipeline-stages N] [--out-lanes N] [--input-registers N] [--registered-stall]
-[--pe-register] [--stall-free] [--placements N] [--timing-weight N]
-[--json out.json]``.  Takes tens of minutes.  Not a test.
+[--pe-register] [--stall-free] [--placements N] [--timing-weight N] [--opt-timing]
+[--json out.json]``.  ``--opt-timing`` (nextpnr-ice40's post-placement timing optimisation)
+applies to the iCE40 targets only.  Takes tens of minutes.  Not a test.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def main(argv=None) -> int:
                          "print every seed's Fmax")
     ap.add_argument("--timing-weight", type=int, default=None,
                     help="nextpnr placer timing weight (default nextpnr's, 10)")
+    ap.add_argument("--opt-timing", action="store_true",
+                    help="iCE40 targets: nextpnr's post-placement timing optimisation")
     ap.add_argument("--json", default=None, help="write every result here")
     args = ap.parse_args(argv)
     results = []
@@ -115,7 +118,9 @@ def main(argv=None) -> int:
                 pr = None
                 if syn["fits"] and not args.no_place:
                     pr = timing.place_and_route(tgt, work, placements=args.placements,
-                                                timing_weight=args.timing_weight)
+                                                timing_weight=args.timing_weight,
+                                                opt_timing=args.opt_timing
+                                                and tgt.family == "ice40")
             res = syn["resources"]
             fits = syn["fits"] and (pr is None or pr["fits"])
             cp = (pr or {}).get("critical_path") or {}

@@ -109,6 +109,9 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
                         "default 10): higher pulls critical paths closer, for every design")
     p.add_argument("--jobs", type=int, default=None,
                    help="placements run at once (default: one per core)")
+    p.add_argument("--opt-timing", action="store_true",
+                   help="iCE40: nextpnr's post-placement timing optimisation (--opt-timing) "
+                        "for every design")
     p.add_argument("--energy-table", type=Path, default=None,
                    help="energy-per-operation table (JSON) replacing the shipped one")
     p.add_argument("-o", "--output", type=Path, default=None,
@@ -163,6 +166,9 @@ def run_estimate(args: argparse.Namespace) -> int:
         raise ValueError(f"--timing-weight must be a positive integer, not {args.timing_weight}")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be a positive integer, not {args.jobs}")
+    if args.opt_timing and target.family != "ice40":
+        raise ValueError(f"--opt-timing is nextpnr-ice40's post-placement pass; target "
+                         f"{target.name!r} has none")
     cfg = _estimate_config(args)
     say = _say(args, "estimate")
     rep = estimate(cfg, target, model=args.model,
@@ -172,7 +178,7 @@ def run_estimate(args: argparse.Namespace) -> int:
                    activity=not args.no_activity, place=not args.no_place,
                    freq_mhz=args.freq, energy_table=args.energy_table,
                    placements=args.placements, timing_weight=args.timing_weight,
-                   jobs=args.jobs)
+                   jobs=args.jobs, opt_timing=args.opt_timing)
     text = markdown(rep)
     # The summary: everything up to the per-component tables.
     print(text.split("## Area by component")[0].rstrip())

@@ -107,7 +107,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
              place: bool = True, freq_mhz: float | None = None,
              energy_table: str | os.PathLike | None = None,
              plots: bool = True, placements: int = 1,
-             timing_weight: int | None = None, jobs: int | None = None) -> dict:
+             timing_weight: int | None = None, jobs: int | None = None,
+             opt_timing: bool = False) -> dict:
     """Estimate area, Fmax and energy of ``config`` on ``target``, beside the multiplier twin.
 
     Parameters
@@ -136,6 +137,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     timing_weight : nextpnr's placer timing weight for every design (None: nextpnr's
         default, 10), the same for the shift design and its twin.
     jobs : placements run at once (default: one per core, at most ``placements``).
+    opt_timing : nextpnr-ice40's post-placement timing optimisation (``--opt-timing``) for
+        every design (iCE40 targets only).
 
     Returns
     -------
@@ -150,7 +153,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     if baseline == "mult" and config.pe != "shift":
         raise ValueError("the design to estimate has pe='mult'; compare a shift design with "
                          "its multiplier twin (or pass baseline=None)")
-    timing.check_placement_options(placements, timing_weight, jobs)
+    timing.check_placement_options(placements, timing_weight, jobs, opt_timing, tgt)
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
     say = progress or (lambda msg: None)
@@ -189,7 +192,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                     placed = timing.place_and_route(tgt, work, freq_mhz=freq_mhz,
                                                     progress=say, placements=placements,
                                                     timing_weight=timing_weight,
-                                                    jobs=jobs)
+                                                    jobs=jobs, opt_timing=opt_timing)
                     steps[f"{key}.place"] = placed["seconds"]
                 else:
                     over = ", ".join(f"{k} {syn['resources'].get('lut' if k == 'lut4' else k)}"
@@ -199,7 +202,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                               "target_mhz": float(freq_mhz or tgt.freq_mhz),
                               "utilisation": {}, "logic_cells": None, "critical_path": None,
                               "bram_output_registers": 0, "seed": None, "placements": [],
-                              "timing_weight": timing_weight}
+                              "timing_weight": timing_weight, "opt_timing": opt_timing}
             results[key] = {"config": cfg.to_dict(), "pe": cfg.pe, "dsp": dsp,
                             "area": syn, "timing": placed}
         energy_section = None

@@ -94,9 +94,17 @@ def _critical(report: dict, log: str) -> dict | None:
             "source_lines": lines}
 
 
-def check_placement_options(placements, timing_weight=None, jobs=None) -> None:
+def check_placement_options(placements, timing_weight=None, jobs=None, opt_timing=False,
+                            target=None) -> None:
     """Refuse a ``placements``, ``timing_weight`` or ``jobs`` of :func:`place_and_route`
-    that is not a positive integer (the last two may be None), naming it."""
+    that is not a positive integer (the last two may be None), and an ``opt_timing`` that
+    is not a bool or is asked of a target without it, naming it."""
+    if not isinstance(opt_timing, bool):
+        raise TypeError(f"opt_timing must be a bool, not {opt_timing!r}")
+    if opt_timing and target is not None and get_target(target).family != "ice40":
+        raise ValueError(f"opt_timing: nextpnr's post-placement timing optimisation "
+                         f"(--opt-timing) is nextpnr-ice40's alone; target "
+                         f"{get_target(target).name!r} has no such pass")
     for name, value, optional in (("placements", placements, False),
                                   ("timing_weight", timing_weight, True),
                                   ("jobs", jobs, True)):
@@ -108,7 +116,8 @@ def check_placement_options(placements, timing_weight=None, jobs=None) -> None:
 
 def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress=None,
                     timeout: float | None = None, seed: int = 1, placements: int = 1,
-                    timing_weight: int | None = None, jobs: int | None = None) -> dict:
+                    timing_weight: int | None = None, jobs: int | None = None,
+                    opt_timing: bool = False) -> dict:
     """Place and route ``work_dir/flat.json`` (from :func:`.area.synthesize`) with nextpnr.
 
     ``placements`` > 1 places the netlist that many times, with seeds ``seed``,
@@ -123,6 +132,8 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
     ``timing_weight`` is the weight of timing against wire length in nextpnr's analytic
     placer (``--placer-heap-timingweight``; None leaves nextpnr's default, 10).  Higher
     values pull the cells of critical paths closer at some cost in total wire length.
+    ``opt_timing`` (iCE40 only) runs nextpnr-ice40's post-placement timing optimisation
+    (``--opt-timing``), which moves cells of critical paths after the placer.
 
     Returns
     -------
@@ -138,7 +149,7 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
     target = get_target(target)
     if not target.is_fpga:
         raise ValueError(f"target {target.name!r} has no place and route (generic gates)")
-    check_placement_options(placements, timing_weight, jobs)
+    check_placement_options(placements, timing_weight, jobs, opt_timing, target)
     lock = threading.Lock()
 
     def say(msg: str) -> None:  # one whole line at a time from the placements' threads
@@ -167,7 +178,7 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
         if placements > 1:
             say(f"placement {k + 1} of {placements} (seed {s})")
         return _place_once(target, work, netlist, pins, freq, s, say, timeout, timing_weight,
-                           *names[s])
+                           *names[s], opt_timing=opt_timing)
 
     workers = min(placements, jobs or os.cpu_count() or 1)
     results: list[dict] = []
@@ -186,18 +197,20 @@ def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress
             if (work / kept).exists():
                 shutil.copyfile(work / kept, work / name)
     best.update(bram_output_registers=packed, placements=tries, timing_weight=timing_weight,
-                seconds=time.perf_counter() - t0)
+                opt_timing=opt_timing, seconds=time.perf_counter() - t0)
     return best
 
 
 def _place_once(target, work: Path, netlist: str, pins: list[str], freq: float, seed: int,
                 say, timeout, timing_weight: int | None = None, log_name: str = "place.log",
-                report_name: str = "place.report.json") -> dict:
+                report_name: str = "place.report.json", *, opt_timing: bool = False) -> dict:
     args = [*target.nextpnr, "--json", netlist, *pins,
             "--freq", f"{freq:g}", "--timing-allow-fail", "--seed", str(seed),
             "--report", report_name, "--log", log_name]
     if timing_weight is not None:
         args += ["--placer-heap-timingweight", str(timing_weight)]
+    if opt_timing:
+        args.append("--opt-timing")
     out = {"target_mhz": freq, "fits": False, "fmax_mhz": None, "met": False,
            "utilisation": {}, "logic_cells": None, "critical_path": None, "error": None,
            "seed": seed}

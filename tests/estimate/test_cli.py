@@ -34,6 +34,15 @@ def test_bad_placement_option_is_one_clear_error(tmp_path, flag):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("target", ["ecp5-85k", "generic"])
+def test_opt_timing_is_for_ice40_alone(tmp_path, target):
+    args = _parse(add_estimate_arguments, ["--target", target, "--rows", "2", "--opt-timing",
+                                           "-o", str(tmp_path / "r")])
+    with pytest.raises(ValueError, match=f"--opt-timing is nextpnr-ice40's .* {target!r}"):
+        run_estimate(args)
+    assert not (tmp_path / "r").exists()
+
+
 def test_missing_design_folder_is_one_clear_error(tmp_path):
     args = _parse(add_estimate_arguments, [str(tmp_path / "build"), "--target", "generic"])
     with pytest.raises(FileNotFoundError, match="design folder .*build.*: no such folder"):

@@ -64,12 +64,16 @@ def test_ecp5_read_registers_are_packed_into_the_block_rams(tmp_path):
         (tmp_path / f"seed{best}.place.log").read_bytes()
 
 
-def test_the_timing_weight_reaches_nextpnr(tmp_path, monkeypatch):
+def test_the_timing_weight_and_opt_timing_reach_nextpnr(tmp_path, monkeypatch):
     from shifthw import toolchain
     from shifthw.estimate import area
     from shifthw.rtl_gen.config import EngineConfig
     with pytest.raises(ValueError, match="timing_weight must be a positive integer"):
         place_and_route("ice40-up5k", tmp_path, timing_weight=0)
+    with pytest.raises(ValueError, match="opt_timing: .* target 'ecp5-25k' has no such pass"):
+        place_and_route("ecp5-25k", tmp_path, opt_timing=True)
+    with pytest.raises(TypeError, match="opt_timing must be a bool, not 'yes'"):
+        place_and_route("ice40-up5k", tmp_path, opt_timing="yes")
     area.synthesize(EngineConfig(rows=2, cols=2, guard_bits=0), get_target("ice40-up5k"),
                     str(tmp_path), breakdown=False)
     calls = []
@@ -83,8 +87,13 @@ def test_the_timing_weight_reaches_nextpnr(tmp_path, monkeypatch):
     placed = place_and_route("ice40-up5k", tmp_path, timing_weight=30)
     assert placed["fits"] and placed["fmax_mhz"] > 0 and placed["timing_weight"] == 30
     assert calls and all(a[a.index("--placer-heap-timingweight") + 1] == "30" for a in calls)
+    assert all("--opt-timing" not in a for a in calls) and placed["opt_timing"] is False
     place_and_route("ice40-up5k", tmp_path)
     assert "--placer-heap-timingweight" not in calls[-1]
+    placed = place_and_route("ice40-up5k", tmp_path, opt_timing=True)
+    assert placed["fits"] and placed["fmax_mhz"] > 0 and placed["opt_timing"] is True
+    assert "--opt-timing" in calls[-1]
+    assert "timing-driven placement optimisation" in (tmp_path / "place.log").read_text()
 
 
 def test_placements_run_side_by_side_with_the_same_result(tmp_path, monkeypatch):
