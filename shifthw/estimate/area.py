@@ -93,7 +93,8 @@ def _read_lines(target: Target) -> list[str]:
 def _map_lines(target: Target, dsp: bool, *, flatten: bool) -> list[str]:
     top = "top" if target.is_fpga else ENGINE
     if target.is_fpga:
-        return [f"{_SYNTH[target.family]} -top {top}{_dsp_flag(target, dsp)}"
+        device = f" {target.synth_opts}" if target.synth_opts else ""
+        return [f"{_SYNTH[target.family]}{device} -top {top}{_dsp_flag(target, dsp)}"
                 + ("" if flatten else " -noflatten")]
     return [f"synth -top {top}{' -flatten' if flatten else ''} -run begin:fine",
             "opt -fast -full", "techmap", "opt -fast", f"abc -g {_GATES}", "opt_clean"]

@@ -33,6 +33,8 @@ class Target:
     capacity : resources of the device (lut4, ff, bram, spram, dsp).
     freq_mhz : the clock target given to nextpnr (the issue's goal for the family).
     dsp : whether Yosys can map multipliers to DSP blocks on this device.
+    synth_opts : options of the family's Yosys synthesis that name the device (its timing
+        model: ``-device u`` for the iCE40UP5K).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Target:
     capacity: dict = field(default_factory=dict)
     freq_mhz: float | None = None
     dsp: bool = False
+    synth_opts: str = ""
 
     @property
     def is_fpga(self) -> bool:
@@ -53,7 +56,8 @@ def _from_board(name: str, board: str, device: str, freq_mhz: float, dsp: bool) 
     info = BOARDS[board]
     return Target(name=name, family=info.family, device=device,
                   platform=(info.module, info.platform), nextpnr=tuple(info.nextpnr),
-                  capacity={"spram": 0, **info.capacity}, freq_mhz=freq_mhz, dsp=dsp)
+                  capacity={"spram": 0, **info.capacity}, freq_mhz=freq_mhz, dsp=dsp,
+                  synth_opts=info.synth_opts)
 
 
 #: Every target by name.  iCE40HX8K: 7680 logic cells, 32 block RAMs of 4 kbit, no DSP
@@ -65,7 +69,7 @@ TARGETS: dict[str, Target] = {
         platform=("amaranth_boards.ice40_hx8k_b_evn", "ICE40HX8KBEVNPlatform"),
         nextpnr=("--hx8k", "--package", "ct256"),
         capacity={"lut4": 7680, "ff": 7680, "bram": 32, "spram": 0, "dsp": 0},
-        freq_mhz=60.0, dsp=False),
+        freq_mhz=60.0, dsp=False, synth_opts="-device hx"),
     "ecp5-25k": _from_board("ecp5-25k", "ulx3s-25f", "LFE5U-25F-CABGA381", 200.0, True),
     "ecp5-85k": _from_board("ecp5-85k", "ulx3s-85f", "LFE5U-85F-CABGA381", 200.0, True),
     "generic": Target(name="generic", family="generic", device="generic gates (Yosys abc -g)"),

@@ -51,6 +51,9 @@ class BoardInfo:
     family: str
     capacity: dict = field(default_factory=dict)
     nextpnr: tuple = ()
+    #: Options of synth_ice40 / synth_ecp5 that name the device: Yosys's iCE40 flow maps
+    #: logic with the HX timing model unless told ``-device u`` (UltraPlus) or ``lp``.
+    synth_opts: str = ""
 
 
 #: Boards by command-line name.  Capacities are the devices' data-sheet figures.
@@ -58,7 +61,7 @@ BOARDS: dict[str, BoardInfo] = {
     "icebreaker": BoardInfo(
         "amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40",
         {"lut4": 5280, "ff": 5280, "bram": 30, "spram": 4, "dsp": 8},
-        ("--up5k", "--package", "sg48")),
+        ("--up5k", "--package", "sg48"), "-device u"),
     "ulx3s-12f": BoardInfo(
         "amaranth_boards.ulx3s", "ULX3S_12F_Platform", "ecp5",
         {"lut4": 12288, "ff": 12288, "bram": 32, "dsp": 28},
@@ -223,11 +226,13 @@ def board_plan(config: EngineConfig, board: str, *, name: str = "top",
     """The amaranth build plan (engine Verilog, top RTLIL, Yosys script, constraints).
 
     The Yosys script also writes ``<name>.stat.json`` (``stat -json`` after synthesis);
-    ``synth_opts`` are extra options of ``synth_ice40`` / ``synth_ecp5`` (e.g. ``-dsp``).
+    ``synth_opts`` are extra options of ``synth_ice40`` / ``synth_ecp5`` (e.g. ``-dsp``),
+    after the board's own (its device: ``-device u`` for the UP5K).
     """
     platform = board_platform(board)
     top = BoardTop(config=config, engine_name=engine_name)
-    return platform.build(top, name=name, do_build=False, synth_opts=synth_opts,
+    opts = " ".join(o for o in (_board(board).synth_opts, synth_opts) if o)
+    return platform.build(top, name=name, do_build=False, synth_opts=opts,
                           script_after_read="\n".join(keep_flops(name)),
                           script_after_synth=f"tee -q -o {name}.stat.json stat -json")
 

@@ -76,6 +76,7 @@ def test_the_timing_weight_and_opt_timing_reach_nextpnr(tmp_path, monkeypatch):
         place_and_route("ice40-up5k", tmp_path, opt_timing="yes")
     area.synthesize(EngineConfig(rows=2, cols=2, guard_bits=0), get_target("ice40-up5k"),
                     str(tmp_path), breakdown=False)
+    assert "synth_ice40 -device u -top top" in (tmp_path / "flat.ys").read_text()
     calls = []
     real = toolchain.run_nextpnr
 

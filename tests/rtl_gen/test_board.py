@@ -20,6 +20,13 @@ def test_every_board_has_a_plan(board):
     assert constraints in plan.files
 
 
+def test_the_up5k_is_synthesised_with_its_own_timing_model():
+    # synth_ice40 maps with the HX model unless told the device.
+    assert "synth_ice40 -device u -dsp -top top" in \
+        board_plan(TINY, "icebreaker", synth_opts="-dsp").files["top.ys"]
+    assert "-device" not in board_plan(TINY, "ulx3s-25f").files["top.ys"]
+
+
 def test_generate_with_board(tmp_path):
     manifest = generate(TINY, tmp_path / "b", board="icebreaker")
     assert manifest["board"] == "icebreaker"
