@@ -115,6 +115,7 @@ class LayerEngine(wiring.Component):
         bank = 1 << bank_bits
         # stall_free is the high-Fmax engine: its control keeps a few more flags as flip-flops.
         fast = cfg.stall_free
+        # Both high-Fmax modes step the vectors-left counters a cycle late (`lagged_left`).
         lag = fast or cfg.registered_stall
         # No buffer is ever read and written at one address in one cycle where the read
         # matters (see the module docstring), so Yosys need not emulate collisions.  (At least
@@ -190,8 +191,10 @@ class LayerEngine(wiring.Component):
         load_ok = Signal()                   # running & ~full[ld_bank] & ld_more, a step ahead
         other_full = Signal()                # full[~ld_bank], a flip-flop
         kick = Signal()                      # the first cycle of RUN
+        # The issuer's handshakes; with registered_stall kept as nets of their own, so that
+        # synthesis maps each to one LUT of flip-flops for the many registers they enable.
         issue = Signal(name="issue", attrs=KEEP if cfg.registered_stall else {})
-        vec_end = Signal(name="vec_end", attrs=KEEP if cfg.registered_stall else {})   # the issuer's
+        vec_end = Signal(name="vec_end", attrs=KEEP if cfg.registered_stall else {})
         # issuer (buffers into the array)
         is_bank = Signal()
         is_row = _counter(bank, "is_row")
@@ -409,11 +412,12 @@ class LayerEngine(wiring.Component):
             return Mux(stepped, eq3, eq2)
 
         def lagged_left(count, count_m1, step, name):
-            """stall_free: ``count`` and ``count_m1`` (a vectors-left counter and its value
-            minus one) step down a cycle after ``step``, so the enable of their flip-flops
-            is a flip-flop instead of the handshake.  Returns ``count == 2`` as it is before
-            this cycle's step, from flip-flops: the comparisons with 2, 3 and 4 of the lagging
-            counter are registered every cycle, with the steps of the last two cycles."""
+            """registered_stall / stall_free: ``count`` and ``count_m1`` (a vectors-left
+            counter and its value minus one) step down a cycle after ``step``, so the enable
+            of their flip-flops is a flip-flop instead of the handshake.  Returns ``count ==
+            2`` as it is before this cycle's step, from flip-flops: the comparisons with 2, 3
+            and 4 of the lagging counter are registered every cycle, with the steps of the
+            last two cycles."""
             q, q2 = Signal(name=f"{name}_step_q"), Signal(name=f"{name}_step_q2")
             eqs = [Signal(name=f"{name}_eq{k}") for k in (2, 3, 4)]
             m.d.sync += [q.eq(step), q2.eq(q), *(e.eq(count == k) for e, k in zip(eqs, (2, 3, 4)))]
