@@ -249,8 +249,11 @@ def quantize_bias(bias, *, exponent: int, guard_bits: int, frac_in: int, acc_bit
     The bias saturates to ``acc_bits - 1`` signed bits so that bias plus all terms can never
     overflow an accumulator of :func:`acc_bits_for` bits.
     """
-    scaled = np.floor(np.ldexp(np.asarray(bias, dtype=np.float64),
-                               int(guard_bits) + int(frac_in) - int(exponent)))
+    b = np.asarray(bias, dtype=np.float64)
+    y = np.ldexp(b, int(guard_bits) + int(frac_in) - int(exponent))
+    # ldexp is exact unless it underflows: a negative bias scaled to below the smallest
+    # subnormal becomes -0.0, whose floor is 0, where the exact floor is -1.
+    scaled = np.where((y == 0) & (b < 0), -1.0, np.floor(y))
     lim = bias_limit(acc_bits)
     return np.clip(scaled, -lim - 1, lim).astype(np.int64)
 
