@@ -1,12 +1,16 @@
 """Calibration sweeps of the analytic area model, and the model's fit.
 
-Synthesises (Yosys only, no place and route) a grid of shift designs and their multiplier
-twins for each family (iCE40 through the ice40-up5k target, ECP5 through ecp5-85k, and
-generic gates), at the generator's default buffer settings:
+Synthesises (Yosys only, no place and route) two grids of shift designs and their
+multiplier twins for each family (iCE40 through the ice40-up5k target, ECP5 through
+ecp5-85k, and generic gates).  ``base``, at the generator's default buffer settings:
 
 * shift: R, C in {2, 4, 8}; A in {4, 8}; b in {3, 4, 5} with G in {0, P}, and G = 4 at b = 5;
 * mult: R, C in {2, 4, 8}; A in {4, 8}; integer weights b in {4, 8}; LUT-built, and with DSP
   multipliers where the family has them.
+
+``variants``, the settings small FPGAs use: R in {2, 4, 8}, C in {4, 8}, A = 8; shift b = 5
+(G = 0, P) and b = 3 (G = 0), multipliers b = 8; each with half the bias and output lanes
+and no output FIFO, with one output lane, with the registered stall, and with both.
 
 The results go to ``shifthw/estimate/sweep_data.json``; then the model of
 :mod:`shifthw.estimate.model` is fitted per family, PE kind and metric on three quarters of
@@ -14,9 +18,9 @@ the points, its error measured on the quarter held out, and everything written t
 ``shifthw/estimate/area_model.json``.  ``--fit-only`` refits from the stored sweep data.
 
 Usage: ``python benchmarks/estimate_sweep.py [--families ice40,ecp5,generic] [--pe shift,mult]
-[--fit-only]``; ``--pe shift`` re-synthesises the shift points only and keeps the stored
-multiplier rows (after a change to the shift PE).  About an hour on two cores for
-everything.  Not a test.
+[--grids base,variants] [--fit-only]``; ``--pe shift`` re-synthesises the shift points only
+and keeps the stored multiplier rows (after a change to the shift PE), ``--grids`` the same
+for the grids.  About an hour on two cores for everything.  Not a test.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy as np
 
 from shifthw import toolchain
 from shifthw.estimate import model as am
-from shifthw.estimate.sweep import SweepPoint, run_sweep_points
+from shifthw.estimate.sweep import SETTINGS, SweepPoint, run_sweep_points
 from shifthw.estimate.targets import get_target
 
 DATA = Path(am.__file__).parent / am.DATA_FILE
@@ -41,7 +45,8 @@ TARGET = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k", "generic": "generic"}
 SIZES = (2, 4, 8)
 
 
-def grid(family: str) -> list[SweepPoint]:
+def base_grid(family: str) -> list[SweepPoint]:
+    """The generator's default buffer settings and pipeline."""
     dsp = get_target(TARGET[family]).dsp
     points = []
     for a in (4, 8):
@@ -58,12 +63,45 @@ def grid(family: str) -> list[SweepPoint]:
     return points
 
 
+def variant_settings(c: int) -> list[dict]:
+    """The settings the variant grid varies, for C columns: half the bias and output lanes
+    without the output FIFO (the UP5K settings of the 8 x 8 figures), one output lane, the
+    registered stall, and the registered stall with the UP5K settings."""
+    small = {"bias_lanes": max(c // 2, 1), "out_lanes": max(c // 2, 1), "out_depth": 0}
+    return [small, {"out_lanes": 1}, {"registered_stall": True},
+            {**small, "registered_stall": True}]
+
+
+def variant_grid(family: str) -> list[SweepPoint]:
+    """A = 8, R in {2, 4, 8}, C in {4, 8}: shift b = 5 (G = 0 and P) and b = 3 (G = 0),
+    multipliers b = 8 (LUT-built, and DSP where the family has them), each with every
+    setting of :func:`variant_settings`."""
+    dsp = get_target(TARGET[family]).dsp
+    points = []
+    for r in SIZES:
+        for c in (4, 8):
+            for extra in variant_settings(c):
+                eng = tuple(sorted(extra.items()))
+                for b, g in ((5, 0), (5, 14), (3, 0)):
+                    points.append(SweepPoint(r, c, 8, b, "shift", g, False, eng))
+                points.append(SweepPoint(r, c, 8, 8, "mult", None, False, eng))
+                if dsp:
+                    points.append(SweepPoint(r, c, 8, 8, "mult", None, True, eng))
+    return points
+
+
+GRIDS = {"base": base_grid, "variants": variant_grid}
+
+
 def fit(data: dict) -> dict:
     out = {"format": "shifthw.area_model", "version": 1,
            "calibration": {
                "date": data.get("date"), "yosys": data.get("yosys"),
-               "grid": "R, C in {2,4,8}; A in {4,8}; shift b in {3,4,5}, G in {0,P} (+G=4 at "
-                       "b=5); mult b in {4,8}, LUT and DSP; default buffer settings",
+               "grid": "base: R, C in {2,4,8}; A in {4,8}; shift b in {3,4,5}, G in {0,P} "
+                       "(+G=4 at b=5); mult b in {4,8}, LUT and DSP; default buffer settings. "
+                       "variants: R in {2,4,8}, C in {4,8}, A=8; shift b=5 G in {0,P}, b=3 "
+                       "G=0; mult b=8, LUT and DSP; with bias/out lanes C/2 and no output "
+                       "FIFO, one output lane, the registered stall, and both",
                "heldout": "every fourth point of a stable order (model.split_heldout) is "
                           "left out of the fit; errors are |model - synthesis| / synthesis",
                "stated_error": "the largest held-out error, rounded up to the next 5 %"},
@@ -109,25 +147,37 @@ def main(argv=None) -> int:
     ap.add_argument("--pe", default="shift,mult",
                     help="PE kinds to re-synthesise; stored rows of the others are kept")
     ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--grids", default="base,variants",
+                    help="grids to re-synthesise; stored rows of the others are kept")
     args = ap.parse_args(argv)
     kinds = set(args.pe.split(","))
     if not kinds or kinds - {"shift", "mult"}:
         ap.error(f"--pe must name shift and/or mult, not {args.pe!r}")
+    grids = [g for g in args.grids.split(",") if g]
+    if not grids or set(grids) - set(GRIDS):
+        ap.error(f"--grids must name {' and/or '.join(GRIDS)}, not {args.grids!r}")
     data = json.loads(DATA.read_text()) if DATA.exists() else {"families": {}}
     if not args.fit_only:
         data["date"] = date.today().isoformat()
         data["yosys"] = toolchain.versions().get("yosys")
         for family in args.families.split(","):
-            points = [p for p in grid(family) if p.pe in kinds]
+            new = []
             t0 = time.time()
-            print(f"{family}: {len(points)} points", flush=True)
-            rows = run_sweep_points(points, TARGET[family], jobs=args.jobs, place=False,
-                                    progress=lambda m: print(m, flush=True))
-            keep = ("label", "pe", "dsp", "rows", "cols", "act_bits", "weight_bits",
-                    "guard_bits", "acc_bits", "pipeline_stages", "lut", "lut4", "carry",
-                    "ff", "bram", "dsp_blocks", "nand2_eq", "fits", "error")
-            kept = [r for r in data["families"].get(family, []) if r["pe"] not in kinds]
-            data["families"][family] = kept + [{k: r[k] for k in keep} for r in rows]
+            for name in grids:
+                points = [p for p in GRIDS[name](family) if p.pe in kinds]
+                print(f"{family} {name}: {len(points)} points", flush=True)
+                rows = run_sweep_points(points, TARGET[family], jobs=args.jobs, place=False,
+                                        progress=lambda m: print(m, flush=True))
+                keep = ("label", "pe", "dsp", "rows", "cols", "act_bits", "weight_bits",
+                        "guard_bits", "acc_bits", "pipeline_stages", *SETTINGS, "lut",
+                        "lut4", "carry", "ff", "bram", "dsp_blocks", "nand2_eq", "fits",
+                        "error")
+                new += [{"grid": name, **{k: r[k] for k in keep}} for r in rows]
+            # Rows of the grids and PE kinds not re-synthesised are kept (a row written
+            # before rows named their grid is of the base grid).
+            kept = [r for r in data["families"].get(family, [])
+                    if r["pe"] not in kinds or r.get("grid", "base") not in grids]
+            data["families"][family] = kept + new
             print(f"{family}: {time.time() - t0:.0f} s", flush=True)
             DATA.write_text(dump(data))
     MODEL.write_text(json.dumps(fit(data), indent=1) + "\n")

@@ -15,6 +15,7 @@ on points held out of the fit (every fourth point) and a stated bound on that er
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -39,9 +40,10 @@ DATA_FILE = "sweep_data.json"
 
 #: Features per metric (names; values from :func:`features`).
 FEATURES = {
-    "lut": ("pe_core", "pe_bits", "tree_bits", "acc_bits", "out_bits", "weight_bits",
-            "const"),
-    "ff": ("pipe_bits", "acc_bits", "out_regs", "weight_bits", "const"),
+    "lut": ("pe_core", "pe_bits", "tree_bits", "acc_bits", "out_bits", "hold_bits",
+            "gather_bits", "stall_bits", "stall", "fifo_bits", "weight_bits", "const"),
+    "ff": ("pipe_bits", "acc_bits", "out_regs", "lane_regs", "hold_bits", "gather_bits",
+           "stall_bits", "stall", "weight_bits", "const"),
 }
 FEATURES["nand2_eq"] = FEATURES["lut"]
 
@@ -82,28 +84,53 @@ def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
     else:
         core = 0.0
     pipe = sum(sum(levels[lv]) for lv in cfg.register_levels)
+    q = cfg.out_lanes
+    stall = 1.0 if cfg.registered_stall else 0.0
+    # With registered_stall the bias reader always gathers (a shift register, then an
+    # output register next to the array); otherwise only with fewer lanes than columns.
+    gathers = cfg.bias_lanes < c or cfg.registered_stall
     return {
         "pe_core": float(core),
         "pe_bits": float(r * c * cfg.term_bits),
         "tree_bits": float(c * sum(adders)),
         "acc_bits": float(c * cfg.acc_bits),
-        "out_bits": float(c * (a + 1) * stages),
+        # The requantisers: out_lanes lanes of the funnel shifter and its tests.
+        "out_bits": float(q * (a + 1) * stages),
+        # With out_lanes < C, the holding register the lanes shift down through.
+        "hold_bits": float(c * cfg.acc_bits) if q < c else 0.0,
+        "gather_bits": float(c * cfg.bias_bits) if gathers else 0.0,
+        # registered_stall: the array's skid register (C accumulator words) and its control.
+        "stall_bits": stall * c * cfg.acc_bits,
+        "stall": stall,
+        # The output FIFO's read side (LUT RAM on the ECP5, multiplexed registers on the
+        # iCE40); its registers are in out_regs.
+        "fifo_bits": float(c * a) if cfg.out_depth else 0.0,
         "weight_bits": float(r * c * cfg.weight_bits),
         "pipe_bits": float(c * pipe),
         "out_regs": float(c * a * (1 + cfg.out_depth)),
+        # The requantisers' pipeline registers, about 3 A + 8 bits a lane.
+        "lane_regs": float(q * (3 * a + 8)),
         "const": 1.0,
     }
 
 
 def uncalibrated(cfg: EngineConfig) -> list[str]:
     """The settings of ``cfg`` that the calibration sweeps did not vary (they ran the
-    default pipeline): the model does not see the registers they add, so its estimate is
-    low by about that much (``docs/estimation.md``)."""
+    default pipeline and buffer depths; the output FIFO of the default depth or none; the
+    lanes and ``registered_stall`` varied): the model does not see the logic these change
+    (``docs/estimation.md``)."""
     out = []
+    default_stages = min(2, cfg.tree_levels + 1)
+    if cfg.pipeline_stages != default_stages:
+        out.append(f"pipeline_stages={cfg.pipeline_stages}")
+    defaults = {f.name: f.default for f in dataclasses.fields(EngineConfig)}
+    for name in ("k_depth", "weight_depth", "bias_depth", "param_word_bits", "count_bits"):
+        if getattr(cfg, name) != defaults[name]:
+            out.append(f"{name}={getattr(cfg, name)}")
+    if cfg.out_depth not in (0, defaults["out_depth"]):
+        out.append(f"out_depth={cfg.out_depth}")
     if cfg.input_registers != 1:
         out.append(f"input_registers={cfg.input_registers}")
-    if cfg.registered_stall:
-        out.append("registered_stall")
     if cfg.stall_free:
         out.append("stall_free")
     if cfg.pe_register:
@@ -125,26 +152,38 @@ _LUT_RAM = {"ecp5": (1024, 32)}
 
 def bram_blocks(cfg: EngineConfig, family: str) -> int:
     """Block RAMs of the three buffers, each in the cheapest aspect ratio of the family
-    (small or shallow memories in LUT RAM where the family has it)."""
+    (small or shallow memories in LUT RAM where the family has it).  The weight and bias
+    buffers are written ``param_word_bits`` at a time, and Yosys maps each such write lane
+    (the last one as wide as the bits left) as a memory of its own."""
     if family not in _BRAM_SHAPES:
         return 0
     bank = 1 << max(cfg.k_depth - 1, 0).bit_length()
-    mems = [(weight_entry_layout(cfg).size, cfg.weight_depth),
-            (bias_entry_layout(cfg).size, cfg.bias_depth * cfg.bias_beats),
-            (act_word_layout(cfg).size, 2 * bank)]
+    word = cfg.param_word_bits
+    mems = [(weight_entry_layout(cfg).size, cfg.weight_depth, word),
+            (bias_entry_layout(cfg).size, cfg.bias_depth * cfg.bias_beats, word),
+            (act_word_layout(cfg).size, 2 * bank, None)]
     max_bits, max_depth = _LUT_RAM.get(family, (0, 0))
-    return sum(min(math.ceil(w / bw) * math.ceil(d / bd) for bw, bd in _BRAM_SHAPES[family])
-               for w, d in mems if w * d > max_bits and d > max_depth)
+    total = 0
+    for w, d, lane in mems:
+        if w * d <= max_bits or d <= max_depth:
+            continue
+        widths = [min(lane, w - i) for i in range(0, w, lane)] if lane else [w]
+        total += sum(min(math.ceil(x / bw) * math.ceil(d / bd)
+                         for bw, bd in _BRAM_SHAPES[family]) for x in widths)
+    return total
 
 
 def config_of_row(row: dict) -> EngineConfig:
-    """The engine of a sweep row (its engine parameters; the sweep's buffer defaults)."""
-    extra = {k: row[k] for k in ("k_depth", "weight_depth", "bias_depth", "bias_lanes",
-                                 "out_depth") if row.get(k) is not None}
+    """The engine of a sweep row: its engine parameters and recorded settings
+    (:data:`shifthw.estimate.sweep.SETTINGS`; a setting a row lacks, as in sweeps written
+    before rows recorded them, is the generator's default)."""
+    from .sweep import SETTINGS
+
+    extra = {k: row[k] for k in ("pipeline_stages", *SETTINGS) if row.get(k) is not None}
     return EngineConfig(rows=row["rows"], cols=row["cols"], act_bits=row["act_bits"],
                         weight_bits=row["weight_bits"], pe=row["pe"],
                         guard_bits=row["guard_bits"] if row["pe"] == "shift" else None,
-                        pipeline_stages=row.get("pipeline_stages"), **extra)
+                        **extra)
 
 
 def calibration_rows(rows: list[dict], family: str, kind: str,
@@ -159,9 +198,12 @@ def calibration_rows(rows: list[dict], family: str, kind: str,
 
 def split_heldout(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """(fit, held out): every fourth row of a stable order is held out of the fit."""
+    from .sweep import SETTINGS
+
     order = sorted(rows, key=lambda r: (r["pe"], bool(r.get("dsp")), r["act_bits"],
                                         r["weight_bits"], r.get("guard_bits") or 0,
-                                        r["rows"], r["cols"]))
+                                        r["rows"], r["cols"],
+                                        tuple(str(r.get(k)) for k in SETTINGS)))
     return ([r for i, r in enumerate(order) if i % 4 != 3],
             [r for i, r in enumerate(order) if i % 4 == 3])
 
@@ -245,8 +287,9 @@ def load_area_model(path: str | os.PathLike | None = None) -> AreaModel:
 
 def check_rows(rows: list[dict], target) -> dict | None:
     """The shipped model's error (LUT, or NAND2 equivalents on generic gates) against
-    synthesised sweep rows: ``{metric, n, mean_pct, max_pct}``, None without a calibration
-    for the target's family."""
+    synthesised sweep rows: ``{metric, n, mean_pct, max_pct, outside_calibration}`` (the
+    last: the rows' settings the calibration did not vary), None without a calibration for
+    the target's family."""
     tgt = get_target(target)
     try:
         model = load_area_model()
@@ -254,7 +297,7 @@ def check_rows(rows: list[dict], target) -> dict | None:
         return None
     if tgt.family not in model.families():
         return None
-    pred, meas = [], []
+    pred, meas, outside = [], [], set()
     metric = "lut" if tgt.is_fpga else "nand2_eq"
     for r in rows:
         if r.get(metric) is None:
@@ -266,6 +309,8 @@ def check_rows(rows: list[dict], target) -> dict | None:
         if metric in p:
             pred.append(p[metric])
             meas.append(float(r[metric]))
+            outside.update(p["outside_calibration"])
     if not meas:
         return None
-    return {"metric": metric, **_errors(np.array(pred), np.array(meas))}
+    return {"metric": metric, **_errors(np.array(pred), np.array(meas)),
+            "outside_calibration": sorted(outside)}

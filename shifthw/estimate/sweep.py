@@ -22,14 +22,26 @@ from .. import numerics as nx
 from ..rtl_gen.config import EngineConfig
 from .targets import get_target
 
-__all__ = ["SweepPoint", "CSV_FIELDS", "parse_list", "sweep_grid", "run_point",
-           "run_sweep_points", "write_csv", "read_csv", "largest_fit"]
+__all__ = ["SweepPoint", "CSV_FIELDS", "SETTINGS", "settings_of", "parse_list", "sweep_grid",
+           "run_point", "run_sweep_points", "write_csv", "read_csv", "largest_fit"]
+
+#: The engine's settings beyond R, C, A, b and G that every row records (as resolved by
+#: EngineConfig: ``bias_lanes`` and ``out_lanes`` are numbers), so that a row names the
+#: design it measured and :func:`shifthw.estimate.model.config_of_row` rebuilds it.
+SETTINGS = ("k_depth", "weight_depth", "bias_depth", "bias_lanes", "out_lanes",
+            "param_word_bits", "out_depth", "count_bits", "input_registers",
+            "registered_stall", "stall_free", "pe_register")
 
 #: Columns of a sweep CSV (and keys of every row).
 CSV_FIELDS = ("label", "pe", "dsp", "rows", "cols", "act_bits", "weight_bits", "guard_bits",
-              "acc_bits", "pipeline_stages", "pes", "lut", "lut4", "carry", "ff", "bram",
-              "spram", "dsp_blocks", "nand2_eq", "fits", "placed", "fmax_mhz", "logic_cells",
-              "seconds", "error")
+              "acc_bits", "pipeline_stages", *SETTINGS, "pes", "lut", "lut4", "carry", "ff",
+              "bram", "spram", "dsp_blocks", "nand2_eq", "fits", "placed", "fmax_mhz",
+              "logic_cells", "seconds", "error")
+
+
+def settings_of(cfg: EngineConfig) -> dict:
+    """The :data:`SETTINGS` of an engine, as a row records them."""
+    return {k: getattr(cfg, k) for k in SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -129,7 +141,7 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
                cols=point.cols, act_bits=point.act_bits, weight_bits=point.weight_bits,
                guard_bits=cfg.guard_bits if point.pe == "shift" else None,
                acc_bits=cfg.acc_bits, pipeline_stages=cfg.pipeline_stages,
-               pes=point.rows * point.cols)
+               **settings_of(cfg), pes=point.rows * point.cols)
     work = Path(tempfile.mkdtemp(prefix="pt-", dir=work_root))
     t0 = time.perf_counter()
     try:

@@ -2,8 +2,10 @@
 
 import pytest
 
-from shifthw.estimate.sweep import (SweepPoint, largest_fit, parse_list, read_csv, sweep_grid,
-                                    write_csv)
+from shifthw.estimate.model import check_rows, config_of_row
+from shifthw.estimate.sweep import (CSV_FIELDS, SETTINGS, SweepPoint, largest_fit, parse_list,
+                                    read_csv, settings_of, sweep_grid, write_csv)
+from shifthw.rtl_gen.config import EngineConfig
 
 
 def test_parse_list():
@@ -42,3 +44,32 @@ def test_points_are_engines():
     cfg = p.config()
     assert (cfg.rows, cfg.cols, cfg.pe, cfg.weight_bits) == (4, 2, "mult", 8)
     assert p.label == "mult b=8 (DSP)"
+
+
+def test_rows_record_the_settings_of_their_engine(tmp_path):
+    # A row names the design it measured: the model's check of a sweep rebuilds each
+    # row's engine from it, lanes, FIFO and stall included, also through the CSV.
+    cfg = SweepPoint(4, 8, 8, 5, "shift", 0, False,
+                     (("bias_lanes", 4), ("out_depth", 0), ("out_lanes", 1),
+                      ("registered_stall", True))).config()
+    row = {"label": "shift b=5 G=0", "pe": "shift", "dsp": False, "rows": 4, "cols": 8,
+           "act_bits": 8, "weight_bits": 5, "guard_bits": 0,
+           "pipeline_stages": cfg.pipeline_stages, **settings_of(cfg)}
+    assert set(SETTINGS) <= set(CSV_FIELDS)
+    assert config_of_row(row) == cfg
+    write_csv([row], tmp_path / "s.csv")
+    assert config_of_row(read_csv(tmp_path / "s.csv")[0]) == cfg
+    # A row without them (an older sweep) is of the default settings.
+    old = {k: v for k, v in row.items() if k not in SETTINGS}
+    assert config_of_row(old) == EngineConfig(rows=4, cols=8, guard_bits=0)
+
+
+def test_model_check_names_settings_outside_its_calibration():
+    cfg = EngineConfig(rows=4, cols=4, guard_bits=0, pipeline_stages=0)
+    row = {"label": "shift b=5 G=0", "pe": "shift", "dsp": False, "rows": 4, "cols": 4,
+           "act_bits": 8, "weight_bits": 5, "guard_bits": 0, "pipeline_stages": 0,
+           **settings_of(cfg), "lut": 1000}
+    check = check_rows([row], "ice40-up5k")
+    assert check["n"] == 1 and check["outside_calibration"] == ["pipeline_stages=0"]
+    calibrated = {**row, "pipeline_stages": 2}
+    assert check_rows([calibrated], "ice40-up5k")["outside_calibration"] == []
