@@ -114,9 +114,19 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
                         "for every design")
     p.add_argument("--energy-table", type=Path, default=None,
                    help="energy-per-operation table (JSON) replacing the shipped one")
+    p.add_argument("--analytic", action="store_true",
+                   help="the analytic area model's estimate alone (LUT, FF, BRAM, DSP of the "
+                        "design and its twin, in milliseconds): no synthesis, no tools")
     p.add_argument("-o", "--output", type=Path, default=None,
-                   help="report folder: estimate.json, estimate.md, PNG plots")
+                   help="report folder: estimate.json, estimate.md, PNG plots "
+                        "(with --analytic: analytic.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+
+
+#: Options of ``shifthw estimate`` that run tools, with their defaults: --analytic runs none.
+_TOOL_OPTIONS = (("model", None), ("images", 4), ("no_activity", False), ("no_place", False),
+                 ("freq", None), ("placements", 1), ("timing_weight", None), ("jobs", None),
+                 ("opt_timing", False), ("energy_table", None))
 
 
 def config_from_design_dir(folder) -> EngineConfig:
@@ -158,6 +168,8 @@ def run_estimate(args: argparse.Namespace) -> int:
     from .report import markdown
 
     target = get_target(args.target)
+    if args.analytic:
+        return _run_analytic(args, _estimate_config(args), target)
     if args.images < 1:
         raise ValueError(f"--images must be a positive integer, not {args.images}")
     if args.placements < 1:
@@ -193,6 +205,46 @@ def run_estimate(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if args.output:
         print(f"wrote {args.output}: {', '.join(rep.get('files', []))}")
+    return 0
+
+
+def _run_analytic(args, cfg: EngineConfig, target) -> int:
+    """``shifthw estimate --analytic``: the area model's figures, printed (and JSON)."""
+    from .flow import estimate_analytic
+
+    given = [f"--{dest.replace('_', '-')}" for dest, default in _TOOL_OPTIONS
+             if getattr(args, dest, default) != default]
+    if given:
+        raise ValueError(f"--analytic runs no tools, so {', '.join(given)} "
+                         f"{'does' if len(given) == 1 else 'do'} not apply: drop "
+                         f"{'it' if len(given) == 1 else 'them'}, or leave out --analytic")
+    rep = estimate_analytic(cfg, target, baseline=None if args.baseline == "none" else "mult",
+                            mult_weight_bits=args.mult_weight_bits)
+    metric = "lut" if target.is_fpga else "nand2_eq"
+    cols = (("lut", "LUT"), ("ff", "FF"), ("bram", "BRAM"), ("dsp", "DSP")) \
+        if target.is_fpga else (("nand2_eq", "NAND2 eq"), ("ff", "FF"))
+    print(f"analytic area model, {target.name} ({target.device}): "
+          f"R={cfg.rows}, C={cfg.cols}, A={cfg.act_bits}, b={cfg.weight_bits}, "
+          f"G={cfg.guard_bits}")
+    head = f"{'design':<10}" + "".join(f"{name:>16}" for _, name in cols)
+    print(head + ("  fits" if target.is_fpga else ""))
+    for kind, d in rep["designs"].items():
+        line = f"{kind:<10}"
+        for key, _ in cols:
+            err = d.get(f"{key}_error_pct")
+            fig = f"{d[key]:.0f}" + (f" (±{err:.0f} %)" if err is not None else "")
+            line += f"{fig:>16}"
+        print(line + (f"  {'yes' if d['fits'] else 'no'}" if target.is_fpga else ""))
+    for kind, r in rep["lut_ratio"].items():
+        print(f"{metric} ratio {kind} / shift: {r:.2f}x")
+    for note in rep["notes"]:
+        print(f"note: {note}")
+    if args.output:
+        out = Path(args.output)
+        text = json.dumps(rep, indent=1) + "\n"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "analytic.json").write_text(text)
+        print(f"wrote {out}: analytic.json")
     return 0
 
 
@@ -258,7 +310,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     if check:
         print(f"analytic area model vs these synthesis results ({check['metric']}): mean "
               f"error {check['mean_pct']:.1f} %, max {check['max_pct']:.1f} % "
-              f"({check['n']} points)")
+              f"({check['n']} points"
+              + (f"; outside its calibration: {', '.join(check['outside_calibration'])}"
+                 if check["outside_calibration"] else "") + ")")
     errors = [r for r in rows if r["error"] and r["fits"] is None]
     for r in errors:
         print(f"error: {r['label']} {r['rows']}x{r['cols']}: {r['error']}")

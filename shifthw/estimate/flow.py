@@ -32,7 +32,7 @@ from . import area, energy, report, timing
 from .targets import get_target
 
 __all__ = ["FORMAT", "VERSION", "BASELINES", "mult_config", "load_model", "model_inputs",
-           "estimate", "estimate_energy"]
+           "estimate", "estimate_energy", "estimate_analytic"]
 
 FORMAT = "shifthw.estimate"
 VERSION = 1
@@ -99,6 +99,61 @@ def _designs(cfg: EngineConfig, target, baseline, mult_bits: int) -> dict:
         else:
             designs["mult"] = (mcfg, False)
     return designs
+
+
+def _analytic_beside(cfg: EngineConfig, tgt, dsp: bool, syn: dict) -> dict | None:
+    """The area model's figures for a synthesised design, with their error against the
+    synthesis (``error_pct``: (model - synthesis) / synthesis), so that every estimate also
+    checks the model; None where the model has no calibration for the design."""
+    from .model import load_area_model
+
+    try:
+        pred = load_area_model().predict(cfg, tgt, dsp=dsp)
+    except (ValueError, OSError):
+        return None
+    if tgt.is_fpga:
+        meas = {"lut": syn["resources"]["lut"], "ff": syn["resources"]["ff"]}
+    else:
+        meas = {"nand2_eq": syn["nand2_eq"], "ff": syn["flip_flops"]}
+    pred["error_pct"] = {m: (pred[m] - v) / v * 100 if v else None for m, v in meas.items()}
+    return pred
+
+
+def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "mult",
+                      mult_weight_bits: int = 8) -> dict:
+    """The analytic area model's estimate of ``config`` and its multiplier twin (the designs
+    :func:`estimate` would synthesise), in milliseconds and without running a tool.
+
+    Returns ``{"format": "shifthw.estimate_analytic", "target", "designs": {kind:
+    prediction}, "lut_ratio": {kind: twin / shift}, "notes"}``; each prediction is
+    :meth:`.model.AreaModel.predict`'s (its ``*_error_pct`` the model's stated error on
+    held-out synthesis points, ``outside_calibration`` the settings its sweeps did not vary).
+    """
+    from .model import load_area_model
+
+    tgt = get_target(target)
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be 'mult' or None, not {baseline!r}")
+    if baseline == "mult" and config.pe != "shift":
+        raise ValueError("the design to estimate has pe='mult'; compare a shift design with "
+                         "its multiplier twin (or pass baseline=None)")
+    am = load_area_model()
+    designs = {kind: am.predict(cfg, tgt, dsp=dsp)
+               for kind, (cfg, dsp) in _designs(config, tgt, baseline,
+                                                mult_weight_bits).items()}
+    metric = "lut" if tgt.is_fpga else "nand2_eq"
+    ratio = {kind: d[metric] / designs["shift"][metric] for kind, d in designs.items()
+             if kind != "shift" and "shift" in designs and designs["shift"][metric] > 0}
+    notes = ["analytic area model (no synthesis): calibrated on Yosys sweeps, "
+             f"{am.data['calibration'].get('date')}; each figure's stated error is the "
+             "largest error on sweep points held out of the fit"]
+    outside = sorted({s for d in designs.values() for s in d["outside_calibration"]})
+    if outside:
+        notes.append(f"outside the calibration: {', '.join(outside)} (settings the sweeps "
+                     f"did not vary: the estimate does not see the logic they change)")
+    return {"format": "shifthw.estimate_analytic", "target": tgt.name,
+            "design": config.to_dict(), "designs": designs, "lut_ratio": ratio,
+            "notes": notes}
 
 
 def estimate(config: EngineConfig, target, *, model=None, baseline: str | None = "mult",
@@ -182,6 +237,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             if work.exists():
                 shutil.rmtree(work)
             syn = area.synthesize(cfg, tgt, work, dsp=dsp, progress=say)
+            syn["analytic"] = _analytic_beside(cfg, tgt, dsp, syn)
             steps[f"{key}.synthesis"] = syn["seconds"]
             placed = None
             if tgt.is_fpga and place:

@@ -231,6 +231,29 @@ def markdown(rep: dict) -> str:
               "of its own (no optimisation across them), so its total differs from the flat "
               "synthesis, which gives every other figure (most on ECP5, where flattening lets "
               "Yosys merge products and sums into one multiply-accumulate).", ""]
+    models = {k: rep["designs"][k]["area"].get("analytic") for k in cols}
+    if any(models.values()):
+        lines += ["## Analytic area model beside synthesis", ""]
+        header = ["design", f"model {unit}", f"synthesis {unit}", "error", "stated",
+                  "model ff", "synthesis ff", "error", "stated"]
+        rows = []
+        for k, mod in models.items():
+            if not mod:
+                continue
+            r = [k]
+            for m in (unit, "ff"):
+                err = mod["error_pct"].get(m)
+                r += [round(mod[m]), total(k, m, True),
+                      None if err is None else f"{err:+.1f} %",
+                      f"±{mod[f'{m}_error_pct']:.0f} %"]
+            rows.append(r)
+        lines += _table(header, rows) + [""]
+        outside = sorted({s for mod in models.values() if mod
+                          for s in mod["outside_calibration"]})
+        lines += ["The model (`shifthw estimate --analytic`) answers in milliseconds without "
+                  "synthesis; its stated error is the largest on calibration points held out "
+                  "of its fit" + (f". Outside its calibration here: {', '.join(outside)}."
+                                  if outside else "."), ""]
     if fpga:
         lines += ["## Place and route", ""]
         header = ["design", "fits", "Fmax (MHz)", "target (MHz)", "logic cells",

@@ -89,5 +89,51 @@ def test_sweep_writes_csv_and_plots(tmp_path, capsys):
     with open(tmp_path / "sweep.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["label"] for r in rows] == ["shift b=3 G=0", "shift b=3 G=2", "mult b=8 (LUT)"]
+    # Every row records the engine's settings (the lanes resolved to C = 2).
+    assert {(r["k_depth"], r["weight_depth"], r["bias_depth"], r["bias_lanes"],
+             r["registered_stall"]) for r in rows} == {("8", "16", "4", "2", "False")}
     assert all(float(r["nand2_eq"]) > 0 for r in rows)
     assert (tmp_path / "sweep_lut_fmax.png").exists()
+
+
+def test_analytic_estimate_runs_no_tool(tmp_path, capsys, monkeypatch):
+    # --analytic answers from the area model alone: no Yosys, no nextpnr.
+    from shifthw import toolchain
+
+    def no_tools(*a, **k):
+        raise AssertionError("a tool ran")
+
+    for name in ("run_tool", "run_yosys", "run_nextpnr", "run_verilator"):
+        monkeypatch.setattr(toolchain, name, no_tools)
+    args = _parse(add_estimate_arguments, ["--target", "ice40-up5k", "--guard-bits", "0",
+                                           "--bias-lanes", "4", "--out-lanes", "4",
+                                           "--out-depth", "0", "--registered-stall",
+                                           "--analytic", "-o", str(tmp_path / "r")])
+    assert run_estimate(args) == 0
+    out = capsys.readouterr().out
+    for kind in ("shift", "mult_lut", "mult_dsp"):
+        assert f"\n{kind} " in out
+    assert "lut ratio mult_lut / shift" in out and "outside the calibration" not in out
+    import json
+    rep = json.loads((tmp_path / "r" / "analytic.json").read_text())
+    assert rep["format"] == "shifthw.estimate_analytic" and rep["target"] == "ice40-up5k"
+    assert rep["designs"]["mult_dsp"]["dsp"] == 64 and not rep["designs"]["mult_dsp"]["fits"]
+    assert rep["lut_ratio"]["mult_lut"] == pytest.approx(
+        rep["designs"]["mult_lut"]["lut"] / rep["designs"]["shift"]["lut"])
+    assert rep["design"]["registered_stall"] is True and rep["design"]["out_lanes"] == 4
+
+
+def test_analytic_estimate_names_tool_options_and_uncalibrated_settings(tmp_path, capsys):
+    args = _parse(add_estimate_arguments, ["--target", "ecp5-85k", "--rows", "2", "--analytic",
+                                           "--placements", "3", "--model", "mlp",
+                                           "-o", str(tmp_path / "r")])
+    with pytest.raises(ValueError, match="--analytic runs no tools, so --model, --placements "
+                                         "do not apply"):
+        run_estimate(args)
+    assert not (tmp_path / "r").exists()
+    args = _parse(add_estimate_arguments, ["--target", "generic", "--rows", "4", "--analytic",
+                                           "--pipeline-stages", "3"])
+    assert run_estimate(args) == 0
+    out = capsys.readouterr().out
+    assert "nand2_eq ratio mult / shift" in out
+    assert "outside the calibration: pipeline_stages=3" in out

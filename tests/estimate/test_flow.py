@@ -8,7 +8,7 @@ import pytest
 
 from shifthw.estimate import estimate
 from shifthw.estimate.hierarchy import COMPONENTS
-from shifthw.estimate.report import REPORT_KEYS
+from shifthw.estimate.report import REPORT_KEYS, markdown
 from shifthw.rtl_gen.config import EngineConfig
 from shifthw.rtl_gen.generate import generate
 from shifthw.rtl_gen.synth import cell_counts
@@ -44,6 +44,13 @@ def _check_ice40_area_and_timing(rep):
         assert set(COMPONENTS) <= set(d["area"]["breakdown"])
     assert rep["designs"]["shift"]["area"]["breakdown"]["pe_array"]["lut"] < \
         rep["designs"]["mult_lut"]["area"]["breakdown"]["pe_array"]["lut"]
+    # Every synthesised design also checks the analytic area model.
+    for key, d in rep["designs"].items():
+        mod, res = d["area"]["analytic"], d["area"]["resources"]
+        assert mod["kind"] == key   # shift, mult_lut, mult_dsp
+        for m in ("lut", "ff"):
+            assert mod["error_pct"][m] == pytest.approx((mod[m] - res[m]) / res[m] * 100)
+            assert mod[f"{m}_error_pct"] > 0
 
 
 def _check_ice40_energy_and_files(rep, out):
@@ -87,6 +94,9 @@ def test_generic_gates(tmp_path):
     assert 0 < shift["nand2_eq"] < mult["nand2_eq"]
     assert shift["memory_bits"] and shift["logic_depth"] > 5
     assert "ASSUMPTION" in shift["nand2_source"]
+    assert shift["analytic"]["error_pct"]["nand2_eq"] == pytest.approx(
+        (shift["analytic"]["nand2_eq"] - shift["nand2_eq"]) / shift["nand2_eq"] * 100)
+    assert "## Analytic area model beside synthesis" in markdown(rep)
 
 
 def test_shift_engine_has_no_multiplier(tmp_path):
