@@ -10,7 +10,8 @@ the design is the same.
 
 At the end, per target, the LUT ratio of the LUT-built b = 8 multiplier design to each shift
 design, for the whole engine, for the PE array with its adder trees and accumulators, and for
-the PEs alone (the per-component breakdown of the same synthesis runs).
+the PEs alone (the per-component breakdown of the same synthesis runs).  Under each design,
+the analytic area model's LUT and FF figures and their error against the synthesis.
 
 Usage: ``python benchmarks/estimate_figures.py [--targets ice40-up5k,ecp5-85k]
 [--pipeline-stages N] [--out-lanes N] [--input-registers N] [--registered-stall]
@@ -28,7 +29,7 @@ import tempfile
 import time
 
 from shifthw import numerics as nx
-from shifthw.estimate import area, timing
+from shifthw.estimate import area, load_area_model, timing
 from shifthw.estimate.targets import get_target
 from shifthw.rtl_gen.config import EngineConfig
 
@@ -98,6 +99,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write every result here")
     args = ap.parse_args(argv)
     results = []
+    model = load_area_model()
     settings = dict(UP5K, **({"out_lanes": args.out_lanes} if args.out_lanes else {}))
     for name in args.targets.split(","):
         tgt = get_target(name)
@@ -122,6 +124,7 @@ def main(argv=None) -> int:
                                                 opt_timing=args.opt_timing
                                                 and tgt.family == "ice40")
             res = syn["resources"]
+            pred = model.predict(cfg, tgt, dsp=dsp)
             fits = syn["fits"] and (pr is None or pr["fits"])
             cp = (pr or {}).get("critical_path") or {}
             fmax = (pr or {}).get("fmax_mhz")
@@ -130,12 +133,18 @@ def main(argv=None) -> int:
                   f"{res['bram']:>4} {res['dsp']:>4} {'yes' if fits else 'no':>4} "
                   f"{fmax or 0:>6.1f}  {cp.get('start_signal', '')} -> "
                   f"{cp.get('end_signal', '')}{why}   ({time.time() - t0:.0f} s)", flush=True)
+            print(f"{'':<14} analytic model: LUT {pred['lut']:.0f} "
+                  f"({(pred['lut'] - res['lut']) / res['lut'] * 100:+.1f} %), FF "
+                  f"{pred['ff']:.0f} ({(pred['ff'] - res['ff']) / res['ff'] * 100:+.1f} %)"
+                  + (f"; outside its calibration: {', '.join(pred['outside_calibration'])}"
+                     if pred["outside_calibration"] else ""), flush=True)
             if pr and len(pr.get("placements", [])) > 1:
                 print(f"{'':<14} seeds: " + ", ".join(
                     f"{t['seed']}: {t['fmax_mhz'] or 0:.1f}" for t in pr["placements"]),
                     flush=True)
             results.append({"target": tgt.name, "design": label, "config": cfg.to_dict(),
-                            "dsp": dsp, "area": syn, "timing": pr, "fits": fits})
+                            "dsp": dsp, "area": syn, "timing": pr, "fits": fits,
+                            "analytic": pred})
         ratios(results, tgt.name)
     if args.json:
         with open(args.json, "w") as fh:
