@@ -29,6 +29,7 @@ from ..program import Program, load_program
 from ..rtl_gen.config import EngineConfig
 from . import activity as act
 from . import area, energy, report, timing
+from .model import load_area_model
 from .targets import get_target
 
 __all__ = ["FORMAT", "VERSION", "BASELINES", "mult_config", "load_model", "model_inputs",
@@ -86,6 +87,14 @@ def _check_model(program: Program, cfg: EngineConfig) -> None:
                          f"engine with the model's widths")
 
 
+def _check_baseline(config: EngineConfig, baseline) -> None:
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be 'mult' or None, not {baseline!r}")
+    if baseline == "mult" and config.pe != "shift":
+        raise ValueError("the design to estimate has pe='mult'; compare a shift design with "
+                         "its multiplier twin (or pass baseline=None)")
+
+
 def _designs(cfg: EngineConfig, target, baseline, mult_bits: int) -> dict:
     if cfg.pe != "shift":                    # a multiplier design on its own
         return {"mult_lut" if target.is_fpga else "mult": (cfg, False)}
@@ -101,15 +110,13 @@ def _designs(cfg: EngineConfig, target, baseline, mult_bits: int) -> dict:
     return designs
 
 
-def _analytic_beside(cfg: EngineConfig, tgt, dsp: bool, syn: dict) -> dict | None:
+def _analytic_beside(area_model, cfg: EngineConfig, tgt, dsp: bool, syn: dict) -> dict | None:
     """The area model's figures for a synthesised design, with their error against the
     synthesis (``error_pct``: (model - synthesis) / synthesis), so that every estimate also
     checks the model; None where the model has no calibration for the design."""
-    from .model import load_area_model
-
     try:
-        pred = load_area_model().predict(cfg, tgt, dsp=dsp)
-    except (ValueError, OSError):
+        pred = area_model.predict(cfg, tgt, dsp=dsp)
+    except ValueError:
         return None
     if tgt.is_fpga:
         meas = {"lut": syn["resources"]["lut"], "ff": syn["resources"]["ff"]}
@@ -129,14 +136,8 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
     :meth:`.model.AreaModel.predict`'s (its ``*_error_pct`` the model's stated error on
     held-out synthesis points, ``outside_calibration`` the settings its sweeps did not vary).
     """
-    from .model import load_area_model
-
     tgt = get_target(target)
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be 'mult' or None, not {baseline!r}")
-    if baseline == "mult" and config.pe != "shift":
-        raise ValueError("the design to estimate has pe='mult'; compare a shift design with "
-                         "its multiplier twin (or pass baseline=None)")
+    _check_baseline(config, baseline)
     am = load_area_model()
     designs = {kind: am.predict(cfg, tgt, dsp=dsp)
                for kind, (cfg, dsp) in _designs(config, tgt, baseline,
@@ -203,11 +204,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     if not isinstance(config, EngineConfig):
         raise TypeError(f"config must be an EngineConfig, not {config!r}")
     tgt = get_target(target)
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be 'mult' or None, not {baseline!r}")
-    if baseline == "mult" and config.pe != "shift":
-        raise ValueError("the design to estimate has pe='mult'; compare a shift design with "
-                         "its multiplier twin (or pass baseline=None)")
+    _check_baseline(config, baseline)
     timing.check_placement_options(placements, timing_weight, jobs, opt_timing, tgt)
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
@@ -227,6 +224,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         out.mkdir(parents=True, exist_ok=True)
     scratch = (out / "work") if out is not None else Path(tempfile.mkdtemp(prefix="shifthw-est-"))
     designs = _designs(config, tgt, baseline, mult_weight_bits)
+    area_model = load_area_model()
     results, steps = {}, {}
     try:
         for i, (key, (cfg, dsp)) in enumerate(designs.items(), 1):
@@ -237,7 +235,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             if work.exists():
                 shutil.rmtree(work)
             syn = area.synthesize(cfg, tgt, work, dsp=dsp, progress=say)
-            syn["analytic"] = _analytic_beside(cfg, tgt, dsp, syn)
+            syn["analytic"] = _analytic_beside(area_model, cfg, tgt, dsp, syn)
             steps[f"{key}.synthesis"] = syn["seconds"]
             placed = None
             if tgt.is_fpga and place:

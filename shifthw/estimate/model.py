@@ -28,6 +28,7 @@ from .. import numerics as nx
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.layouts import act_word_layout, bias_entry_layout, weight_entry_layout
 from .energy import tree_widths
+from .sweep import SETTINGS
 from .targets import Target, get_target
 
 __all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "dsp_mapped", "kind_of",
@@ -177,8 +178,6 @@ def config_of_row(row: dict) -> EngineConfig:
     """The engine of a sweep row: its engine parameters and recorded settings
     (:data:`shifthw.estimate.sweep.SETTINGS`; a setting a row lacks, as in sweeps written
     before rows recorded them, is the generator's default)."""
-    from .sweep import SETTINGS
-
     extra = {k: row[k] for k in ("pipeline_stages", *SETTINGS) if row.get(k) is not None}
     return EngineConfig(rows=row["rows"], cols=row["cols"], act_bits=row["act_bits"],
                         weight_bits=row["weight_bits"], pe=row["pe"],
@@ -198,8 +197,6 @@ def calibration_rows(rows: list[dict], family: str, kind: str,
 
 def split_heldout(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """(fit, held out): every fourth row of a stable order is held out of the fit."""
-    from .sweep import SETTINGS
-
     order = sorted(rows, key=lambda r: (r["pe"], bool(r.get("dsp")), r["act_bits"],
                                         r["weight_bits"], r.get("guard_bits") or 0,
                                         r["rows"], r["cols"],
