@@ -91,6 +91,10 @@ def variant_grid(family: str) -> list[SweepPoint]:
 
 
 GRIDS = {"base": base_grid, "variants": variant_grid}
+#: The columns of a sweep row that sweep_data.json keeps.
+KEEP = ("label", "pe", "dsp", "rows", "cols", "act_bits", "weight_bits", "guard_bits",
+        "acc_bits", "pipeline_stages", *SETTINGS, "lut", "lut4", "carry", "ff", "bram",
+        "dsp_blocks", "nand2_eq", "fits", "error")
 
 
 def fit(data: dict) -> dict:
@@ -168,11 +172,7 @@ def main(argv=None) -> int:
                 print(f"{family} {name}: {len(points)} points", flush=True)
                 rows = run_sweep_points(points, TARGET[family], jobs=args.jobs, place=False,
                                         progress=lambda m: print(m, flush=True))
-                keep = ("label", "pe", "dsp", "rows", "cols", "act_bits", "weight_bits",
-                        "guard_bits", "acc_bits", "pipeline_stages", *SETTINGS, "lut",
-                        "lut4", "carry", "ff", "bram", "dsp_blocks", "nand2_eq", "fits",
-                        "error")
-                new += [{"grid": name, **{k: r[k] for k in keep}} for r in rows]
+                new += [{"grid": name, **{k: r[k] for k in KEEP}} for r in rows]
             # Rows of the grids and PE kinds not re-synthesised are kept (a row written
             # before rows named their grid is of the base grid).
             kept = [r for r in data["families"].get(family, [])
