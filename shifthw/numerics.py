@@ -180,11 +180,19 @@ def saturate(value, bits: int):
     return np.clip(np.asarray(value, dtype=np.int64), lo, hi)
 
 
+def _floor_ldexp(x, exp: int):
+    """``floor(x * 2**exp)`` exactly, as float64.  ldexp is exact unless it underflows: a
+    negative value scaled below the smallest subnormal becomes -0.0, whose floor is 0, where
+    the exact floor is -1."""
+    y = np.ldexp(x, exp)
+    return np.where((y == 0) & (x < 0), -1.0, np.floor(y))
+
+
 def quantize_act(x, frac_bits: int, act_bits: int):
     """``clamp(floor(x * 2**F), -2**(A-1), 2**(A-1)-1)`` as int64 (exact in float64)."""
     check_act_bits(act_bits)
     _check_int("frac_bits", frac_bits, *FRAC_BITS_RANGE)
-    scaled = np.floor(np.ldexp(np.asarray(x, dtype=np.float64), frac_bits))
+    scaled = _floor_ldexp(np.asarray(x, dtype=np.float64), frac_bits)
     scaled = np.clip(scaled, act_min(act_bits), act_max(act_bits))
     return scaled.astype(np.int64)
 
@@ -250,10 +258,7 @@ def quantize_bias(bias, *, exponent: int, guard_bits: int, frac_in: int, acc_bit
     overflow an accumulator of :func:`acc_bits_for` bits.
     """
     b = np.asarray(bias, dtype=np.float64)
-    y = np.ldexp(b, int(guard_bits) + int(frac_in) - int(exponent))
-    # ldexp is exact unless it underflows: a negative bias scaled to below the smallest
-    # subnormal becomes -0.0, whose floor is 0, where the exact floor is -1.
-    scaled = np.where((y == 0) & (b < 0), -1.0, np.floor(y))
+    scaled = _floor_ldexp(b, int(guard_bits) + int(frac_in) - int(exponent))
     lim = bias_limit(acc_bits)
     return np.clip(scaled, -lim - 1, lim).astype(np.int64)
 

@@ -73,7 +73,10 @@ class _QuantizeActSTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, frac_bits: int, act_bits: int):
         scale = 2.0 ** frac_bits
-        scaled = torch.floor(x * scale)
+        y = x * scale
+        # Exact floor, as numerics.quantize_act: a negative x whose scaled value underflows
+        # to -0.0 floors to -1, not 0.
+        scaled = torch.where((y == 0) & (x < 0), -1.0, torch.floor(y))
         lo, hi = act_min(act_bits), act_max(act_bits)
         ctx.save_for_backward((scaled >= lo) & (scaled <= hi))
         return scaled.clamp(lo, hi) * (1.0 / scale)

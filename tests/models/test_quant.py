@@ -59,9 +59,12 @@ def test_quantize_act_matches_reference(x, frac_bits, act_bits):
 
 
 def test_quantize_act_underflow_matches_contract():
+    # floor(x * 2**F) exactly: a negative x whose scaled value underflows still floors to -1.
     x = np.array([-5e-324, 5e-324])
     got = quantize_act_ste(torch.from_numpy(x), -1, 8)
-    assert (got * 2.0).tolist() == quantize_act(x, -1, 8).tolist() == [0, 0]
+    assert (got * 2.0 ** -1).tolist() == quantize_act(x, -1, 8).tolist() == [-1, 0]
+    tiny = torch.tensor([-1e-45, 1e-45], dtype=torch.float32)   # float32 subnormals
+    assert (quantize_act_ste(tiny, -1, 8) * 2.0 ** -1).tolist() == [-1, 0]
 
 
 @pytest.mark.parametrize("act_bits", [2, 8, 16])
