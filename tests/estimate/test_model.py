@@ -113,3 +113,26 @@ def test_uncalibrated_target_is_a_clear_error(model, tmp_path):
         other.predict(EngineConfig(rows=2, cols=2), "ecp5-25k")
     with pytest.raises(FileNotFoundError, match="no such file"):
         am.load_area_model(tmp_path / "none.json")
+
+
+def test_shifter_muxes_count_the_log_shifter():
+    # A = 8, b = 5: G = 0 shifts by 0..7 (three stages, the sign fills the top), G = 4 by
+    # 0..11 and G = P = 14 by 0..14 (four stages, the zero guard bits and the sign narrow
+    # them): 7 + 7 + 7 at G = 0, and never more than A + G a stage.
+    assert am.shifter_muxes(8, 5, 0) == 21
+    assert am.shifter_muxes(8, 5, 4) == 40
+    assert am.shifter_muxes(8, 5, 14) == 53
+    for a in (4, 8):
+        for b in (3, 4, 5):
+            p = 2 ** (b - 1) - 2
+            counts = [am.shifter_muxes(a, b, g) for g in range(p + 1)]
+            assert counts == sorted(counts)          # more guard bits, no fewer multiplexers
+            for g, n in enumerate(counts):
+                assert n <= (a + g) * max(am.nx.shifter_stages(a, b, g), 1)
+    # No shift at all (A = 2, b = 2: P = 0): no multiplexer.
+    assert am.shifter_muxes(2, 2, 0) == 0
+    # The feature is the PEs' count of them.
+    cfg = EngineConfig(rows=2, cols=4, act_bits=8, weight_bits=5, guard_bits=4)
+    assert am.features(cfg, "shift")["pe_muxes"] == 8 * 40
+    assert am.features(EngineConfig(rows=2, cols=4, pe="mult", weight_bits=8),
+                       "mult_lut")["pe_muxes"] == 0
