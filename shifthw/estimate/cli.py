@@ -234,7 +234,8 @@ def _run_analytic(args, cfg: EngineConfig, target) -> int:
             err = d.get(f"{key}_error_pct")
             fig = f"{d[key]:.0f}" + (f" (±{err:.0f} %)" if err is not None else "")
             line += f"{fig:>16}"
-        print(line + (f"  {'yes' if d['fits'] else 'no'}" if target.is_fpga else ""))
+        fits = "yes" if d.get("fits") else f"no ({', '.join(d.get('over', []))} over)"
+        print(line + (f"  {fits}" if target.is_fpga else ""))
     for kind, r in rep["lut_ratio"].items():
         print(f"{metric} ratio {kind} / shift: {r:.2f}x")
     for note in rep["notes"]:

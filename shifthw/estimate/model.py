@@ -296,8 +296,12 @@ class AreaModel:
             out["bram"] = bram_blocks(cfg, tgt.family)
             out["dsp"] = cfg.rows * cfg.cols if kind == "mult_dsp" else 0
             cap = tgt.capacity
-            out["fits"] = (out["lut"] <= cap["lut4"] and out["ff"] <= cap["ff"]
-                           and out["bram"] <= cap["bram"] and out["dsp"] <= cap["dsp"])
+            # The device's resources the estimate exceeds (the names of `Target.capacity`,
+            # as synthesis reports them); fitting by count, not by packing into cells.
+            out["over"] = [k for k, v in (("lut4", out["lut"]), ("ff", out["ff"]),
+                                          ("bram", out["bram"]), ("dsp", out["dsp"]))
+                           if v > cap[k]]
+            out["fits"] = not out["over"]
         return out
 
 

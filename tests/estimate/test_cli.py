@@ -114,6 +114,7 @@ def test_analytic_estimate_runs_no_tool(tmp_path, capsys, monkeypatch):
     for kind in ("shift", "mult_lut", "mult_dsp"):
         assert f"\n{kind} " in out
     assert "lut ratio mult_lut / shift" in out and "outside the calibration" not in out
+    assert "dsp over)" in out.split("\nmult_dsp ")[1].splitlines()[0]
     import json
     rep = json.loads((tmp_path / "r" / "analytic.json").read_text())
     assert rep["format"] == "shifthw.estimate_analytic" and rep["target"] == "ice40-up5k"

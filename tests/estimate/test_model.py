@@ -75,6 +75,9 @@ def test_predictions_take_microseconds(model):
     dsp = model.predict(EngineConfig(rows=8, cols=8, pe="mult"), get_target("ice40-up5k"),
                         dsp=True)
     assert dsp["dsp"] == 64 and not dsp["fits"]                # 8 DSP blocks on the UP5K
+    assert "dsp" in dsp["over"] and "lut4" not in dsp["over"]
+    lut = model.predict(EngineConfig(rows=8, cols=8, pe="mult"), "ice40-up5k")
+    assert "lut4" in lut["over"] and "dsp" not in lut["over"] and not lut["fits"]
 
 
 def test_settings_outside_the_calibration_are_named(model):
