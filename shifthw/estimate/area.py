@@ -90,13 +90,16 @@ def _read_lines(target: Target) -> list[str]:
     return [f"read_verilog {ENGINE}.v", *keep_flops(ENGINE)]
 
 
-def _map_lines(target: Target, dsp: bool, *, flatten: bool) -> list[str]:
+def _map_lines(target: Target, dsp: bool, *, flatten: bool, booth: bool = False) -> list[str]:
     top = "top" if target.is_fpga else ENGINE
+    # Yosys' `booth` pass (opt-in: no synth_* script runs it by default) rewrites each
+    # `$mul` cell as a radix-4 Booth multiplier before the family's mapping.
+    pre = ["booth"] if booth else []
     if target.is_fpga:
         device = f" {target.synth_opts}" if target.synth_opts else ""
-        return [f"{_SYNTH[target.family]}{device} -top {top}{_dsp_flag(target, dsp)}"
+        return [*pre, f"{_SYNTH[target.family]}{device} -top {top}{_dsp_flag(target, dsp)}"
                 + ("" if flatten else " -noflatten")]
-    return [f"synth -top {top}{' -flatten' if flatten else ''} -run begin:fine",
+    return [*pre, f"synth -top {top}{' -flatten' if flatten else ''} -run begin:fine",
             "opt -fast -full", "techmap", "opt -fast", f"abc -g {_GATES}", "opt_clean"]
 
 
@@ -246,7 +249,8 @@ def _memories(netlist: dict) -> dict[str, int]:
 
 
 def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: bool = False,
-               breakdown: bool = True, progress=None, timeout: float | None = None) -> dict:
+               booth: bool = False, breakdown: bool = True, progress=None,
+               timeout: float | None = None) -> dict:
     """Synthesise ``cfg`` for ``target`` in ``work_dir``; return its area figures.
 
     Parameters
@@ -257,6 +261,9 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
         ``flat.json`` for place and route.
     dsp : map multipliers to DSP blocks (iCE40UP5K SB_MAC16, ECP5 MULT18X18D); False builds
         them from LUTs.  Shift designs have no multiplier, so it changes nothing for them.
+    booth : build the multipliers that are not in DSP blocks as radix-4 Booth multipliers
+        (Yosys' opt-in ``booth`` pass; fewer LUTs than the default mapping for signed
+        multipliers of 8 bits and more).  Changes nothing for shift designs either.
     breakdown : also run the per-component synthesis.
     progress : callable taking a one-line message, or None.
 
@@ -279,7 +286,7 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
     top = "top" if target.is_fpga else ENGINE
     pre = [*_read_lines(target), f"hierarchy -top {top}", "proc", "opt_clean",
            "opt", "memory -nomap", "write_json pre.json"]
-    flat = [*_read_lines(target), *_map_lines(target, dsp, flatten=True),
+    flat = [*_read_lines(target), *_map_lines(target, dsp, flatten=True, booth=booth),
             "tee -q -o flat.stat.json stat -json", "write_json flat.json"]
     if not target.is_fpga:
         flat.append("tee -q -o flat.ltp.txt ltp -noff")
@@ -290,7 +297,7 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
         annotate_for_submod(netlist, ENGINE)
         (work / "ann.json").write_text(json.dumps(netlist))
         jobs["hier"] = ["read_json ann.json", "submod", "opt_clean -purge",
-                        *_map_lines(target, dsp, flatten=False),
+                        *_map_lines(target, dsp, flatten=False, booth=booth),
                         "tee -q -o hier.stat.json stat -json"]
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = [pool.submit(_run_mapped, work, name, lines, target, say, timeout)

@@ -94,6 +94,9 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
                    help="compare with the multiplier twin (default) or not")
     p.add_argument("--mult-weight-bits", type=int, default=8,
                    help="integer weight bits of the multiplier baseline (default 8)")
+    p.add_argument("--mult-booth", action="store_true",
+                   help="also the LUT-built baseline with radix-4 Booth multipliers (Yosys' "
+                        "opt-in booth pass): design mult_booth, a stronger baseline")
     p.add_argument("--images", type=int, default=4,
                    help="images per batch, simulated for the switching activity (default 4)")
     p.add_argument("--no-activity", action="store_true",
@@ -190,7 +193,7 @@ def run_estimate(args: argparse.Namespace) -> int:
                    activity=not args.no_activity, place=not args.no_place,
                    freq_mhz=args.freq, energy_table=args.energy_table,
                    placements=args.placements, timing_weight=args.timing_weight,
-                   jobs=args.jobs, opt_timing=args.opt_timing)
+                   jobs=args.jobs, opt_timing=args.opt_timing, mult_booth=args.mult_booth)
     text = markdown(rep)
     # The summary: everything up to the per-component tables.
     print(text.split("## Area by component")[0].rstrip())
@@ -219,7 +222,8 @@ def _run_analytic(args, cfg: EngineConfig, target) -> int:
                          f"{'does' if len(given) == 1 else 'do'} not apply: drop "
                          f"{'it' if len(given) == 1 else 'them'}, or leave out --analytic")
     rep = estimate_analytic(cfg, target, baseline=None if args.baseline == "none" else "mult",
-                            mult_weight_bits=args.mult_weight_bits)
+                            mult_weight_bits=args.mult_weight_bits,
+                            mult_booth=args.mult_booth)
     metric = "lut" if target.is_fpga else "nand2_eq"
     cols = (("lut", "LUT"), ("ff", "FF"), ("bram", "BRAM"), ("dsp", "DSP")) \
         if target.is_fpga else (("nand2_eq", "NAND2 eq"), ("ff", "FF"))

@@ -95,18 +95,23 @@ def _check_baseline(config: EngineConfig, baseline) -> None:
                          "its multiplier twin (or pass baseline=None)")
 
 
-def _designs(cfg: EngineConfig, target, baseline, mult_bits: int) -> dict:
+def _designs(cfg: EngineConfig, target, baseline, mult_bits: int,
+             mult_booth: bool = False) -> dict:
+    """The designs of a run, ``{key: (config, multipliers in DSP blocks)}``; the key
+    ``mult_booth`` is the LUT- (gate-) built twin with Booth multipliers."""
     if cfg.pe != "shift":                    # a multiplier design on its own
-        return {"mult_lut" if target.is_fpga else "mult": (cfg, False)}
+        designs = {"mult_lut" if target.is_fpga else "mult": (cfg, False)}
+        if mult_booth:
+            designs["mult_booth"] = (cfg, False)
+        return designs
     designs = {"shift": (cfg, False)}
     if baseline == "mult":
         mcfg = mult_config(cfg, mult_bits)
-        if target.is_fpga:
-            designs["mult_lut"] = (mcfg, False)
-            if target.dsp:
-                designs["mult_dsp"] = (mcfg, True)
-        else:
-            designs["mult"] = (mcfg, False)
+        designs["mult_lut" if target.is_fpga else "mult"] = (mcfg, False)
+        if mult_booth:
+            designs["mult_booth"] = (mcfg, False)
+        if target.is_fpga and target.dsp:
+            designs["mult_dsp"] = (mcfg, True)
     return designs
 
 
@@ -127,7 +132,7 @@ def _analytic_beside(area_model, cfg: EngineConfig, tgt, dsp: bool, syn: dict) -
 
 
 def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "mult",
-                      mult_weight_bits: int = 8) -> dict:
+                      mult_weight_bits: int = 8, mult_booth: bool = False) -> dict:
     """The analytic area model's estimate of ``config`` and its multiplier twin (the designs
     :func:`estimate` would synthesise), in milliseconds and without running a tool.
 
@@ -138,6 +143,10 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
     """
     tgt = get_target(target)
     _check_baseline(config, baseline)
+    if mult_booth:
+        raise ValueError("mult_booth: the analytic area model is calibrated on Yosys' default "
+                         "multiplier mapping, not on Booth multipliers; synthesise the Booth "
+                         "twin (estimate without the analytic model)")
     am = load_area_model()
     designs = {kind: am.predict(cfg, tgt, dsp=dsp)
                for kind, (cfg, dsp) in _designs(config, tgt, baseline,
@@ -164,7 +173,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
              energy_table: str | os.PathLike | None = None,
              plots: bool = True, placements: int = 1,
              timing_weight: int | None = None, jobs: int | None = None,
-             opt_timing: bool = False) -> dict:
+             opt_timing: bool = False, mult_booth: bool = False) -> dict:
     """Estimate area, Fmax and energy of ``config`` on ``target``, beside the multiplier twin.
 
     Parameters
@@ -195,6 +204,10 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     jobs : placements run at once (default: one per core, at most ``placements``).
     opt_timing : nextpnr-ice40's post-placement timing optimisation (``--opt-timing``) for
         every design (iCE40 targets only).
+    mult_booth : also synthesise (and place) the LUT-built twin with radix-4 Booth
+        multipliers (Yosys' opt-in ``booth`` pass), as design ``mult_booth``: a stronger
+        baseline than Yosys' default multiplier mapping.  Needs ``baseline="mult"`` (or a
+        multiplier design).
 
     Returns
     -------
@@ -223,7 +236,9 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             raise FileExistsError(f"out_dir {out} exists and is not a folder")
         out.mkdir(parents=True, exist_ok=True)
     scratch = (out / "work") if out is not None else Path(tempfile.mkdtemp(prefix="shifthw-est-"))
-    designs = _designs(config, tgt, baseline, mult_weight_bits)
+    if mult_booth and baseline is None and config.pe == "shift":
+        raise ValueError("mult_booth needs the multiplier baseline (baseline='mult')")
+    designs = _designs(config, tgt, baseline, mult_weight_bits, mult_booth)
     area_model = load_area_model()
     results, steps = {}, {}
     try:
@@ -234,8 +249,10 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             work = scratch / key
             if work.exists():
                 shutil.rmtree(work)
-            syn = area.synthesize(cfg, tgt, work, dsp=dsp, progress=say)
-            syn["analytic"] = _analytic_beside(area_model, cfg, tgt, dsp, syn)
+            booth = key == "mult_booth"
+            syn = area.synthesize(cfg, tgt, work, dsp=dsp, booth=booth, progress=say)
+            # (the area model knows Yosys' default multipliers only)
+            syn["analytic"] = None if booth else _analytic_beside(area_model, cfg, tgt, dsp, syn)
             steps[f"{key}.synthesis"] = syn["seconds"]
             placed = None
             if tgt.is_fpga and place:
@@ -257,7 +274,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                               "utilisation": {}, "logic_cells": None, "critical_path": None,
                               "bram_output_registers": 0, "seed": None, "placements": [],
                               "timing_weight": timing_weight, "opt_timing": opt_timing}
-            results[key] = {"config": cfg.to_dict(), "pe": cfg.pe, "dsp": dsp,
+            results[key] = {"config": cfg.to_dict(), "pe": cfg.pe, "dsp": dsp, "booth": booth,
                             "area": syn, "timing": placed}
         energy_section = None
         if program is not None:

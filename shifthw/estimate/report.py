@@ -143,6 +143,11 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
         if "mult_dsp" in designs:
             notes.append("mult_lut builds its multipliers from LUTs; mult_dsp maps them to "
                          "DSP blocks (one per PE).")
+    if "mult_booth" in designs:
+        notes.append("mult_booth: the LUT- (gate-) built twin with radix-4 Booth multipliers "
+                     "(Yosys' opt-in booth pass before the mapping), a stronger baseline "
+                     "than Yosys' default multipliers; the analytic area model has no "
+                     "calibration for it.")
     for key, d in designs.items():
         t = d.get("timing") or {}
         if t.get("error"):

@@ -99,6 +99,28 @@ def test_generic_gates(tmp_path):
     assert "## Analytic area model beside synthesis" in markdown(rep)
 
 
+def test_booth_baseline(tmp_path):
+    """mult_booth: the gate-built twin with Yosys' Booth multipliers, beside the default one
+    (the same design, fewer gates), with the model's energy and no analytic figure."""
+    from shifthw.estimate import estimate_analytic
+    rep = estimate(EngineConfig(**TINY), "generic", mult_booth=True, model=linear_program(),
+                   activity=False, out_dir=tmp_path)
+    assert list(rep["designs"]) == ["shift", "mult", "mult_booth"]
+    shift, mult, booth = (rep["designs"][k] for k in ("shift", "mult", "mult_booth"))
+    assert [d["booth"] for d in (shift, mult, booth)] == [False, False, True]
+    assert shift["area"]["nand2_eq"] < booth["area"]["nand2_eq"] < mult["area"]["nand2_eq"]
+    assert booth["config"] == mult["config"] and booth["area"]["analytic"] is None
+    assert "booth" in (tmp_path / "work" / "mult_booth" / "flat.ys").read_text()
+    assert "booth" not in (tmp_path / "work" / "mult" / "flat.ys").read_text()
+    nj = _row(rep, "energy_op_count_nj")["values"]
+    assert nj["mult_booth"] == nj["mult"] is not None and nj["shift"] is not None
+    assert any(n.startswith("mult_booth: ") for n in rep["notes"])
+    with pytest.raises(ValueError, match="mult_booth needs the multiplier baseline"):
+        estimate(EngineConfig(**TINY), "generic", baseline=None, mult_booth=True)
+    with pytest.raises(ValueError, match="analytic area model is calibrated on Yosys' default"):
+        estimate_analytic(EngineConfig(**TINY), "generic", mult_booth=True)
+
+
 def test_shift_engine_has_no_multiplier(tmp_path):
     for pe, muls in (("shift", 0), ("mult", 4)):
         generate(EngineConfig(**TINY, pe=pe), tmp_path / pe)
