@@ -411,18 +411,32 @@ class LayerEngine(wiring.Component):
             m.d.sync += [eq2.eq(count == 2), eq3.eq(count == 3), stepped.eq(step)]
             return Mux(stepped, eq3, eq2)
 
-        def lagged_left(count, count_m1, step, name):
-            """registered_stall / stall_free: ``count`` and ``count_m1`` (a vectors-left
-            counter and its value minus one) step down a cycle after ``step``, so the enable
-            of their flip-flops is a flip-flop instead of the handshake.  Returns ``count ==
-            2`` as it is before this cycle's step, from flip-flops: the comparisons with 2, 3
-            and 4 of the lagging counter are registered every cycle, with the steps of the
-            last two cycles."""
+        def lagged_left(count_m1, step, name):
+            """registered_stall / stall_free: ``count_m1`` (a vectors-left counter minus
+            one) steps down a cycle after ``step``, so the enable of its flip-flops is a
+            flip-flop instead of the handshake.  Its carry chain is cut in two: the low half
+            steps, and the high half a cycle later when the low half wrapped (`borrow`, a
+            flip-flop), so neither chain is longer than half the counter.  While the high
+            half waits, the counter reads as its true value plus ``2**lo_bits`` with all low
+            bits one, which is neither its true value nor 1, 2 or 3 (nor is the true value),
+            so the comparisons below are right throughout.  Returns ``count == 2`` (that
+            is, ``count_m1 == 1``) as it is before this cycle's step, from flip-flops: the
+            comparisons with 1, 2 and 3 of the lagging counter are registered every cycle,
+            with the steps of the last two cycles."""
             q, q2 = Signal(name=f"{name}_step_q"), Signal(name=f"{name}_step_q2")
-            eqs = [Signal(name=f"{name}_eq{k}") for k in (2, 3, 4)]
-            m.d.sync += [q.eq(step), q2.eq(q), *(e.eq(count == k) for e, k in zip(eqs, (2, 3, 4)))]
+            eqs = [Signal(name=f"{name}_eq{k + 1}") for k in (1, 2, 3)]
+            m.d.sync += [q.eq(step), q2.eq(q),
+                         *(e.eq(count_m1 == k) for e, k in zip(eqs, (1, 2, 3)))]
+            bits = len(count_m1)
+            lo_bits = bits // 2 if bits >= 6 else bits
+            lo, hi = count_m1[:lo_bits], count_m1[lo_bits:]
+            if lo_bits < bits:
+                borrow = Signal(name=f"{name}_borrow")
+                m.d.sync += borrow.eq(q & ~setup & (lo == 0))
+                with m.If(borrow & ~setup):
+                    m.d.sync += hi.eq(hi - 1)
             with m.If(q & ~setup):
-                m.d.sync += [count.eq(count_m1), count_m1.eq(count_m1 - 1)]
+                m.d.sync += lo.eq(lo - 1)
             return Mux(q & q2, eqs[2], Mux(q | q2, eqs[1], eqs[0]))
 
         # -- loader: act words into the free bank ----------------------------------------
@@ -439,7 +453,7 @@ class LayerEngine(wiring.Component):
         fin = Signal(name="ld_fin")          # the last word of a vector is written
         m.d.comb += fin.eq(self.act.valid & can_load & ld_last)
         if lag:
-            ld_left_two = lagged_left(ld_left, ld_left_m1, fin, "ld_left")
+            ld_left_two = lagged_left(ld_left_m1, fin, "ld_left")
         else:
             ld_left_two = equals_two(ld_left, fin, "ld_left")
         m.d.comb += [
@@ -489,7 +503,7 @@ class LayerEngine(wiring.Component):
         advance = ~s1_valid | arr.i.ready
         rd_advance = ~s1_valid | arr.i_ready_buf      # the same, for the read enables
         if lag:
-            is_left_two = lagged_left(is_left, is_left_m1, vec_end, "is_left")
+            is_left_two = lagged_left(is_left_m1, vec_end, "is_left")
         else:
             is_left_two = equals_two(is_left, vec_end, "is_left")
         m.d.comb += [

@@ -128,6 +128,22 @@ def test_vector_counts_back_to_back(stall_prob, stall, rng):
         _check(cfg, job, x, stall=stall_prob, seed=int(rng.integers(1 << 16)))
 
 
+@pytest.mark.parametrize("stall", STALLS[1:])
+@pytest.mark.parametrize("stall_prob", [0.0, 0.3])
+def test_vector_counts_across_the_split_counter(stall_prob, stall, rng):
+    """The high-Fmax modes cut the vectors-left counters' carry chains in two (6 bits: a
+    low half of 3, the high half a cycle later on a registered borrow): counts that cross
+    the halves' boundary (8, 16) once or twice, back to back, end on their last vector."""
+    cfg = EngineConfig(rows=2, cols=2, k_depth=4, weight_depth=16, bias_depth=4,
+                       count_bits=6, **stall)
+    for count in (8, 9, 10, 17, 24, 63):
+        job = random_job(cfg, rng, 2, 2)
+        x = random_inputs(cfg, rng, count, job.fan_in)
+        d = unpack_descriptor(cfg, encode_job(cfg, job, x).desc[0])
+        assert (d["k_tiles"], d["n_tiles"], d["count"]) == (1, 1, count)
+        _check(cfg, job, x, stall=stall_prob, seed=int(rng.integers(1 << 16)))
+
+
 @pytest.mark.parametrize("stall", STALLS)
 @pytest.mark.parametrize("cols, word", [(3, 7), (3, 14), (3, 16), (3, 28), (2, 24)])
 def test_entries_over_several_params_words(cols, word, stall, rng):
