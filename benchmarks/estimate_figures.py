@@ -15,7 +15,7 @@ the analytic area model's LUT and FF figures and their error against the synthes
 
 Usage: ``python benchmarks/estimate_figures.py [--targets ice40-up5k,ecp5-85k]
 [--pipeline-stages N] [--out-lanes N] [--input-registers N] [--registered-stall]
-[--pe-register] [--stall-free] [--placements N] [--timing-weight N] [--opt-timing]
+[--pe-register] [--stall-free] [--mult-booth] [--placements N] [--timing-weight N] [--opt-timing]
 [--json out.json]``.  ``--opt-timing`` (nextpnr-ice40's post-placement timing optimisation)
 applies to the iCE40 targets only.  Takes tens of minutes.  Not a test.
 """
@@ -38,13 +38,16 @@ from shifthw.rtl_gen.config import EngineConfig
 UP5K = dict(bias_lanes=4, out_lanes=4, out_depth=0)
 
 
-def designs(b: int, mult5: bool):
+def designs(b: int, mult5: bool, booth: bool):
+    """(label, engine settings, multipliers in DSP blocks, Booth multipliers)"""
     p = nx.max_shift(b)
     for g in (0, 4, p):
-        yield f"shift G={g}", dict(pe="shift", weight_bits=b, guard_bits=g), False
+        yield f"shift G={g}", dict(pe="shift", weight_bits=b, guard_bits=g), False, False
     for mb in ((8, b) if mult5 else (8,)):
-        yield f"mult b={mb} LUT", dict(pe="mult", weight_bits=mb), False
-        yield f"mult b={mb} DSP", dict(pe="mult", weight_bits=mb), True
+        yield f"mult b={mb} LUT", dict(pe="mult", weight_bits=mb), False, False
+        if booth:
+            yield f"mult b={mb} Booth", dict(pe="mult", weight_bits=mb), False, True
+        yield f"mult b={mb} DSP", dict(pe="mult", weight_bits=mb), True, False
 
 
 #: Components summed for each ratio: the whole engine, the array (PEs, adder trees and
@@ -61,17 +64,19 @@ def _luts(result: dict, parts) -> int:
 
 
 def ratios(results: list[dict], target: str) -> None:
-    """Print mult (b = 8, LUT-built) LUTs / shift LUTs for each scope."""
+    """Print mult (b = 8, LUT-built; and Booth-built if measured) LUTs / shift LUTs for
+    each scope."""
     rows = [r for r in results if r["target"] == target]
-    base = next((r for r in rows if r["design"] == "mult b=8 LUT"), None)
-    if base is None:
-        return
-    print(f"LUT ratio, mult b=8 LUT-built / shift ({target}):", flush=True)
-    for r in rows:
-        if r["design"].startswith("shift"):
-            print(f"  {r['design']:<10} " + "  ".join(
-                f"{scope} {_luts(base, parts) / _luts(r, parts):.2f}x"
-                for scope, parts in SCOPES.items()), flush=True)
+    for design, what in (("mult b=8 LUT", "LUT-built"), ("mult b=8 Booth", "Booth")):
+        base = next((r for r in rows if r["design"] == design), None)
+        if base is None:
+            continue
+        print(f"LUT ratio, mult b=8 {what} / shift ({target}):", flush=True)
+        for r in rows:
+            if r["design"].startswith("shift"):
+                print(f"  {r['design']:<10} " + "  ".join(
+                    f"{scope} {_luts(base, parts) / _luts(r, parts):.2f}x"
+                    for scope, parts in SCOPES.items()), flush=True)
 
 
 def main(argv=None) -> int:
@@ -88,6 +93,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pe-register", action="store_true")
     ap.add_argument("--stall-free", action="store_true")
     ap.add_argument("--mult5", action="store_true", help="also the b=5 multiplier")
+    ap.add_argument("--mult-booth", action="store_true",
+                    help="also the LUT-built multiplier twin with Yosys' Booth multipliers")
     ap.add_argument("--no-place", action="store_true")
     ap.add_argument("--placements", type=int, default=1,
                     help="place each design N times (seeds 1..N), report the fastest and "
@@ -107,7 +114,7 @@ def main(argv=None) -> int:
               + ", ".join(f"{k} {v}" for k, v in tgt.capacity.items()), flush=True)
         print(f"{'design':<14} {'acc':>3} {'LUT':>6} {'FF':>6} {'BRAM':>4} {'DSP':>4} "
               f"{'fits':>4} {'Fmax':>6}  critical path", flush=True)
-        for label, kw, dsp in designs(args.weight_bits, args.mult5):
+        for label, kw, dsp, booth in designs(args.weight_bits, args.mult5, args.mult_booth):
             cfg = EngineConfig(rows=args.rows, cols=args.cols, act_bits=args.act_bits,
                                pipeline_stages=args.pipeline_stages,
                                input_registers=args.input_registers,
@@ -116,7 +123,7 @@ def main(argv=None) -> int:
                                **kw, **settings)
             t0 = time.time()
             with tempfile.TemporaryDirectory(prefix="shifthw-fig-") as work:
-                syn = area.synthesize(cfg, tgt, work, dsp=dsp)
+                syn = area.synthesize(cfg, tgt, work, dsp=dsp, booth=booth)
                 pr = None
                 if syn["fits"] and not args.no_place:
                     pr = timing.place_and_route(tgt, work, placements=args.placements,
@@ -124,7 +131,7 @@ def main(argv=None) -> int:
                                                 opt_timing=args.opt_timing
                                                 and tgt.family == "ice40")
             res = syn["resources"]
-            pred = model.predict(cfg, tgt, dsp=dsp)
+            pred = None if booth else model.predict(cfg, tgt, dsp=dsp)   # (no calibration)
             fits = syn["fits"] and (pr is None or pr["fits"])
             cp = (pr or {}).get("critical_path") or {}
             fmax = (pr or {}).get("fmax_mhz")
@@ -133,17 +140,18 @@ def main(argv=None) -> int:
                   f"{res['bram']:>4} {res['dsp']:>4} {'yes' if fits else 'no':>4} "
                   f"{fmax or 0:>6.1f}  {cp.get('start_signal', '')} -> "
                   f"{cp.get('end_signal', '')}{why}   ({time.time() - t0:.0f} s)", flush=True)
-            print(f"{'':<14} analytic model: LUT {pred['lut']:.0f} "
-                  f"({(pred['lut'] - res['lut']) / res['lut'] * 100:+.1f} %), FF "
-                  f"{pred['ff']:.0f} ({(pred['ff'] - res['ff']) / res['ff'] * 100:+.1f} %)"
-                  + (f"; outside its calibration: {', '.join(pred['outside_calibration'])}"
-                     if pred["outside_calibration"] else ""), flush=True)
+            if pred:
+                print(f"{'':<14} analytic model: LUT {pred['lut']:.0f} "
+                      f"({(pred['lut'] - res['lut']) / res['lut'] * 100:+.1f} %), FF "
+                      f"{pred['ff']:.0f} ({(pred['ff'] - res['ff']) / res['ff'] * 100:+.1f} %)"
+                      + (f"; outside its calibration: {', '.join(pred['outside_calibration'])}"
+                         if pred["outside_calibration"] else ""), flush=True)
             if pr and len(pr.get("placements", [])) > 1:
                 print(f"{'':<14} seeds: " + ", ".join(
                     f"{t['seed']}: {t['fmax_mhz'] or 0:.1f}" for t in pr["placements"]),
                     flush=True)
             results.append({"target": tgt.name, "design": label, "config": cfg.to_dict(),
-                            "dsp": dsp, "area": syn, "timing": pr, "fits": fits,
+                            "dsp": dsp, "booth": booth, "area": syn, "timing": pr, "fits": fits,
                             "analytic": pred})
         ratios(results, tgt.name)
     if args.json:

@@ -29,7 +29,7 @@ from ..rtl_gen.config import RESULT_FIFO_DEPTH, EngineConfig
 from ..rtl_gen.host import LayerJob, layer_rows, plan_tiles
 from ..rtl_gen.layouts import bias_entry_words, weight_entry_words
 from ..rtl_gen.output import pipeline_register_bits
-from ..rtl_gen.pe import pe_register_bits
+from ..rtl_gen.pe import pe_register_bits, shifter_muxes
 from .hierarchy import COMPONENTS
 
 __all__ = ["DEFAULT_TABLE", "OpCount", "load_table", "add_energy", "mult_energy",
@@ -44,7 +44,8 @@ class OpCount:
     """``count`` operations of one kind per inference.
 
     ``op`` is one of shift, negate, mult, add, mux, register, sram_read, sram_write;
-    ``bits`` its width (for a shift: ``(bits, stages)``; for a multiply: ``(A, b)``; for a
+    ``bits`` its width (for a shift: ``(bits, stages, multiplexers)``, see
+    :func:`~shifthw.rtl_gen.pe.shifter_muxes`; for a multiply: ``(A, b)``; for a
     memory access: ``(access bits, memory bits)``), ``what`` says where it happens.
     """
 
@@ -229,8 +230,10 @@ def program_ops(program: Program, cfg: EngineConfig, *, batch: int = 1) -> dict:
     pes = r * c * beats
     if cfg.pe == "shift":
         stages = nx.shifter_stages(a, cfg.weight_bits, cfg.guard_bits)
-        op("pe_array", "shift", (term, stages), pes,
-           f"(x << G) >> p: {term}-bit arithmetic shifter, {stages} stages")
+        muxes = shifter_muxes(a, cfg.weight_bits, cfg.guard_bits)
+        op("pe_array", "shift", (term, stages, muxes), pes,
+           f"(x << G) >> p: {term}-bit arithmetic shifter, {stages} stages, {muxes} "
+           f"multiplexers (where the candidates differ)")
         op("pe_array", "negate", (term,), pes, "one's complement of the term (sign)")
         if cfg.pe_register:
             op("pe_array", "register", (pe_register_bits(cfg) * r * c + 3,), beats,
@@ -308,7 +311,7 @@ def price(counts: dict, table: dict) -> dict:
         elif kind == "mult":
             pj, basis = mult_energy(table, bits[0], bits[1])
         elif kind == "shift":
-            pj, basis = assumed_energy(table, "shifter_stage_bit", bits[0] * bits[1])
+            pj, basis = assumed_energy(table, "shifter_stage_bit", bits[2])
         elif kind == "negate":
             pj, basis = assumed_energy(table, "xor_bit", bits[0])
         elif kind == "mux":

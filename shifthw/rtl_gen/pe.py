@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import numerics as nx
 
-__all__ = ["ShiftPE", "MultPE", "make_pe", "pe_register_bits"]
+__all__ = ["ShiftPE", "MultPE", "make_pe", "pe_register_bits", "shifter_muxes"]
 
 
 def _silence(obj) -> None:
@@ -235,6 +235,31 @@ class MultPE(wiring.Component):
             m.d.sync += [p_lo.eq(self.x * lo_w), p_hi.eq(self.x * hi_w)]
         m.d.comb += self.term.eq((p_hi << h) + p_lo)
         return m
+
+
+def shifter_muxes(act_bits: int, weight_bits: int, guard_bits: int) -> int:
+    """Two-input multiplexers of the shift PE's logarithmic shifter, ``(x << G) >> p`` for
+    the shifts 0..:func:`~shifthw.numerics.shifter_max`, least significant step first: a bit
+    costs one where its two candidates differ, and none where both are the same bit of ``x``,
+    the same zero guard bit or the same sign bit (so the G zero bits and the sign fill make
+    the stages narrower than A + G).  Measured on the iCE40 the PE takes about 1.2 LUTs per
+    multiplexer at G = 0, 4 and P (26 / 47 / 65 LUTs for 21 / 40 / 53 at A = 8, b = 5),
+    where A + G bits times the stages (24 / 48 / 88) overstated G = P."""
+    width = act_bits + guard_bits
+    bits: list = [None] * guard_bits + list(range(act_bits))   # None: a zero guard bit
+    count = 0
+    for k in range(nx.shifter_max(act_bits, weight_bits, guard_bits).bit_length()):
+        step = 1 << k
+        new = []
+        for j in range(width):
+            a, b = bits[j], bits[min(j + step, width - 1)]
+            if a == b:
+                new.append(a)
+            else:
+                count += 1
+                new.append(("mux", k, j))
+        bits = new
+    return count
 
 
 def _check_split(split) -> None:

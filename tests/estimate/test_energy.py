@@ -46,6 +46,24 @@ def test_shifter_cost_is_labelled_an_assumption(table):
     assert "ASSUMPTION" in table["assumptions"]["shifter_stage_bit"]["why"]
 
 
+def test_shifter_is_priced_by_its_multiplexers(table):
+    """A shift costs its log shifter's multiplexers where the candidates differ (as the
+    generated PE has them), not the full A + G bits times the stages."""
+    from shifthw.rtl_gen.pe import shifter_muxes
+    each = {}
+    for g in (0, 4, 14):
+        rows = energy.price(energy.program_ops(linear_program(), EngineConfig(**TINY,
+                                                                        guard_bits=g)),
+                            table)["rows"]
+        (row,) = [r for r in rows if r["op"] == "shift"]
+        bits, stages, muxes = row["bits"]
+        assert muxes == shifter_muxes(8, 5, g) <= bits * stages
+        each[g] = row["pj_each"]
+    assert (shifter_muxes(8, 5, 0), shifter_muxes(8, 5, 14)) == (21, 53)
+    assert each[14] / each[0] == pytest.approx(53 / 21)
+    assert each[0] < each[4] < each[14]
+
+
 def test_counts_follow_the_engine_schedule():
     cfg = EngineConfig(**TINY)
     counts = energy.program_ops(linear_program(k=8, n=4), cfg)
