@@ -366,7 +366,8 @@ class LayerEngine(wiring.Component):
             # handshake.  The next values of beat_last, l_row_last, l_col_last, then of the
             # flags, each as it becomes in a handshake:
             bias_end = load_end & load_bias      # the bias entries' last word
-            n_beat_last = Mux(beat_last, Mux(bias_end, wpe == 1, Mux(load_bias, wpb == 1, wpe == 1)),
+            n_beat_last = Mux(beat_last,
+                              Mux(bias_end, wpe == 1, Mux(load_bias, wpb == 1, wpe == 1)),
                               Mux(load_bias, beat[wpb - 2] if wpb > 1 else 1,
                                   beat[wpe - 2] if wpe > 1 else 1))
             n_row_last = Mux(col_end, Mux(bias_end, kt_one, rows_one), l_row_pen)
