@@ -580,10 +580,10 @@ class LayerEngine(wiring.Component):
                      for n in range(beats * q)]
             out = [Signal.like(rd_word[0], name=f"bias_out_{c}", reset_less=True)
                    for c in range(cfg.cols)]
-            # (With stall_free both it and its copy below are kept: Yosys would merge a
-            # plain register into its kept twin.)
+            # (Both it and its copy below are kept: Yosys would merge a plain register into
+            # its kept twin.)
             g_valid = Signal(name="g_valid")
-            o_valid = Signal(name="bias_out_valid", attrs=KEEP if fast else {})
+            o_valid = Signal(name="bias_out_valid", attrs=KEEP)
             g_beat = _counter(beats, "g_beat")
             if beats == 1:
                 # One read per word: the output register refills in the cycle the array
@@ -598,10 +598,13 @@ class LayerEngine(wiring.Component):
                 move = g_valid & ~o_valid
                 promise = move
             take = b_valid & (~g_valid | move)
-            # With stall_free, the array sees a kept copy of bias_out_valid, which the placer
-            # puts by the array's result FIFO counts: its read decision (kept as a net of its
-            # own there) is one LUT of nearby flip-flops; only this reader waits for it.
-            a_valid = Signal(name="bias_out_valid_a", attrs=KEEP) if fast else o_valid
+            # The array sees a kept copy of bias_out_valid, which the placer puts by the
+            # array's control: with stall_free by its result FIFO counts, whose read decision
+            # (kept as a net of its own there) is one LUT of nearby flip-flops; otherwise by
+            # the array's enable, whose next value it enters (on the UP5K that path, from
+            # the reader's own flip-flop, was the limit: 4 LUT levels, 18.0 ns, most of it
+            # routing).  Only this reader waits for the original.
+            a_valid = Signal(name="bias_out_valid_a", attrs=KEEP)
             m.d.comb += [
                 b_read.eq(~b_valid | take),
                 arr.bias.valid.eq(a_valid),
