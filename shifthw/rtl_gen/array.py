@@ -47,7 +47,11 @@ from .output import saturate
 from .pe import make_pe
 from .synth import KEEP
 
-__all__ = ["PEArray"]
+__all__ = ["PEArray", "SPLIT_ACC_BITS"]
+
+#: With ``stall_free``, accumulators of this many bits or more are two carry chains of half
+#: the width, the upper a cycle behind (see ``PEArray.elaborate``).
+SPLIT_ACC_BITS = 16
 
 
 class PEArray(wiring.Component):
@@ -216,6 +220,12 @@ class PEArray(wiring.Component):
         o_valid = Signal()                    # the accumulators hold an untaken result
         need_bias = valid & first
         accs = []
+        # With stall_free (exact accumulators, no clock enable) the accumulators' carry
+        # chains are cut in two: the low half adds each beat, the high half the same beat a
+        # cycle later with the low half's registered carry, so neither chain is longer than
+        # half the accumulator (the 33-bit chain at G = P was the ECP5 high-Fmax limit).
+        # The result leaves a cycle later, its low half from a copy of the low half.
+        split = cfg.stall_free and cfg.acc_bits >= SPLIT_ACC_BITS
         for c, (vals, cars) in enumerate(columns):
             acc = Signal(signed(cfg.acc_bits), name=f"acc_{c}", reset_less=True)
             sel = first
@@ -235,6 +245,9 @@ class PEArray(wiring.Component):
                 # enable: a copy per column, like `first`.
                 upd = Signal(name=f"valid_acc_c{c}", attrs=KEEP)
                 m.d.sync += upd.eq(stages[-2][0])
+            if split:
+                accs.append(self._split_accumulator(m, c, vals[0], cars, sel, upd))
+                continue
             with m.If(upd):
                 if cfg.saturating:
                     m.d.sync += acc.eq(saturate(total, cfg.acc_bits))
@@ -243,7 +256,7 @@ class PEArray(wiring.Component):
             accs.append(acc)
         busy = o_valid
         if cfg.stall_free:
-            busy = self._stall_free(m, valid, last, accs)
+            busy = self._stall_free(m, valid, last, accs, delay=int(split))
         elif cfg.registered_stall:
             busy = busy | self._registered_stall(m, en, valid, last, need_bias, accs, o_valid,
                                                  stages)
@@ -347,7 +360,37 @@ class PEArray(wiring.Component):
             m.d.sync += o_valid.eq(1)
         return s_valid
 
-    def _stall_free(self, m, valid, last, accs):
+    def _split_accumulator(self, m, c, term, cars, first, upd):
+        """Column ``c``'s exact accumulator as two halves, the high one a cycle behind;
+        returns the result as it is two cycles after its last beat's update (see
+        ``elaborate``).  ``first`` restarts the sum, ``upd`` is the update's enable."""
+        cfg = self._cfg
+        lo_bits = cfg.acc_bits // 2
+        hi_bits = cfg.acc_bits - lo_bits
+        ext = Signal(signed(cfg.acc_bits), name=f"acc_term_{c}")
+        m.d.comb += ext.eq(term)
+        lo = Signal(lo_bits, name=f"acc_lo_{c}", reset_less=True)
+        hi = Signal(signed(hi_bits), name=f"acc_hi_{c}", reset_less=True)
+        # The low half with the column's last carry: below 2 ** (lo_bits + 1), so its carry
+        # out is bit lo_bits (one carry is left for the accumulator: R - 1 adders take R).
+        lo_sum = Mux(first, 0, lo) + ext[:lo_bits]
+        for carry in cars:
+            lo_sum = lo_sum + carry
+        carry_out = Signal(name=f"acc_carry_{c}", reset_less=True)
+        hi_term = Signal(signed(hi_bits), name=f"acc_hi_term_{c}", reset_less=True)
+        hi_first = Signal(name=f"first_hi_c{c}", reset_less=True)
+        hi_upd = Signal(name=f"valid_hi_c{c}")
+        lo_out = Signal(lo_bits, name=f"acc_lo_out_{c}", reset_less=True)
+        m.d.sync += [carry_out.eq(lo_sum[lo_bits]), hi_term.eq(ext[lo_bits:]),
+                     hi_first.eq(first), hi_upd.eq(upd), lo_out.eq(lo)]
+        with m.If(upd):
+            m.d.sync += lo.eq(lo_sum[:lo_bits])
+        with m.If(hi_upd):
+            # (modulo 2 ** hi_bits: the exact sum fits acc_bits)
+            m.d.sync += hi.eq(Mux(hi_first, 0, hi) + hi_term + carry_out)
+        return Cat(lo_out, hi).as_signed()
+
+    def _stall_free(self, m, valid, last, accs, delay=0):
         """Result FIFO, credits and the bias adder of ``stall_free``; returns "busy".
 
         Every decision is one LUT of flip-flops, and no enable waits for ``o.ready``: the
@@ -369,8 +412,14 @@ class PEArray(wiring.Component):
         rd_ptr = Signal(range(depth), name="results_rd")
         # A result is in the accumulators in the cycle after its last beat updated them (the
         # next beat overwrites them at the end of that cycle): written into the FIFO then.
+        # (With the split accumulators, ``delay`` = 1: the high halves end a cycle later.)
         push = Signal(name="push")
-        m.d.sync += push.eq(valid & last)
+        early = valid & last
+        for k in range(delay):
+            stage = Signal(name=f"push_early{k}")
+            m.d.sync += stage.eq(early)
+            early = stage
+        m.d.sync += push.eq(early)
         m.d.comb += [wr.addr.eq(wr_ptr), wr.data.eq(Cat(*accs)), wr.en.eq(push),
                      rd.addr.eq(rd_ptr), rd.en.eq(1)]
         with m.If(push):
@@ -428,4 +477,7 @@ class PEArray(wiring.Component):
         m.d.comb += [self.o.valid.eq(full[0]), pop.eq(full[0] & self.o.ready)]
         m.d.comb += [self.o.payload[c].eq(Mux(full[1], s1, s0))
                      for c, (s0, s1) in enumerate(zip(*slots))]
-        return push | held[0] | got | full[0]
+        in_flight = push
+        if delay:
+            in_flight = in_flight | early
+        return in_flight | held[0] | got | full[0]

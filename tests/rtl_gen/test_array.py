@@ -9,7 +9,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from shifthw import numerics as nx
-from shifthw.rtl_gen.array import PEArray
+from shifthw.rtl_gen.array import SPLIT_ACC_BITS, PEArray
 from shifthw.rtl_gen.config import EngineConfig
 from shifthw.rtl_gen.host import random_inputs, random_weights
 from shifthw.rtl_gen.layouts import (acc_word_layout, array_in_layout, bias_word_layout, pack,
@@ -169,6 +169,21 @@ def test_stall_free_needs_an_exact_accumulator():
     with pytest.raises(ValueError, match="stall_free .* acc_bits must be at least"):
         EngineConfig(rows=5, cols=2, act_bits=6, weight_bits=4, acc_bits=9, guard_bits=4,
                      stall_free=True)
+
+
+@pytest.mark.parametrize("acc_bits", [SPLIT_ACC_BITS - 1, SPLIT_ACC_BITS, 23])
+def test_stall_free_split_accumulators(acc_bits, rng):
+    """With stall_free, accumulators of SPLIT_ACC_BITS bits or more are two carry chains, the
+    high half a cycle behind with the low half's registered carry: extreme sums (every carry
+    crossing the cut, both signs), back to back and stalled, match the contract."""
+    from shifthw.rtl_gen.array import SPLIT_ACC_BITS as split
+    cfg = EngineConfig(rows=2, cols=3, act_bits=6, weight_bits=4, guard_bits=4,
+                       acc_bits=acc_bits, k_depth=4, weight_depth=8, stall_free=True)
+    text = verilog.convert(PEArray(config=cfg), name="array")
+    assert ("acc_hi_0" in text) == (acc_bits >= split)
+    for kind, stall in (("extreme", 0.0), ("random", 0.0), ("extreme", 0.4)):
+        got, want = _run(cfg, rng, 12, kind=kind, stall=stall)
+        assert got == want, (kind, stall)
 
 
 @pytest.mark.parametrize("pe", ["shift", "mult"])
