@@ -29,6 +29,7 @@ from ..rtl_gen.config import RESULT_FIFO_DEPTH, EngineConfig
 from ..rtl_gen.host import LayerJob, layer_rows, plan_tiles
 from ..rtl_gen.layouts import bias_entry_words, weight_entry_words
 from ..rtl_gen.output import pipeline_register_bits
+from ..rtl_gen.array import SPLIT_ACC_BITS
 from ..rtl_gen.pe import pe_register_bits, shifter_muxes
 from .hierarchy import COMPONENTS
 
@@ -264,6 +265,10 @@ def program_ops(program: Program, cfg: EngineConfig, *, batch: int = 1) -> dict:
         op("accumulators", "sram_read", (row, row * RESULT_FIFO_DEPTH), outs, "result FIFO read")
         op("accumulators", "add", (cfg.acc_bits,), c * outs, "bias add after the result FIFO")
         op("accumulators", "register", (row,), outs, "result register")
+        if cfg.acc_bits >= SPLIT_ACC_BITS:
+            op("accumulators", "register", ((cfg.acc_bits + 3) * c,), beats,
+               "split accumulators (the high half's term, carry, first, valid; the low "
+               "half's copy)")
     stages = max(cfg.acc_bits + a + 1, 2).bit_length()
     funnel = sum(a + (1 << s) for s in range(stages))
     op("output_stage", "mux", (funnel,), c * outs, "requantising funnel shifter")
