@@ -227,7 +227,6 @@ class PEArray(wiring.Component):
         # The result leaves a cycle later, its low half from a copy of the low half.
         split = cfg.stall_free and cfg.acc_bits >= SPLIT_ACC_BITS
         for c, (vals, cars) in enumerate(columns):
-            acc = Signal(signed(cfg.acc_bits), name=f"acc_{c}", reset_less=True)
             sel = first
             if len(stages) >= 2:
                 # A copy of `first` per column: one flip-flop driving all C x acc_bits
@@ -235,10 +234,6 @@ class PEArray(wiring.Component):
                 sel = Signal(name=f"first_acc_c{c}", reset_less=True, attrs=KEEP)
                 with m.If(en):
                     m.d.sync += sel.eq(stages[-2][1])
-            base = Mux(sel, 0 if cfg.stall_free else self.bias.payload[c], acc)
-            total = base + vals[0]
-            for carry in cars:
-                total = total + carry
             upd = en & valid
             if cfg.stall_free and len(stages) >= 2:
                 # Without a common enable the beat's valid bit is the accumulators' clock
@@ -248,6 +243,10 @@ class PEArray(wiring.Component):
             if split:
                 accs.append(self._split_accumulator(m, c, vals[0], cars, sel, upd))
                 continue
+            acc = Signal(signed(cfg.acc_bits), name=f"acc_{c}", reset_less=True)
+            total = Mux(sel, 0 if cfg.stall_free else self.bias.payload[c], acc) + vals[0]
+            for carry in cars:
+                total = total + carry
             with m.If(upd):
                 if cfg.saturating:
                     m.d.sync += acc.eq(saturate(total, cfg.acc_bits))
