@@ -276,8 +276,8 @@ class LayerEngine(wiring.Component):
                 nt_two.eq(d.n_tiles == 2),
                 cnt_one.eq(d.count == 1),
                 cnt_nz.eq(d.count != 0),
-                ld_left.eq(d.count),
-                is_left.eq(d.count),
+                # (the lagging counters of the high-Fmax modes keep the count minus one only)
+                *([] if lag else [ld_left.eq(d.count), is_left.eq(d.count)]),
                 ld_left_m1.eq(d.count - 1),
                 is_left_m1.eq(d.count - 1),
                 is_row_first.eq(1),
