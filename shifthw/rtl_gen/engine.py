@@ -589,15 +589,25 @@ class LayerEngine(wiring.Component):
                 # One read per word: the output register refills in the cycle the array
                 # takes its word, so a bias can go every cycle (layers with K <= R).
                 move = g_valid & (~o_valid | arr.bias.ready)
-                promise = g_valid
             else:
                 # The gather delivers a word every `beats` >= 2 cycles at best, so the
                 # output register may refill in the cycle after the array took its word,
                 # from registers only: arr.bias.ready reaches no clock enable of the
                 # gather (on the UP5K it was the limit: 4 LUT levels across the chip).
                 move = g_valid & ~o_valid
-                promise = move
             take = b_valid & (~g_valid | move)
+            # The promise (g_valid with one read per word, else g_valid & ~bias_out_valid)
+            # is a flip-flop of its own, kept, which the placer puts by the array's enable,
+            # whose next value it enters.  It is loaded with the next values of g_valid and
+            # bias_out_valid, as they are assigned below, so the enable's next value waits
+            # for none of the reader's logic (on the UP5K, g_valid into the enable through
+            # the promise was a limit: 4 LUT levels, 17.7 ns).  (The stall-free array takes
+            # no promise.)
+            promise = Signal(name="bias_promise", attrs=KEEP)
+            if not cfg.stall_free:
+                g_next = active & ((take & (g_beat == beats - 1)) | (g_valid & ~move))
+                o_next = active & (move | (o_valid & ~arr.bias.ready))
+                m.d.sync += promise.eq(g_next if beats == 1 else g_next & ~o_next)
             # The array sees a kept copy of bias_out_valid, which the placer puts by the
             # array's control: with stall_free by its result FIFO counts, whose read decision
             # (kept as a net of its own there) is one LUT of nearby flip-flops; otherwise by
@@ -608,7 +618,7 @@ class LayerEngine(wiring.Component):
             m.d.comb += [
                 b_read.eq(~b_valid | take),
                 arr.bias.valid.eq(a_valid),
-                arr.bias_next.eq(promise),      # (g_valid is cleared when not active)
+                arr.bias_next.eq(promise),
             ]
             m.d.comb += [arr.bias.payload[c].eq(out[c]) for c in range(cfg.cols)]
             with m.If(arr.bias.ready):

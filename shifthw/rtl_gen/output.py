@@ -331,6 +331,13 @@ class OutputStage(wiring.Component):
         m.d.comb += write.eq(adv_ctl & v3)
         first_chunk = write & (k3 == 0) if chunks > 1 else write
         complete = write & (k3 == chunks - 1) if chunks > 1 else write
+        if cfg.registered_stall and chunks > 1:
+            # "Stage 3 holds a word's first / last chunk" as flip-flops of their own, which
+            # move with the stage like v3 and k3, so that the advance's next value compares
+            # no chunk number (on the UP5K v3 -> adv_ctl through k3's compare was a limit:
+            # 4 LUT levels, 17.6 ns).
+            first3, last3 = Signal(name="first_chunk3"), Signal(name="last_chunk3")
+            first_chunk, complete = adv_ctl & first3, adv_ctl & last3
         if cfg.registered_stall:
             self._registered_advance(m, (adv, adv_chunk, adv_ctl), out, o_full, first_chunk,
                                      complete)
@@ -406,6 +413,8 @@ class OutputStage(wiring.Component):
         lanes = [requantize(front[lane], str(lane)) for lane in range(q)]
         with m.If(adv):
             m.d.sync += [v1.eq(front_valid), k1.eq(front_chunk), k2.eq(k1), k3.eq(k2)]
+            if cfg.registered_stall:
+                m.d.sync += [first3.eq(v2 & (k2 == 0)), last3.eq(v2 & (k2 == chunks - 1))]
             with m.If(v3):
                 with m.Switch(k3):
                     for k in range(chunks):
