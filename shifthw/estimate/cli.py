@@ -32,7 +32,8 @@ _ENGINE_OPTIONS = (
     ("--out-depth", int, "output FIFO depth (0: none, 1, or 3 and more)"),
     ("--pipeline-stages", int, "array register stages (default min(2, ceil(log2 R) + 1))"),
     ("--input-registers", int, "registers between the buffers and the PEs, 0..2 (default 1; "
-                               "2: for high Fmax on the ECP5)"),
+                               "2: for high Fmax on the ECP5; 0: on the full UP5K, with "
+                               "--registered-stall --pipeline-stages 4)"),
 )
 #: Engine switches shared by both commands: (flag, help); given, they set the option True.
 _ENGINE_FLAGS = (
