@@ -603,8 +603,9 @@ class LayerEngine(wiring.Component):
             # for none of the reader's logic (on the UP5K, g_valid into the enable through
             # the promise was a limit: 4 LUT levels, 17.7 ns).  (The stall-free array takes
             # no promise.)
-            promise = Signal(name="bias_promise", attrs=KEEP)
+            promise = 0
             if not cfg.stall_free:
+                promise = Signal(name="bias_promise", attrs=KEEP)
                 g_next = active & ((take & (g_beat == beats - 1)) | (g_valid & ~move))
                 o_next = active & (move | (o_valid & ~arr.bias.ready))
                 m.d.sync += promise.eq(g_next if beats == 1 else g_next & ~o_next)

@@ -329,8 +329,6 @@ class OutputStage(wiring.Component):
         k3 = Signal(range(max(chunks, 2)), name="chunk3", reset_less=True)
         write = Signal(name="out_write")        # a chunk of lanes enters ``out`` this cycle
         m.d.comb += write.eq(adv_ctl & v3)
-        first_chunk = write & (k3 == 0) if chunks > 1 else write
-        complete = write & (k3 == chunks - 1) if chunks > 1 else write
         if cfg.registered_stall and chunks > 1:
             # "Stage 3 holds a word's first / last chunk" as flip-flops of their own, which
             # move with the stage like v3 and k3, so that the advance's next value compares
@@ -338,6 +336,9 @@ class OutputStage(wiring.Component):
             # 4 LUT levels, 17.6 ns).
             first3, last3 = Signal(name="first_chunk3"), Signal(name="last_chunk3")
             first_chunk, complete = adv_ctl & first3, adv_ctl & last3
+        else:
+            first_chunk = write & (k3 == 0) if chunks > 1 else write
+            complete = write & (k3 == chunks - 1) if chunks > 1 else write
         if cfg.registered_stall:
             self._registered_advance(m, (adv, adv_chunk, adv_ctl), out, o_full, first_chunk,
                                      complete)
