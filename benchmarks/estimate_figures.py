@@ -15,9 +15,10 @@ the analytic area model's LUT and FF figures and their error against the synthes
 
 Usage: ``python benchmarks/estimate_figures.py [--targets ice40-up5k,ecp5-85k]
 [--pipeline-stages N] [--out-lanes N] [--input-registers N] [--registered-stall]
-[--pe-register] [--stall-free] [--mult-booth] [--placements N] [--timing-weight N] [--opt-timing]
-[--json out.json]``.  ``--opt-timing`` (nextpnr-ice40's post-placement timing optimisation)
-applies to the iCE40 targets only.  Takes tens of minutes.  Not a test.
+[--pe-register] [--stall-free] [--mult-booth] [--no-wide-luts] [--placements N]
+[--timing-weight N] [--opt-timing] [--json out.json]``.  ``--opt-timing`` (nextpnr-ice40's
+post-placement timing optimisation) applies to the iCE40 targets only, ``--no-wide-luts``
+(``synth_ecp5 -nowidelut``, every design) to the ECP5 targets only.  Takes tens of minutes.  Not a test.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mult5", action="store_true", help="also the b=5 multiplier")
     ap.add_argument("--mult-booth", action="store_true",
                     help="also the LUT-built multiplier twin with Yosys' Booth multipliers")
+    ap.add_argument("--no-wide-luts", action="store_true",
+                    help="ECP5 targets: synth_ecp5 -nowidelut for every design")
     ap.add_argument("--no-place", action="store_true")
     ap.add_argument("--placements", type=int, default=1,
                     help="place each design N times (seeds 1..N), report the fastest and "
@@ -123,7 +126,8 @@ def main(argv=None) -> int:
                                **kw, **settings)
             t0 = time.time()
             with tempfile.TemporaryDirectory(prefix="shifthw-fig-") as work:
-                syn = area.synthesize(cfg, tgt, work, dsp=dsp, booth=booth)
+                wide = not (args.no_wide_luts and tgt.family == "ecp5")
+                syn = area.synthesize(cfg, tgt, work, dsp=dsp, booth=booth, wide_luts=wide)
                 pr = None
                 if syn["fits"] and not args.no_place:
                     pr = timing.place_and_route(tgt, work, placements=args.placements,
@@ -131,7 +135,8 @@ def main(argv=None) -> int:
                                                 opt_timing=args.opt_timing
                                                 and tgt.family == "ice40")
             res = syn["resources"]
-            pred = None if booth else model.predict(cfg, tgt, dsp=dsp)   # (no calibration)
+            # (the area model knows Yosys' default mapping and multipliers only)
+            pred = None if booth or not wide else model.predict(cfg, tgt, dsp=dsp)
             fits = syn["fits"] and (pr is None or pr["fits"])
             cp = (pr or {}).get("critical_path") or {}
             fmax = (pr or {}).get("fmax_mhz")

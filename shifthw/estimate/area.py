@@ -40,7 +40,8 @@ from ..rtl_gen.synth import fpga_resources, keep_flops
 from .hierarchy import COMPONENTS, ENGINE, annotate_for_submod, module_component
 from .targets import Target, get_target
 
-__all__ = ["GATE_TABLE", "load_gate_table", "prepare", "synthesize", "lut_equivalent",
+__all__ = ["GATE_TABLE", "load_gate_table", "prepare", "synthesize", "check_wide_luts",
+           "lut_equivalent",
            "nand2_equivalents"]
 
 GATE_TABLE = "generic_cells.json"
@@ -90,7 +91,8 @@ def _read_lines(target: Target) -> list[str]:
     return [f"read_verilog {ENGINE}.v", *keep_flops(ENGINE)]
 
 
-def _map_lines(target: Target, dsp: bool, *, flatten: bool, booth: bool = False) -> list[str]:
+def _map_lines(target: Target, dsp: bool, *, flatten: bool, booth: bool = False,
+               wide_luts: bool = True) -> list[str]:
     top = "top" if target.is_fpga else ENGINE
     # Yosys' `booth` pass (opt-in: no synth_* script runs it by default) rewrites each
     # `$mul` cell as a radix-4 Booth multiplier before the family's mapping.
@@ -98,7 +100,7 @@ def _map_lines(target: Target, dsp: bool, *, flatten: bool, booth: bool = False)
     if target.is_fpga:
         device = f" {target.synth_opts}" if target.synth_opts else ""
         return [*pre, f"{_SYNTH[target.family]}{device} -top {top}{_dsp_flag(target, dsp)}"
-                + ("" if flatten else " -noflatten")]
+                + ("" if wide_luts else " -nowidelut") + ("" if flatten else " -noflatten")]
     return [*pre, f"synth -top {top}{' -flatten' if flatten else ''} -run begin:fine",
             "opt -fast -full", "techmap", "opt -fast", f"abc -g {_GATES}", "opt_clean"]
 
@@ -248,9 +250,19 @@ def _memories(netlist: dict) -> dict[str, int]:
     return out
 
 
+def check_wide_luts(wide_luts, target: Target) -> None:
+    """``wide_luts=False`` (``synth_ecp5 -nowidelut``) is an ECP5 option: one clear error
+    for anything else."""
+    if not isinstance(wide_luts, bool):
+        raise TypeError(f"wide_luts must be a bool, not {wide_luts!r}")
+    if not wide_luts and target.family != "ecp5":
+        raise ValueError(f"wide_luts=False (--no-wide-luts) is an ECP5 option (synth_ecp5 "
+                         f"-nowidelut); target {target.name!r} has no wide LUTs to leave out")
+
+
 def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: bool = False,
-               booth: bool = False, breakdown: bool = True, progress=None,
-               timeout: float | None = None) -> dict:
+               booth: bool = False, wide_luts: bool = True, breakdown: bool = True,
+               progress=None, timeout: float | None = None) -> dict:
     """Synthesise ``cfg`` for ``target`` in ``work_dir``; return its area figures.
 
     Parameters
@@ -264,6 +276,9 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
     booth : build the multipliers that are not in DSP blocks as radix-4 Booth multipliers
         (Yosys' opt-in ``booth`` pass; fewer LUTs than the default mapping for signed
         multipliers of 8 bits and more).  Changes nothing for shift designs either.
+    wide_luts : ECP5 only: False runs ``synth_ecp5 -nowidelut`` (no LUT5..LUT7 built from
+        two to eight LUT4s and the slices' PFU muxes): the logic is mapped to LUT4s alone,
+        fewer of them for wide multiplexers and multipliers, in more levels.
     breakdown : also run the per-component synthesis.
     progress : callable taking a one-line message, or None.
 
@@ -275,10 +290,12 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
         the device), ``over`` (resources beyond it), ``breakdown`` (per component, from the
         hierarchical run) and ``breakdown_total``.  Generic: ``cells``, ``nand2_eq``,
         ``gates``, ``flip_flops``, ``memory_bits``, ``logic_depth``, ``breakdown``.
-        Both: ``workarounds`` (tool workarounds this run needed, as sentences; normally
-        empty) and ``seconds``.
+        Both: ``synthesis`` (the Yosys command that mapped the flat design),
+        ``workarounds`` (tool workarounds this run needed, as sentences; normally empty) and
+        ``seconds``.
     """
     target = get_target(target)
+    check_wide_luts(wide_luts, target)
     say = progress or (lambda msg: None)
     work = Path(work_dir)
     t0 = time.perf_counter()
@@ -286,7 +303,8 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
     top = "top" if target.is_fpga else ENGINE
     pre = [*_read_lines(target), f"hierarchy -top {top}", "proc", "opt_clean",
            "opt", "memory -nomap", "write_json pre.json"]
-    flat = [*_read_lines(target), *_map_lines(target, dsp, flatten=True, booth=booth),
+    mapping = _map_lines(target, dsp, flatten=True, booth=booth, wide_luts=wide_luts)
+    flat = [*_read_lines(target), *mapping,
             "tee -q -o flat.stat.json stat -json", "write_json flat.json"]
     if not target.is_fpga:
         flat.append("tee -q -o flat.ltp.txt ltp -noff")
@@ -297,7 +315,8 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
         annotate_for_submod(netlist, ENGINE)
         (work / "ann.json").write_text(json.dumps(netlist))
         jobs["hier"] = ["read_json ann.json", "submod", "opt_clean -purge",
-                        *_map_lines(target, dsp, flatten=False, booth=booth),
+                        *_map_lines(target, dsp, flatten=False, booth=booth,
+                                    wide_luts=wide_luts),
                         "tee -q -o hier.stat.json stat -json"]
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = [pool.submit(_run_mapped, work, name, lines, target, say, timeout)
@@ -324,6 +343,7 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
                   "nand2_source": gate_table["source"]}
     if breakdown:
         result.update(_breakdown(work / "hier.stat.json", top, target, gate_table))
+    result["synthesis"] = "; ".join(mapping)
     result["workarounds"] = workarounds
     result["seconds"] = time.perf_counter() - t0
     return result

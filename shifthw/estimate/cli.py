@@ -116,6 +116,9 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--opt-timing", action="store_true",
                    help="iCE40: nextpnr's post-placement timing optimisation (--opt-timing) "
                         "for every design")
+    p.add_argument("--no-wide-luts", action="store_true",
+                   help="ECP5: synthesise every design with synth_ecp5 -nowidelut (LUT4s "
+                        "only, no LUT5..LUT7 of PFU muxes): fewer LUTs, deeper logic")
     p.add_argument("--energy-table", type=Path, default=None,
                    help="energy-per-operation table (JSON) replacing the shipped one")
     p.add_argument("--analytic", action="store_true",
@@ -130,7 +133,7 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
 #: Options of ``shifthw estimate`` that run tools, with their defaults: --analytic runs none.
 _TOOL_OPTIONS = (("model", None), ("images", 4), ("no_activity", False), ("no_place", False),
                  ("freq", None), ("placements", 1), ("timing_weight", None), ("jobs", None),
-                 ("opt_timing", False), ("energy_table", None))
+                 ("opt_timing", False), ("energy_table", None), ("no_wide_luts", False))
 
 
 def config_from_design_dir(folder) -> EngineConfig:
@@ -194,7 +197,8 @@ def run_estimate(args: argparse.Namespace) -> int:
                    activity=not args.no_activity, place=not args.no_place,
                    freq_mhz=args.freq, energy_table=args.energy_table,
                    placements=args.placements, timing_weight=args.timing_weight,
-                   jobs=args.jobs, opt_timing=args.opt_timing, mult_booth=args.mult_booth)
+                   jobs=args.jobs, opt_timing=args.opt_timing, mult_booth=args.mult_booth,
+                   wide_luts=not args.no_wide_luts)
     text = markdown(rep)
     # The summary: everything up to the per-component tables.
     print(text.split("## Area by component")[0].rstrip())

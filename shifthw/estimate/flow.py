@@ -173,7 +173,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
              energy_table: str | os.PathLike | None = None,
              plots: bool = True, placements: int = 1,
              timing_weight: int | None = None, jobs: int | None = None,
-             opt_timing: bool = False, mult_booth: bool = False) -> dict:
+             opt_timing: bool = False, mult_booth: bool = False,
+             wide_luts: bool = True) -> dict:
     """Estimate area, Fmax and energy of ``config`` on ``target``, beside the multiplier twin.
 
     Parameters
@@ -208,6 +209,10 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         multipliers (Yosys' opt-in ``booth`` pass), as design ``mult_booth``: a stronger
         baseline than Yosys' default multiplier mapping.  Needs ``baseline="mult"`` (or a
         multiplier design).
+    wide_luts : ECP5 targets: False synthesises every design with ``synth_ecp5
+        -nowidelut`` (LUT4s only, no LUT5..LUT7 of several LUT4s and PFU muxes; fewer LUTs,
+        deeper logic).  The analytic area model is calibrated on the default mapping, so it
+        is not shown beside such a run.
 
     Returns
     -------
@@ -219,6 +224,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     tgt = get_target(target)
     _check_baseline(config, baseline)
     timing.check_placement_options(placements, timing_weight, jobs, opt_timing, tgt)
+    area.check_wide_luts(wide_luts, tgt)
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
     say = progress or (lambda msg: None)
@@ -250,9 +256,11 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             if work.exists():
                 shutil.rmtree(work)
             booth = key == "mult_booth"
-            syn = area.synthesize(cfg, tgt, work, dsp=dsp, booth=booth, progress=say)
-            # (the area model knows Yosys' default multipliers only)
-            syn["analytic"] = None if booth else _analytic_beside(area_model, cfg, tgt, dsp, syn)
+            syn = area.synthesize(cfg, tgt, work, dsp=dsp, booth=booth, wide_luts=wide_luts,
+                                  progress=say)
+            # (the area model knows Yosys' default mapping and multipliers only)
+            syn["analytic"] = (None if booth or not wide_luts
+                               else _analytic_beside(area_model, cfg, tgt, dsp, syn))
             steps[f"{key}.synthesis"] = syn["seconds"]
             placed = None
             if tgt.is_fpga and place:

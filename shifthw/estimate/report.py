@@ -148,6 +148,11 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
                      "(Yosys' opt-in booth pass before the mapping), a stronger baseline "
                      "than Yosys' default multipliers; the analytic area model has no "
                      "calibration for it.")
+    if any("-nowidelut" in d["area"].get("synthesis", "") for d in designs.values()):
+        notes.append("Synthesised with synth_ecp5 -nowidelut (every design): LUT4s only, no "
+                     "LUT5..LUT7 built from LUT4s and PFU muxes, so fewer LUTs in more "
+                     "levels; the analytic area model (calibrated on the default mapping) "
+                     "is not shown.")
     for key, d in designs.items():
         t = d.get("timing") or {}
         if t.get("error"):

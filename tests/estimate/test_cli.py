@@ -43,6 +43,18 @@ def test_opt_timing_is_for_ice40_alone(tmp_path, target):
     assert not (tmp_path / "r").exists()
 
 
+def test_no_wide_luts_is_for_ecp5_alone(tmp_path):
+    args = _parse(add_estimate_arguments, ["--target", "ice40-up5k", "--rows", "2",
+                                           "--no-wide-luts", "-o", str(tmp_path / "r")])
+    with pytest.raises(ValueError, match="--no-wide-luts.* ECP5 option .*'ice40-up5k'"):
+        run_estimate(args)
+    assert not (tmp_path / "r").exists()
+    args = _parse(add_estimate_arguments, ["--target", "ecp5-85k", "--rows", "2",
+                                           "--no-wide-luts", "--analytic"])
+    with pytest.raises(ValueError, match="--analytic runs no tools, so --no-wide-luts"):
+        run_estimate(args)
+
+
 def test_missing_design_folder_is_one_clear_error(tmp_path):
     args = _parse(add_estimate_arguments, [str(tmp_path / "build"), "--target", "generic"])
     with pytest.raises(FileNotFoundError, match="design folder .*build.*: no such folder"):

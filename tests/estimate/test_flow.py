@@ -73,6 +73,18 @@ def test_ecp5():
     assert ecp5["designs"]["mult_dsp"]["area"]["resources"]["dsp"] >= 4
     assert ecp5["designs"]["shift"]["timing"] is None          # place=False
     assert ecp5["energy"] is None
+    assert ecp5["designs"]["mult_dsp"]["area"]["synthesis"] == "synth_ecp5 -top top"
+    assert ecp5["designs"]["mult_lut"]["area"]["synthesis"] == "synth_ecp5 -top top -nodsp"
+    # The default mapping builds wide LUTs from the slices' PFU muxes; -nowidelut does not.
+    assert ecp5["designs"]["mult_lut"]["area"]["cells"].get("PFUMX", 0) > 0
+    narrow = estimate(EngineConfig(**TINY, guard_bits=0), "ecp5-25k", place=False,
+                      wide_luts=False)
+    for key, d in narrow["designs"].items():
+        assert d["area"]["synthesis"].endswith(" -nowidelut"), key
+        assert not {"PFUMX", "L6MUX21"} & set(d["area"]["cells"]), key
+        assert d["area"]["analytic"] is None, key              # calibrated on the default
+    assert any("synth_ecp5 -nowidelut" in n for n in narrow["notes"])
+    assert not any("nowidelut" in n for n in ecp5["notes"])
 
 
 def test_ecp5_lutram_assertion_is_worked_around(tmp_path):
@@ -161,6 +173,12 @@ def test_clear_errors(tmp_path):
         estimate(EngineConfig(**TINY), "generic", model=linear_program(weight_bits=4))
     with pytest.raises(FileNotFoundError, match="no such .shiftprog"):
         estimate(EngineConfig(**TINY), "generic", model=str(tmp_path / "none.shiftprog"))
+    for target in ("ice40-up5k", "generic"):
+        with pytest.raises(ValueError, match=f"--no-wide-luts.* ECP5 option .*{target!r}"):
+            estimate(EngineConfig(**TINY), target, wide_luts=False, out_dir=tmp_path / "r")
+    with pytest.raises(TypeError, match="wide_luts must be a bool, not 'no'"):
+        estimate(EngineConfig(**TINY), "ecp5-85k", wide_luts="no")
+    assert not (tmp_path / "r").exists()
 
 
 def test_without_baseline():
