@@ -241,6 +241,10 @@ def markdown(rep: dict) -> str:
               "of its own (no optimisation across them), so its total differs from the flat "
               "synthesis, which gives every other figure (most on ECP5, where flattening lets "
               "Yosys merge products and sums into one multiply-accumulate).", ""]
+    commands = [(k, rep["designs"][k]["area"].get("synthesis")) for k in cols]
+    if any(c for _, c in commands):
+        lines += ["Yosys mapping of the flat synthesis:", ""]
+        lines += [f"- {k}: `{c}`" for k, c in commands if c] + [""]
     models = {k: rep["designs"][k]["area"].get("analytic") for k in cols}
     if any(models.values()):
         lines += ["## Analytic area model beside synthesis", ""]

@@ -124,6 +124,8 @@ def test_booth_baseline(tmp_path):
     assert booth["config"] == mult["config"] and booth["area"]["analytic"] is None
     assert "booth" in (tmp_path / "work" / "mult_booth" / "flat.ys").read_text()
     assert "booth" not in (tmp_path / "work" / "mult" / "flat.ys").read_text()
+    assert booth["area"]["synthesis"].startswith("booth; synth -top shifthw_engine -flatten")
+    assert f"- mult_booth: `{booth['area']['synthesis']}`" in markdown(rep)
     nj = _row(rep, "energy_op_count_nj")["values"]
     assert nj["mult_booth"] == nj["mult"] is not None and nj["shift"] is not None
     assert any(n.startswith("mult_booth: ") for n in rep["notes"])
