@@ -204,6 +204,7 @@ def calibration_rows(rows: list[dict], family: str, kind: str,
     device still has its area) and have every metric."""
     return [r for r in rows
             if (r.get("error") is None or str(r["error"]).startswith("over capacity"))
+            and not r.get("booth")       # Booth multipliers: not what the model knows
             and kind_of(r["pe"], bool(r.get("dsp")), config_of_row(r), family) == kind
             and all(r.get(m) is not None for m in metrics)]
 
@@ -321,7 +322,7 @@ def check_rows(rows: list[dict], target) -> dict | None:
     pred, meas, outside = [], [], set()
     metric = "lut" if tgt.is_fpga else "nand2_eq"
     for r in rows:
-        if r.get(metric) is None:
+        if r.get(metric) is None or r.get("booth"):
             continue
         try:
             p = model.predict(config_of_row(r), tgt, dsp=bool(r.get("dsp")))

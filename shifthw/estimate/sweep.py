@@ -33,7 +33,7 @@ SETTINGS = ("k_depth", "weight_depth", "bias_depth", "bias_lanes", "out_lanes",
             "registered_stall", "stall_free", "pe_register")
 
 #: Columns of a sweep CSV (and keys of every row).
-CSV_FIELDS = ("label", "pe", "dsp", "rows", "cols", "act_bits", "weight_bits", "guard_bits",
+CSV_FIELDS = ("label", "pe", "dsp", "booth", "rows", "cols", "act_bits", "weight_bits", "guard_bits",
               "acc_bits", "pipeline_stages", *SETTINGS, "pes", "lut", "lut4", "carry", "ff",
               "bram", "spram", "dsp_blocks", "nand2_eq", "fits", "placed", "fmax_mhz",
               "logic_cells", "seconds", "error")
@@ -46,7 +46,8 @@ def settings_of(cfg: EngineConfig) -> dict:
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One design of a sweep: the engine parameters and whether multipliers go to DSPs."""
+    """One design of a sweep: the engine parameters, whether multipliers go to DSPs, and
+    whether they are Yosys' Booth multipliers (``booth``, LUT- or gate-built ones)."""
 
     rows: int
     cols: int
@@ -56,6 +57,7 @@ class SweepPoint:
     guard_bits: int | None = None
     dsp: bool = False
     engine: tuple = field(default_factory=tuple)   # further EngineConfig fields, as pairs
+    booth: bool = False
 
     def config(self) -> EngineConfig:
         extra = dict(self.engine)
@@ -71,7 +73,8 @@ class SweepPoint:
     def label(self) -> str:
         if self.pe == "shift":
             return f"shift b={self.weight_bits} G={self.guard_bits}"
-        return f"mult b={self.weight_bits} ({'DSP' if self.dsp else 'LUT'})"
+        kind = "DSP" if self.dsp else "Booth" if self.booth else "LUT"
+        return f"mult b={self.weight_bits} ({kind})"
 
 
 def parse_list(text, name: str, *, allow_p: bool = False) -> list:
@@ -94,15 +97,19 @@ def parse_list(text, name: str, *, allow_p: bool = False) -> list:
 
 
 def sweep_grid(rows, cols, weight_bits, guard_bits, act_bits, *, target, mult_bits=(8,),
-               baseline: bool = True, engine: dict | None = None
+               baseline: bool = True, engine: dict | None = None, mult_booth: bool = False
                ) -> tuple[list[SweepPoint], list[str]]:
     """The points of a grid, and why some combinations were skipped.
 
     ``guard_bits`` may hold ``"P"`` (G = P of each b); a G above P is skipped.  Multiplier
     twins (one per R, C, A and multiplier width; LUT-built, plus DSP where the target has
-    DSP blocks) are added with ``baseline``.
+    DSP blocks) are added with ``baseline``; with ``mult_booth`` also the LUT- (gate-) built
+    twin with Yosys' Booth multipliers.
     """
     tgt = get_target(target)
+    if mult_booth and not baseline:
+        raise ValueError("mult_booth (--mult-booth) adds a multiplier baseline; it needs the "
+                         "baseline (drop --no-baseline)")
     extra = tuple(sorted((engine or {}).items()))
     points, skipped = [], []
     for a in act_bits:
@@ -121,6 +128,9 @@ def sweep_grid(rows, cols, weight_bits, guard_bits, act_bits, *, target, mult_bi
                 if baseline:
                     for mb in mult_bits:
                         points.append(SweepPoint(r, c, a, mb, "mult", None, False, extra))
+                        if mult_booth:
+                            points.append(SweepPoint(r, c, a, mb, "mult", None, False, extra,
+                                                     booth=True))
                         if tgt.dsp:
                             points.append(SweepPoint(r, c, a, mb, "mult", None, True, extra))
     for pt in points:
@@ -129,15 +139,17 @@ def sweep_grid(rows, cols, weight_bits, guard_bits, act_bits, *, target, mult_bi
 
 
 def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
-              freq_mhz: float | None) -> dict:
+              freq_mhz: float | None, wide_luts: bool = True) -> dict:
     """Synthesise (and place) one point; a flat row of :data:`CSV_FIELDS`.  Runs in a worker
-    process; errors become the row's ``error``."""
+    process; errors become the row's ``error``.  ``wide_luts``: as
+    :func:`shifthw.estimate.area.synthesize` (ECP5)."""
     from . import area, timing
 
     tgt = get_target(target)
     cfg = point.config()
     row = dict.fromkeys(CSV_FIELDS)
-    row.update(label=point.label, pe=point.pe, dsp=point.dsp, rows=point.rows,
+    row.update(label=point.label, pe=point.pe, dsp=point.dsp, booth=point.booth,
+               rows=point.rows,
                cols=point.cols, act_bits=point.act_bits, weight_bits=point.weight_bits,
                guard_bits=cfg.guard_bits if point.pe == "shift" else None,
                acc_bits=cfg.acc_bits, pipeline_stages=cfg.pipeline_stages,
@@ -145,7 +157,8 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
     work = Path(tempfile.mkdtemp(prefix="pt-", dir=work_root))
     t0 = time.perf_counter()
     try:
-        syn = area.synthesize(cfg, tgt, work, dsp=point.dsp, breakdown=False)
+        syn = area.synthesize(cfg, tgt, work, dsp=point.dsp, booth=point.booth,
+                              wide_luts=wide_luts, breakdown=False)
         if tgt.is_fpga:
             res = syn["resources"]
             row.update(lut=res["lut"], lut4=res["lut4"], carry=res["carry"], ff=res["ff"],
@@ -171,9 +184,13 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
 
 def run_sweep_points(points: list[SweepPoint], target, *, jobs: int | None = None,
                      place: bool = True, freq_mhz: float | None = None, progress=None,
-                     work_dir: str | os.PathLike | None = None) -> list[dict]:
-    """Run every point, ``jobs`` at a time (default: one per core); rows in point order."""
+                     work_dir: str | os.PathLike | None = None,
+                     wide_luts: bool = True) -> list[dict]:
+    """Run every point, ``jobs`` at a time (default: one per core); rows in point order.
+    ``wide_luts=False``: every point with ``synth_ecp5 -nowidelut`` (ECP5 targets)."""
     tgt = get_target(target)
+    from .area import check_wide_luts
+    check_wide_luts(wide_luts, tgt)
     say = progress or (lambda msg: None)
     jobs = jobs or os.cpu_count() or 1
     root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="shifthw-sweep-"))
@@ -182,7 +199,8 @@ def run_sweep_points(points: list[SweepPoint], target, *, jobs: int | None = Non
     start = time.perf_counter()
     try:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(run_point, p, tgt.name, str(root), place, freq_mhz): i
+            futures = {pool.submit(run_point, p, tgt.name, str(root), place, freq_mhz,
+                                   wide_luts): i
                        for i, p in enumerate(points)}
             for done, fut in enumerate(as_completed(futures), 1):
                 i = futures[fut]

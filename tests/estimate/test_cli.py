@@ -92,15 +92,33 @@ def test_sweep_lists(capsys):
         run_sweep(args)
 
 
+def test_sweep_options_are_checked_before_any_tool(tmp_path):
+    args = _parse(add_sweep_arguments, ["--target", "generic", "--rows", "2", "--cols", "2",
+                                        "--mult-booth", "--no-baseline"])
+    with pytest.raises(ValueError, match="--mult-booth.* needs the baseline"):
+        run_sweep(args)
+    args = _parse(add_sweep_arguments, ["--target", "ice40-hx8k", "--rows", "2", "--cols",
+                                        "2", "--no-wide-luts", "-o", str(tmp_path / "s")])
+    with pytest.raises(ValueError, match="--no-wide-luts.* ECP5 option .*'ice40-hx8k'"):
+        run_sweep(args)
+    assert not (tmp_path / "s").exists()
+
+
 def test_sweep_writes_csv_and_plots(tmp_path, capsys):
     args = _parse(add_sweep_arguments, ["--target", "generic", "--rows", "2", "--cols", "2",
                                         "--weight-bits", "3", "--guard-bits", "0,P,4",
                                         "--k-depth", "8", "--weight-depth", "16",
-                                        "--bias-depth", "4", "-o", str(tmp_path), "-q"])
+                                        "--bias-depth", "4", "--mult-booth",
+                                        "-o", str(tmp_path), "-q"])
     assert run_sweep(args) == 0
     with open(tmp_path / "sweep.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["label"] for r in rows] == ["shift b=3 G=0", "shift b=3 G=2", "mult b=8 (LUT)"]
+    assert [r["label"] for r in rows] == ["shift b=3 G=0", "shift b=3 G=2", "mult b=8 (LUT)",
+                                          "mult b=8 (Booth)"]
+    assert [r["booth"] for r in rows] == ["False", "False", "False", "True"]
+    assert float(rows[3]["nand2_eq"]) < float(rows[2]["nand2_eq"])
+    # The analytic model's check leaves the Booth twin out (it knows Yosys' default).
+    assert "(3 points" in capsys.readouterr().out
     # Every row records the engine's settings (the lanes resolved to C = 2).
     assert {(r["k_depth"], r["weight_depth"], r["bias_depth"], r["bias_lanes"],
              r["registered_stall"]) for r in rows} == {("8", "16", "4", "2", "False")}

@@ -23,6 +23,10 @@ def test_grid_skips_guard_bits_above_p_and_adds_twins():
     assert skipped == ["b=3 G=4: G above P=2"]
     points, _ = sweep_grid([2], [2], [5], [0], [8], target="ice40-hx8k")
     assert [p.label for p in points] == ["shift b=5 G=0", "mult b=8 (LUT)"]   # no DSPs
+    points, _ = sweep_grid([2], [2], [5], [0], [8], target="ice40-up5k", mult_booth=True)
+    assert [p.label for p in points] == ["shift b=5 G=0", "mult b=8 (LUT)", "mult b=8 (Booth)",
+                                         "mult b=8 (DSP)"]
+    assert [p.booth for p in points] == [False, False, True, False]
     with pytest.raises(ValueError, match="rows must be in"):
         sweep_grid([0], [2], [5], [0], [8], target="generic")
 
