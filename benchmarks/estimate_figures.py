@@ -18,7 +18,8 @@ Usage: ``python benchmarks/estimate_figures.py [--targets ice40-up5k,ecp5-85k]
 [--pe-register] [--stall-free] [--mult-booth] [--no-wide-luts] [--placements N]
 [--timing-weight N] [--opt-timing] [--json out.json]``.  ``--opt-timing`` (nextpnr-ice40's
 post-placement timing optimisation) applies to the iCE40 targets only, ``--no-wide-luts``
-(``synth_ecp5 -nowidelut``, every design) to the ECP5 targets only.  Takes tens of minutes.  Not a test.
+(``synth_ecp5 -nowidelut``, every design) to the ECP5 targets only.  Takes tens of
+minutes.  Not a test.
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ def main(argv=None) -> int:
                                                 opt_timing=args.opt_timing
                                                 and tgt.family == "ice40")
             res = syn["resources"]
-            # (the area model knows Yosys' default mapping and multipliers only)
-            pred = None if booth or not wide else model.predict(cfg, tgt, dsp=dsp)
+            # (the area model knows Yosys' default mapping only)
+            pred = None if not wide else model.predict(cfg, tgt, dsp=dsp, booth=booth)
             fits = syn["fits"] and (pr is None or pr["fits"])
             cp = (pr or {}).get("critical_path") or {}
             fmax = (pr or {}).get("fmax_mhz")

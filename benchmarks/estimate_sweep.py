@@ -5,21 +5,24 @@ multiplier twins for each family (iCE40 through the ice40-up5k target, ECP5 thro
 ecp5-85k, and generic gates).  ``base``, at the generator's default buffer settings:
 
 * shift: R, C in {2, 4, 8}; A in {4, 8}; b in {3, 4, 5} with G in {0, P}, and G = 4 at b = 5;
-* mult: R, C in {2, 4, 8}; A in {4, 8}; integer weights b in {4, 8}; LUT-built, and with DSP
-  multipliers where the family has them.
+* mult: R, C in {2, 4, 8}; A in {4, 8}; integer weights b in {4, 8}; LUT-built, LUT-built
+  as Yosys' Booth multipliers (``booth``), and with DSP multipliers where the family has
+  them.
 
 ``variants``, the settings small FPGAs use: R in {2, 4, 8}, C in {4, 8}, A = 8; shift b = 5
-(G = 0, P) and b = 3 (G = 0), multipliers b = 8; each with half the bias and output lanes
-and no output FIFO, with one output lane, with the registered stall, and with both.
+(G = 0, P) and b = 3 (G = 0), multipliers b = 8 (the same three kinds); each with half the
+bias and output lanes and no output FIFO, with one output lane, with the registered stall,
+and with both.
 
 The results go to ``shifthw/estimate/sweep_data.json``; then the model of
 :mod:`shifthw.estimate.model` is fitted per family, PE kind and metric on three quarters of
 the points, its error measured on the quarter held out, and everything written to
 ``shifthw/estimate/area_model.json``.  ``--fit-only`` refits from the stored sweep data.
 
-Usage: ``python benchmarks/estimate_sweep.py [--families ice40,ecp5,generic] [--pe shift,mult]
-[--grids base,variants] [--fit-only]``; ``--pe shift`` re-synthesises the shift points only
-and keeps the stored multiplier rows (after a change to the shift PE), ``--grids`` the same
+Usage: ``python benchmarks/estimate_sweep.py [--families ice40,ecp5,generic]
+[--pe shift,mult,booth] [--grids base,variants] [--fit-only]``; ``--pe shift``
+re-synthesises the shift points only and keeps the stored multiplier rows (after a change
+to the shift PE; ``--pe booth`` the Booth twins alone), ``--grids`` the same
 for the grids.  About an hour on two cores for everything.  Not a test.
 """
 
@@ -58,6 +61,7 @@ def base_grid(family: str) -> list[SweepPoint]:
                         points.append(SweepPoint(r, c, a, b, "shift", g))
                 for mb in (4, 8):
                     points.append(SweepPoint(r, c, a, mb, "mult"))
+                    points.append(SweepPoint(r, c, a, mb, "mult", booth=True))
                     if dsp:
                         points.append(SweepPoint(r, c, a, mb, "mult", dsp=True))
     return points
@@ -85,6 +89,7 @@ def variant_grid(family: str) -> list[SweepPoint]:
                 for b, g in ((5, 0), (5, 14), (3, 0)):
                     points.append(SweepPoint(r, c, 8, b, "shift", g, False, eng))
                 points.append(SweepPoint(r, c, 8, 8, "mult", None, False, eng))
+                points.append(SweepPoint(r, c, 8, 8, "mult", None, False, eng, booth=True))
                 if dsp:
                     points.append(SweepPoint(r, c, 8, 8, "mult", None, True, eng))
     return points
@@ -92,7 +97,7 @@ def variant_grid(family: str) -> list[SweepPoint]:
 
 GRIDS = {"base": base_grid, "variants": variant_grid}
 #: The columns of a sweep row that sweep_data.json keeps.
-KEEP = ("label", "pe", "dsp", "rows", "cols", "act_bits", "weight_bits", "guard_bits",
+KEEP = ("label", "pe", "dsp", "booth", "rows", "cols", "act_bits", "weight_bits", "guard_bits",
         "acc_bits", "pipeline_stages", *SETTINGS, "lut", "lut4", "carry", "ff", "bram",
         "dsp_blocks", "nand2_eq", "fits", "error")
 
@@ -102,9 +107,10 @@ def fit(data: dict) -> dict:
            "calibration": {
                "date": data.get("date"), "yosys": data.get("yosys"),
                "grid": "base: R, C in {2,4,8}; A in {4,8}; shift b in {3,4,5}, G in {0,P} "
-                       "(+G=4 at b=5); mult b in {4,8}, LUT and DSP; default buffer settings. "
+                       "(+G=4 at b=5); mult b in {4,8}, LUT, Booth and DSP; default buffer "
+                       "settings. "
                        "variants: R in {2,4,8}, C in {4,8}, A=8; shift b=5 G in {0,P}, b=3 "
-                       "G=0; mult b=8, LUT and DSP; with bias/out lanes C/2 and no output "
+                       "G=0; mult b=8, LUT, Booth and DSP; with bias/out lanes C/2 and no output "
                        "FIFO, one output lane, the registered stall, and both",
                "heldout": "every fourth point of a stable order (model.split_heldout) is "
                           "left out of the fit; errors are |model - synthesis| / synthesis",
@@ -113,7 +119,7 @@ def fit(data: dict) -> dict:
     for family, rows in data["families"].items():
         metrics = ("nand2_eq", "ff") if family == "generic" else ("lut", "ff")
         fam = {}
-        for kind in ("shift", "mult_lut", "mult_dsp"):
+        for kind in ("shift", "mult_lut", "mult_dsp", "mult_booth"):
             sel = am.calibration_rows(rows, family, kind, metrics)
             if len(sel) < 8:
                 continue
@@ -144,19 +150,25 @@ def dump(data: dict) -> str:
     return "{\n" + ",\n".join(head + ['"families": {\n' + ",\n".join(fams) + "\n}"]) + "\n}\n"
 
 
+def _kind(pe: str, booth) -> str:
+    """A point's or row's kind for ``--pe``: shift, mult or booth."""
+    return "booth" if booth else pe
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default="ice40,ecp5,generic")
     ap.add_argument("--fit-only", action="store_true")
-    ap.add_argument("--pe", default="shift,mult",
-                    help="PE kinds to re-synthesise; stored rows of the others are kept")
+    ap.add_argument("--pe", default="shift,mult,booth",
+                    help="PE kinds to re-synthesise (booth: the Booth twins); stored rows "
+                         "of the others are kept")
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--grids", default="base,variants",
                     help="grids to re-synthesise; stored rows of the others are kept")
     args = ap.parse_args(argv)
     kinds = set(args.pe.split(","))
-    if not kinds or kinds - {"shift", "mult"}:
-        ap.error(f"--pe must name shift and/or mult, not {args.pe!r}")
+    if not kinds or kinds - {"shift", "mult", "booth"}:
+        ap.error(f"--pe must name shift, mult and/or booth, not {args.pe!r}")
     grids = [g for g in args.grids.split(",") if g]
     if not grids or set(grids) - set(GRIDS):
         ap.error(f"--grids must name {' and/or '.join(GRIDS)}, not {args.grids!r}")
@@ -168,7 +180,7 @@ def main(argv=None) -> int:
             new = []
             t0 = time.time()
             for name in grids:
-                points = [p for p in GRIDS[name](family) if p.pe in kinds]
+                points = [p for p in GRIDS[name](family) if _kind(p.pe, p.booth) in kinds]
                 print(f"{family} {name}: {len(points)} points", flush=True)
                 rows = run_sweep_points(points, TARGET[family], jobs=args.jobs, place=False,
                                         progress=lambda m: print(m, flush=True))
@@ -176,7 +188,8 @@ def main(argv=None) -> int:
             # Rows of the grids and PE kinds not re-synthesised are kept (a row written
             # before rows named their grid is of the base grid).
             kept = [r for r in data["families"].get(family, [])
-                    if r["pe"] not in kinds or r.get("grid", "base") not in grids]
+                    if _kind(r["pe"], r.get("booth")) not in kinds
+                    or r.get("grid", "base") not in grids]
             data["families"][family] = kept + new
             print(f"{family}: {time.time() - t0:.0f} s", flush=True)
             DATA.write_text(dump(data))

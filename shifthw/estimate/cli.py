@@ -235,10 +235,10 @@ def _run_analytic(args, cfg: EngineConfig, target) -> int:
     print(f"analytic area model, {target.name} ({target.device}): "
           f"R={cfg.rows}, C={cfg.cols}, A={cfg.act_bits}, b={cfg.weight_bits}, "
           f"G={cfg.guard_bits}")
-    head = f"{'design':<10}" + "".join(f"{name:>16}" for _, name in cols)
+    head = f"{'design':<12}" + "".join(f"{name:>16}" for _, name in cols)
     print(head + ("  fits" if target.is_fpga else ""))
     for kind, d in rep["designs"].items():
-        line = f"{kind:<10}"
+        line = f"{kind:<12}"
         for key, _ in cols:
             err = d.get(f"{key}_error_pct")
             fig = f"{d[key]:.0f}" + (f" (±{err:.0f} %)" if err is not None else "")

@@ -115,12 +115,13 @@ def _designs(cfg: EngineConfig, target, baseline, mult_bits: int,
     return designs
 
 
-def _analytic_beside(area_model, cfg: EngineConfig, tgt, dsp: bool, syn: dict) -> dict | None:
+def _analytic_beside(area_model, cfg: EngineConfig, tgt, dsp: bool, syn: dict,
+                     booth: bool = False) -> dict | None:
     """The area model's figures for a synthesised design, with their error against the
     synthesis (``error_pct``: (model - synthesis) / synthesis), so that every estimate also
     checks the model; None where the model has no calibration for the design."""
     try:
-        pred = area_model.predict(cfg, tgt, dsp=dsp)
+        pred = area_model.predict(cfg, tgt, dsp=dsp, booth=booth)
     except ValueError:
         return None
     if tgt.is_fpga:
@@ -143,14 +144,12 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
     """
     tgt = get_target(target)
     _check_baseline(config, baseline)
-    if mult_booth:
-        raise ValueError("mult_booth: the analytic area model is calibrated on Yosys' default "
-                         "multiplier mapping, not on Booth multipliers; synthesise the Booth "
-                         "twin (estimate without the analytic model)")
+    if mult_booth and baseline is None and config.pe == "shift":
+        raise ValueError("mult_booth needs the multiplier baseline (baseline='mult')")
     am = load_area_model()
-    designs = {kind: am.predict(cfg, tgt, dsp=dsp)
-               for kind, (cfg, dsp) in _designs(config, tgt, baseline,
-                                                mult_weight_bits).items()}
+    designs = {kind: am.predict(cfg, tgt, dsp=dsp, booth=kind == "mult_booth")
+               for kind, (cfg, dsp) in _designs(config, tgt, baseline, mult_weight_bits,
+                                                mult_booth).items()}
     metric = "lut" if tgt.is_fpga else "nand2_eq"
     ratio = {kind: d[metric] / designs["shift"][metric] for kind, d in designs.items()
              if kind != "shift" and "shift" in designs and designs["shift"][metric] > 0}
@@ -160,7 +159,8 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
     outside = sorted({s for d in designs.values() for s in d["outside_calibration"]})
     if outside:
         notes.append(f"outside the calibration: {', '.join(outside)} (settings the sweeps "
-                     f"did not vary: the estimate does not see the logic they change)")
+                     f"did not vary: the estimate does not see the logic they change, except "
+                     f"the flip-flops of input and PE registers, which it counts)")
     return {"format": "shifthw.estimate_analytic", "target": tgt.name,
             "design": config.to_dict(), "designs": designs, "lut_ratio": ratio,
             "notes": notes}
@@ -258,9 +258,9 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             booth = key == "mult_booth"
             syn = area.synthesize(cfg, tgt, work, dsp=dsp, booth=booth, wide_luts=wide_luts,
                                   progress=say)
-            # (the area model knows Yosys' default mapping and multipliers only)
-            syn["analytic"] = (None if booth or not wide_luts
-                               else _analytic_beside(area_model, cfg, tgt, dsp, syn))
+            # (the area model knows Yosys' default mapping only)
+            syn["analytic"] = (None if not wide_luts
+                               else _analytic_beside(area_model, cfg, tgt, dsp, syn, booth))
             steps[f"{key}.synthesis"] = syn["seconds"]
             placed = None
             if tgt.is_fpga and place:

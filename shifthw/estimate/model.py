@@ -5,8 +5,9 @@ well under a millisecond: LUTs and flip-flops are linear in a few features that 
 engine's structure (PE shifters or multipliers, adder-tree and accumulator bits, the output
 stage, the weight buffer's width, a constant for control), with non-negative coefficients
 fitted per FPGA family (or generic gates) and per PE kind (shift, LUT-built multiplier,
-DSP multiplier) by least squares on relative error.  Block RAMs and DSP blocks come from
-rules (the buffers' shapes over the block RAM's aspect ratios; one DSP per multiplier).
+DSP multiplier, LUT-built Booth multiplier) by least squares on relative error.  Block RAMs
+and DSP blocks come from rules (the buffers' shapes over the block RAM's aspect ratios; one
+DSP per multiplier).
 
 ``benchmarks/estimate_sweep.py`` synthesises the calibration sweeps (``sweep_data.json``),
 fits the model and writes ``area_model.json`` with, per family, kind and metric, the error
@@ -65,14 +66,15 @@ def dsp_mapped(cfg: EngineConfig, family: str) -> bool:
 
 
 def kind_of(pe: str, dsp: bool, cfg: EngineConfig | None = None,
-            family: str | None = None) -> str:
-    """``"shift"``, ``"mult_lut"`` or ``"mult_dsp"`` (a multiplier too small for the DSP
-    blocks is built from LUTs even when DSPs are asked for)."""
+            family: str | None = None, booth: bool = False) -> str:
+    """``"shift"``, ``"mult_lut"``, ``"mult_booth"`` (LUT-built, as Yosys' Booth
+    multipliers) or ``"mult_dsp"`` (a multiplier too small for the DSP blocks is built from
+    LUTs even when DSPs are asked for)."""
     if pe == "shift":
         return "shift"
     if dsp and (cfg is None or family is None or dsp_mapped(cfg, family)):
         return "mult_dsp"
-    return "mult_lut"
+    return "mult_booth" if booth else "mult_lut"
 
 
 def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
@@ -84,7 +86,7 @@ def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
         shifter = nx.shifter_stages(a, cfg.weight_bits, cfg.guard_bits)
         core = r * c * cfg.term_bits * max(shifter, 1)
         muxes = r * c * shifter_muxes(a, cfg.weight_bits, cfg.guard_bits)
-    elif kind == "mult_lut":
+    elif kind in ("mult_lut", "mult_booth"):
         core, muxes = r * c * a * cfg.weight_bits, 0.0
     else:
         core = muxes = 0.0
@@ -204,8 +206,8 @@ def calibration_rows(rows: list[dict], family: str, kind: str,
     device still has its area) and have every metric."""
     return [r for r in rows
             if (r.get("error") is None or str(r["error"]).startswith("over capacity"))
-            and not r.get("booth")       # Booth multipliers: not what the model knows
-            and kind_of(r["pe"], bool(r.get("dsp")), config_of_row(r), family) == kind
+            and kind_of(r["pe"], bool(r.get("dsp")), config_of_row(r), family,
+                        bool(r.get("booth"))) == kind
             and all(r.get(m) is not None for m in metrics)]
 
 
@@ -263,11 +265,13 @@ class AreaModel:
     def families(self) -> list[str]:
         return list(self.data["families"])
 
-    def predict(self, cfg: EngineConfig, target, *, dsp: bool = False) -> dict:
-        """Estimated resources of ``cfg`` on ``target`` (``dsp``: multipliers in DSPs)."""
+    def predict(self, cfg: EngineConfig, target, *, dsp: bool = False,
+                booth: bool = False) -> dict:
+        """Estimated resources of ``cfg`` on ``target`` (``dsp``: multipliers in DSPs;
+        ``booth``: LUT-built ones as Yosys' Booth multipliers)."""
         tgt: Target = get_target(target)
         fam = self.data["families"].get(tgt.family)
-        kind = kind_of(cfg.pe, dsp, cfg, tgt.family)
+        kind = kind_of(cfg.pe, dsp, cfg, tgt.family, booth)
         if fam is None or kind not in fam:
             raise ValueError(f"the area model has no calibration for {kind} designs on "
                              f"{tgt.family} (families: {', '.join(self.families())})")
@@ -322,10 +326,11 @@ def check_rows(rows: list[dict], target) -> dict | None:
     pred, meas, outside = [], [], set()
     metric = "lut" if tgt.is_fpga else "nand2_eq"
     for r in rows:
-        if r.get(metric) is None or r.get("booth"):
+        if r.get(metric) is None:
             continue
         try:
-            p = model.predict(config_of_row(r), tgt, dsp=bool(r.get("dsp")))
+            p = model.predict(config_of_row(r), tgt, dsp=bool(r.get("dsp")),
+                              booth=bool(r.get("booth")))
         except ValueError:
             continue
         if metric in p:

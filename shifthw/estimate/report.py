@@ -146,8 +146,7 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
     if "mult_booth" in designs:
         notes.append("mult_booth: the LUT- (gate-) built twin with radix-4 Booth multipliers "
                      "(Yosys' opt-in booth pass before the mapping), a stronger baseline "
-                     "than Yosys' default multipliers; the analytic area model has no "
-                     "calibration for it.")
+                     "than Yosys' default multipliers.")
     if any("-nowidelut" in d["area"].get("synthesis", "") for d in designs.values()):
         notes.append("Synthesised with synth_ecp5 -nowidelut (every design): LUT4s only, no "
                      "LUT5..LUT7 built from LUT4s and PFU muxes, so fewer LUTs in more "

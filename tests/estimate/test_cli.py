@@ -117,8 +117,8 @@ def test_sweep_writes_csv_and_plots(tmp_path, capsys):
                                           "mult b=8 (Booth)"]
     assert [r["booth"] for r in rows] == ["False", "False", "False", "True"]
     assert float(rows[3]["nand2_eq"]) < float(rows[2]["nand2_eq"])
-    # The analytic model's check leaves the Booth twin out (it knows Yosys' default).
-    assert "(3 points" in capsys.readouterr().out
+    # The analytic model's check takes in the Booth twin too.
+    assert "(4 points" in capsys.readouterr().out
     # Every row records the engine's settings (the lanes resolved to C = 2).
     assert {(r["k_depth"], r["weight_depth"], r["bias_depth"], r["bias_lanes"],
              r["registered_stall"]) for r in rows} == {("8", "16", "4", "2", "False")}

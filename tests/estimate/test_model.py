@@ -30,8 +30,9 @@ def _rows(data, family, kind, metrics):
 
 def test_every_family_and_kind_is_calibrated(model):
     assert set(model.families()) == {"ice40", "ecp5", "generic"}
-    assert set(model.data["families"]["ice40"]) == {"shift", "mult_lut", "mult_dsp"}
-    assert set(model.data["families"]["generic"]) == {"shift", "mult_lut"}
+    assert set(model.data["families"]["ice40"]) == {"shift", "mult_lut", "mult_dsp",
+                                                     "mult_booth"}
+    assert set(model.data["families"]["generic"]) == {"shift", "mult_lut", "mult_booth"}
 
 
 def test_stated_error_holds_on_held_out_points(data, model):
@@ -42,7 +43,8 @@ def test_stated_error_holds_on_held_out_points(data, model):
             assert held, (family, kind)
             for r in held:
                 pred = model.predict(am.config_of_row(r), TARGET[family],
-                                     dsp=kind == "mult_dsp")
+                                     dsp=kind == "mult_dsp", booth=kind == "mult_booth")
+                assert pred["kind"] == kind
                 for metric, m in metrics.items():
                     err = abs(pred[metric] - r[metric]) / r[metric] * 100
                     assert err <= m["stated_error_pct"], (family, kind, metric, r, err)
