@@ -70,6 +70,17 @@ def _add_engine_extra(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, action="store_const", const=True, default=None, help=help_)
 
 
+def _add_synthesis_options(p: argparse.ArgumentParser, unit: str, booth_name: str) -> None:
+    """--mult-booth and --no-wide-luts, the same for estimate and sweep."""
+    p.add_argument("--mult-booth", action="store_true",
+                   help="also the LUT-built baseline with radix-4 Booth multipliers (Yosys' "
+                        f"opt-in booth pass): {booth_name}a stronger baseline")
+    p.add_argument("--no-wide-luts", action="store_true",
+                   help=f"ECP5: synthesise every {unit} with synth_ecp5 -nowidelut (LUT4s "
+                        "only, no LUT5..LUT7 of PFU muxes): fewer LUTs, deeper logic; the "
+                        "analytic model, calibrated on the default mapping, is left out")
+
+
 # -- estimate -------------------------------------------------------------------------------
 def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``shifthw estimate`` to ``parser``."""
@@ -95,9 +106,7 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
                    help="compare with the multiplier twin (default) or not")
     p.add_argument("--mult-weight-bits", type=int, default=8,
                    help="integer weight bits of the multiplier baseline (default 8)")
-    p.add_argument("--mult-booth", action="store_true",
-                   help="also the LUT-built baseline with radix-4 Booth multipliers (Yosys' "
-                        "opt-in booth pass): design mult_booth, a stronger baseline")
+    _add_synthesis_options(p, "design", "design mult_booth, ")
     p.add_argument("--images", type=int, default=4,
                    help="images per batch, simulated for the switching activity (default 4)")
     p.add_argument("--no-activity", action="store_true",
@@ -116,9 +125,6 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--opt-timing", action="store_true",
                    help="iCE40: nextpnr's post-placement timing optimisation (--opt-timing) "
                         "for every design")
-    p.add_argument("--no-wide-luts", action="store_true",
-                   help="ECP5: synthesise every design with synth_ecp5 -nowidelut (LUT4s "
-                        "only, no LUT5..LUT7 of PFU muxes): fewer LUTs, deeper logic")
     p.add_argument("--energy-table", type=Path, default=None,
                    help="energy-per-operation table (JSON) replacing the shipped one")
     p.add_argument("--analytic", action="store_true",
@@ -272,12 +278,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--mult-weight-bits", default="8",
                    help="multiplier baseline weight bits, comma-separated")
     p.add_argument("--no-baseline", action="store_true", help="shift designs only")
-    p.add_argument("--mult-booth", action="store_true",
-                   help="also the LUT-built baseline with radix-4 Booth multipliers (Yosys' "
-                        "opt-in booth pass), a stronger baseline")
-    p.add_argument("--no-wide-luts", action="store_true",
-                   help="ECP5: synth_ecp5 -nowidelut for every point (LUT4s only); the "
-                        "analytic model's check is then left out")
+    _add_synthesis_options(p, "point", "")
     _add_engine_extra(p)
     p.add_argument("--jobs", type=int, default=None,
                    help="points synthesised at once (default: one per core)")
@@ -292,7 +293,6 @@ def run_sweep(args: argparse.Namespace) -> int:
     """``shifthw sweep``: synthesise every point, write the CSV and plots, print the fits."""
     from .model import check_rows
     from .plots import sweep_plots
-    from .area import check_wide_luts
     from .sweep import largest_fit, parse_list, run_sweep_points, sweep_grid, write_csv
 
     target = get_target(args.target)
@@ -306,7 +306,6 @@ def run_sweep(args: argparse.Namespace) -> int:
         mult_bits=parse_list(args.mult_weight_bits, "--mult-weight-bits"),
         baseline=not args.no_baseline, engine=_engine_extra(args),
         mult_booth=args.mult_booth)
-    check_wide_luts(not args.no_wide_luts, target)
     say = _say(args, "sweep")
     if say:
         say(f"{len(points)} points on {target.name}"

@@ -33,8 +33,8 @@ SETTINGS = ("k_depth", "weight_depth", "bias_depth", "bias_lanes", "out_lanes",
             "registered_stall", "stall_free", "pe_register")
 
 #: Columns of a sweep CSV (and keys of every row).
-CSV_FIELDS = ("label", "pe", "dsp", "booth", "rows", "cols", "act_bits", "weight_bits", "guard_bits",
-              "acc_bits", "pipeline_stages", *SETTINGS, "pes", "lut", "lut4", "carry", "ff",
+CSV_FIELDS = ("label", "pe", "dsp", "booth", "rows", "cols", "act_bits", "weight_bits",
+              "guard_bits", "acc_bits", "pipeline_stages", *SETTINGS, "pes", "lut", "lut4", "carry", "ff",
               "bram", "spram", "dsp_blocks", "nand2_eq", "fits", "placed", "fmax_mhz",
               "logic_cells", "seconds", "error")
 
@@ -188,8 +188,9 @@ def run_sweep_points(points: list[SweepPoint], target, *, jobs: int | None = Non
                      wide_luts: bool = True) -> list[dict]:
     """Run every point, ``jobs`` at a time (default: one per core); rows in point order.
     ``wide_luts=False``: every point with ``synth_ecp5 -nowidelut`` (ECP5 targets)."""
-    tgt = get_target(target)
     from .area import check_wide_luts
+
+    tgt = get_target(target)
     check_wide_luts(wide_luts, tgt)
     say = progress or (lambda msg: None)
     jobs = jobs or os.cpu_count() or 1
