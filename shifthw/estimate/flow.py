@@ -87,12 +87,14 @@ def _check_model(program: Program, cfg: EngineConfig) -> None:
                          f"engine with the model's widths")
 
 
-def _check_baseline(config: EngineConfig, baseline) -> None:
+def _check_baseline(config: EngineConfig, baseline, mult_booth: bool = False) -> None:
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be 'mult' or None, not {baseline!r}")
     if baseline == "mult" and config.pe != "shift":
         raise ValueError("the design to estimate has pe='mult'; compare a shift design with "
                          "its multiplier twin (or pass baseline=None)")
+    if mult_booth and baseline is None and config.pe == "shift":
+        raise ValueError("mult_booth needs the multiplier baseline (baseline='mult')")
 
 
 def _designs(cfg: EngineConfig, target, baseline, mult_bits: int,
@@ -143,9 +145,7 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
     held-out synthesis points, ``outside_calibration`` the settings its sweeps did not vary).
     """
     tgt = get_target(target)
-    _check_baseline(config, baseline)
-    if mult_booth and baseline is None and config.pe == "shift":
-        raise ValueError("mult_booth needs the multiplier baseline (baseline='mult')")
+    _check_baseline(config, baseline, mult_booth)
     am = load_area_model()
     designs = {kind: am.predict(cfg, tgt, dsp=dsp, booth=kind == "mult_booth")
                for kind, (cfg, dsp) in _designs(config, tgt, baseline, mult_weight_bits,
@@ -222,7 +222,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     if not isinstance(config, EngineConfig):
         raise TypeError(f"config must be an EngineConfig, not {config!r}")
     tgt = get_target(target)
-    _check_baseline(config, baseline)
+    _check_baseline(config, baseline, mult_booth)
     timing.check_placement_options(placements, timing_weight, jobs, opt_timing, tgt)
     area.check_wide_luts(wide_luts, tgt)
     if not isinstance(images, int) or images < 1:
@@ -242,8 +242,6 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             raise FileExistsError(f"out_dir {out} exists and is not a folder")
         out.mkdir(parents=True, exist_ok=True)
     scratch = (out / "work") if out is not None else Path(tempfile.mkdtemp(prefix="shifthw-est-"))
-    if mult_booth and baseline is None and config.pe == "shift":
-        raise ValueError("mult_booth needs the multiplier baseline (baseline='mult')")
     designs = _designs(config, tgt, baseline, mult_weight_bits, mult_booth)
     area_model = load_area_model()
     results, steps = {}, {}
