@@ -1,6 +1,6 @@
 """Calibration sweeps of the analytic area model, and the model's fit.
 
-Synthesises (Yosys only, no place and route) two grids of shift designs and their
+Synthesises (Yosys only, no place and route) three grids of shift designs and their
 multiplier twins for each family (iCE40 through the ice40-up5k target, ECP5 through
 ecp5-85k, and generic gates).  ``base``, at the generator's default buffer settings:
 
@@ -14,13 +14,18 @@ ecp5-85k, and generic gates).  ``base``, at the generator's default buffer setti
 bias and output lanes and no output FIFO, with one output lane, with the registered stall,
 and with both.
 
+``fast``, the high-Fmax settings of ``docs/estimation.md``: the sizes and designs of
+``variants``, with half the bias and output lanes, no output FIFO, the registered stall and
+the deepest array pipeline up to 4 stages, each with no input register (the UP5K setting),
+with two and the PE register (the ECP5 setting), and with those and ``stall_free``.
+
 The results go to ``shifthw/estimate/sweep_data.json``; then the model of
 :mod:`shifthw.estimate.model` is fitted per family, PE kind and metric on three quarters of
 the points, its error measured on the quarter held out, and everything written to
 ``shifthw/estimate/area_model.json``.  ``--fit-only`` refits from the stored sweep data.
 
 Usage: ``python benchmarks/estimate_sweep.py [--families ice40,ecp5,generic]
-[--pe shift,mult,booth] [--grids base,variants] [--fit-only]``; ``--pe shift``
+[--pe shift,mult,booth] [--grids base,variants,fast] [--fit-only]``; ``--pe shift``
 re-synthesises the shift points only and keeps the stored multiplier rows (after a change
 to the shift PE; ``--pe booth`` the Booth twins alone), ``--grids`` the same
 for the grids.  About an hour on two cores for everything.  Not a test.
@@ -95,7 +100,36 @@ def variant_grid(family: str) -> list[SweepPoint]:
     return points
 
 
-GRIDS = {"base": base_grid, "variants": variant_grid}
+def fast_settings(r: int, c: int) -> list[dict]:
+    """The high-Fmax settings of ``docs/estimation.md`` for R x C, with half the bias and
+    output lanes and no output FIFO: the UP5K one (registered stall, no input register,
+    the deepest array pipeline up to 4 stages), the ECP5 one (two input registers and the
+    PE register instead), and the ECP5 one with ``stall_free``."""
+    small = {"bias_lanes": max(c // 2, 1), "out_lanes": max(c // 2, 1), "out_depth": 0,
+             "registered_stall": True,
+             "pipeline_stages": min(4, max(r - 1, 0).bit_length() + 1)}
+    ecp5 = {**small, "input_registers": 2, "pe_register": True}
+    return [{**small, "input_registers": 0}, ecp5, {**ecp5, "stall_free": True}]
+
+
+def fast_grid(family: str) -> list[SweepPoint]:
+    """As :func:`variant_grid`, with every setting of :func:`fast_settings` instead."""
+    dsp = get_target(TARGET[family]).dsp
+    points = []
+    for r in SIZES:
+        for c in (4, 8):
+            for extra in fast_settings(r, c):
+                eng = tuple(sorted(extra.items()))
+                for b, g in ((5, 0), (5, 14), (3, 0)):
+                    points.append(SweepPoint(r, c, 8, b, "shift", g, False, eng))
+                points.append(SweepPoint(r, c, 8, 8, "mult", None, False, eng))
+                points.append(SweepPoint(r, c, 8, 8, "mult", None, False, eng, booth=True))
+                if dsp:
+                    points.append(SweepPoint(r, c, 8, 8, "mult", None, True, eng))
+    return points
+
+
+GRIDS = {"base": base_grid, "variants": variant_grid, "fast": fast_grid}
 #: The columns of a sweep row that sweep_data.json keeps.
 KEEP = ("label", "pe", "dsp", "booth", "rows", "cols", "act_bits", "weight_bits", "guard_bits",
         "acc_bits", "pipeline_stages", *SETTINGS, "lut", "lut4", "carry", "ff", "bram",
@@ -111,7 +145,11 @@ def fit(data: dict) -> dict:
                        "settings. "
                        "variants: R in {2,4,8}, C in {4,8}, A=8; shift b=5 G in {0,P}, b=3 "
                        "G=0; mult b=8, LUT, Booth and DSP; with bias/out lanes C/2 and no output "
-                       "FIFO, one output lane, the registered stall, and both",
+                       "FIFO, one output lane, the registered stall, and both. "
+                       "fast: as variants, with bias/out lanes C/2, no output FIFO, the "
+                       "registered stall and the deepest pipeline up to 4 stages; with no "
+                       "input register, with 2 and the PE register, and with those and "
+                       "stall_free",
                "heldout": "every fourth point of a stable order (model.split_heldout) is "
                           "left out of the fit; errors are |model - synthesis| / synthesis",
                "stated_error": "the largest held-out error, rounded up to the next 5 %"},
@@ -163,7 +201,7 @@ def main(argv=None) -> int:
                     help="PE kinds to re-synthesise (booth: the Booth twins); stored rows "
                          "of the others are kept")
     ap.add_argument("--jobs", type=int, default=None)
-    ap.add_argument("--grids", default="base,variants",
+    ap.add_argument("--grids", default="base,variants,fast",
                     help="grids to re-synthesise; stored rows of the others are kept")
     args = ap.parse_args(argv)
     kinds = set(args.pe.split(","))

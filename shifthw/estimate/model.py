@@ -7,7 +7,7 @@ stage, the weight buffer's width, a constant for control), with non-negative coe
 fitted per FPGA family (or generic gates) and per PE kind (shift, LUT-built multiplier,
 DSP multiplier, LUT-built Booth multiplier) by least squares on relative error.  Block RAMs
 and DSP blocks come from rules (the buffers' shapes over the block RAM's aspect ratios; one
-DSP per multiplier).
+DSP per multiplier, or per partial product with the PE register).
 
 ``benchmarks/estimate_sweep.py`` synthesises the calibration sweeps (``sweep_data.json``),
 fits the model and writes ``area_model.json`` with, per family, kind and metric, the error
@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import numerics as nx
-from ..rtl_gen.config import EngineConfig
+from ..rtl_gen.array import SPLIT_ACC_BITS
+from ..rtl_gen.config import RESULT_FIFO_DEPTH, EngineConfig
 from ..rtl_gen.layouts import (act_word_layout, array_in_layout, bias_entry_layout,
                                weight_entry_layout)
 from ..rtl_gen.pe import pe_register_bits, shifter_muxes
@@ -34,21 +35,24 @@ from .energy import tree_widths
 from .sweep import SETTINGS
 from .targets import Target, get_target
 
-__all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "dsp_mapped", "kind_of",
+__all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "dsp_mapped", "dsp_blocks",
+           "kind_of",
            "shifter_muxes",
            "calibration_rows", "features", "bram_blocks", "fit_family",
            "split_heldout", "AreaModel", "load_area_model", "check_rows", "config_of_row",
-           "uncalibrated", "input_register_bits"]
+           "uncalibrated", "input_register_bits", "counted_ff"]
 
 MODEL_FILE = "area_model.json"
 DATA_FILE = "sweep_data.json"
 
 #: Features per metric (names; values from :func:`features`).
 FEATURES = {
-    "lut": ("pe_core", "pe_muxes", "pe_bits", "tree_bits", "acc_bits", "out_bits", "hold_bits",
-            "gather_bits", "stall_bits", "stall", "fifo_bits", "weight_bits", "const"),
+    "lut": ("pe_core", "pe_core_split", "pe_muxes", "pe_bits", "tree_bits", "acc_bits",
+            "out_bits", "hold_bits", "gather_bits", "stall_bits", "stall", "fifo_bits", "sf_bits",
+            "sf", "pe_split_bits", "weight_bits", "const"),
     "ff": ("pipe_bits", "acc_bits", "out_regs", "lane_regs", "hold_bits", "gather_bits",
-           "stall_bits", "stall", "weight_bits", "const"),
+           "stall_bits", "stall", "sf_bits", "sf_split_bits", "sf", "dsp_in_reg_bits",
+           "dsp_pe_reg_bits", "weight_bits", "const"),
 }
 FEATURES["nand2_eq"] = FEATURES["lut"]
 
@@ -63,6 +67,19 @@ def dsp_mapped(cfg: EngineConfig, family: str) -> bool:
     """Whether Yosys puts this engine's multipliers into DSP blocks when asked to."""
     return cfg.pe == "mult" and cfg.act_bits + cfg.weight_bits >= \
         DSP_MIN_PRODUCT_BITS.get(family, 1 << 30)
+
+
+def dsp_blocks(cfg: EngineConfig, family: str) -> int:
+    """DSP blocks of an engine whose multipliers go to DSPs: one per multiplier, and with
+    ``pe_register`` one per partial product (``rtl_gen.pe.MultPE``) that is wide enough."""
+    if cfg.pe != "mult":
+        return 0
+    if not cfg.pe_register:
+        return cfg.rows * cfg.cols * dsp_mapped(cfg, family)
+    h = cfg.weight_bits // 2
+    products = (cfg.act_bits + h + 1, cfg.act_bits + cfg.weight_bits - h)
+    least = DSP_MIN_PRODUCT_BITS.get(family, 1 << 30)
+    return cfg.rows * cfg.cols * sum(p >= least for p in products)
 
 
 def kind_of(pe: str, dsp: bool, cfg: EngineConfig | None = None,
@@ -93,11 +110,15 @@ def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
     pipe = sum(sum(levels[lv]) for lv in cfg.register_levels)
     q = cfg.out_lanes
     stall = 1.0 if cfg.registered_stall else 0.0
+    sf = 1.0 if cfg.stall_free else 0.0
     # With registered_stall the bias reader always gathers (a shift register, then an
     # output register next to the array); otherwise only with fewer lanes than columns.
     gathers = cfg.bias_lanes < c or cfg.registered_stall
     return {
-        "pe_core": float(core),
+        "pe_core": float(core) * (not cfg.pe_register),
+        # The same with pe_register (the shifter or multiplier in two parts around it: on
+        # the ECP5 two half-width multipliers map into fewer LUTs than one).
+        "pe_core_split": float(core) * cfg.pe_register,
         # The shift PEs' multiplexers (the iCE40 and generic gates follow these; the ECP5's
         # wide-function multiplexers follow the stages).
         "pe_muxes": float(muxes),
@@ -109,9 +130,25 @@ def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
         # With out_lanes < C, the holding register the lanes shift down through.
         "hold_bits": float(c * cfg.acc_bits) if q < c else 0.0,
         "gather_bits": float(c * cfg.bias_bits) if gathers else 0.0,
-        # registered_stall: the array's skid register (C accumulator words) and its control.
-        "stall_bits": stall * c * cfg.acc_bits,
+        # registered_stall: the array's skid register (C accumulator words; not with
+        # stall_free) and its control (the engine's, with stall_free too).
+        "stall_bits": stall * (1.0 - sf) * c * cfg.acc_bits,
         "stall": stall,
+        # stall_free: the result FIFO, its read register, the bias adders and the two output
+        # slots (C accumulator words each), the thermometer counts; with accumulators of
+        # SPLIT_ACC_BITS or more, the split accumulators' delay registers.
+        "sf_bits": sf * c * cfg.acc_bits,
+        "sf_split_bits": sf * c * cfg.acc_bits * (cfg.acc_bits >= SPLIT_ACC_BITS),
+        "sf": sf,
+        # pe_register: the logic after each PE's register (the shift PE's lower shifter
+        # levels; the multiplier PE's sum of its two partial products).
+        "pe_split_bits": float(r * c * cfg.term_bits * cfg.pe_register),
+        # DSP multipliers: the input and PE registers are fitted, not counted (the blocks
+        # can take some of them in).
+        "dsp_in_reg_bits": float(cfg.input_registers * input_register_bits(cfg))
+        if kind == "mult_dsp" else 0.0,
+        "dsp_pe_reg_bits": float(r * c * pe_register_bits(cfg) * cfg.pe_register)
+        if kind == "mult_dsp" else 0.0,
         # The output FIFO's read side (LUT RAM on the ECP5, multiplexed registers on the
         # iCE40); its registers are in out_regs.
         "fifo_bits": float(c * a) if cfg.out_depth else 0.0,
@@ -130,14 +167,25 @@ def input_register_bits(cfg: EngineConfig) -> int:
     return array_in_layout(cfg).size + 1
 
 
+def counted_ff(cfg: EngineConfig, kind: str) -> int:
+    """Flip-flops the model counts rather than fits: input-register levels other than one
+    (:func:`input_register_bits` each) and the PE registers; none for DSP multipliers (their
+    blocks can take some of these in: fitted)."""
+    if kind == "mult_dsp":
+        return 0
+    return ((cfg.input_registers - 1) * input_register_bits(cfg)
+            + cfg.rows * cfg.cols * pe_register_bits(cfg) * cfg.pe_register)
+
+
 def uncalibrated(cfg: EngineConfig) -> list[str]:
     """The settings of ``cfg`` that the calibration sweeps did not vary (they ran the
-    default pipeline and buffer depths; the output FIFO of the default depth or none; the
-    lanes and ``registered_stall`` varied): the model does not see the logic these change
-    (``docs/estimation.md``)."""
+    default buffer depths; the default pipeline or the deepest one up to 4 stages; the
+    output FIFO of the default depth or none; the lanes, ``registered_stall``,
+    ``input_registers``, ``pe_register`` and ``stall_free`` varied): the model does not see
+    the logic these change (``docs/estimation.md``)."""
     out = []
-    default_stages = min(2, cfg.tree_levels + 1)
-    if cfg.pipeline_stages != default_stages:
+    calibrated_stages = (min(2, cfg.tree_levels + 1), min(4, cfg.tree_levels + 1))
+    if cfg.pipeline_stages not in calibrated_stages:
         out.append(f"pipeline_stages={cfg.pipeline_stages}")
     defaults = {f.name: f.default for f in dataclasses.fields(EngineConfig)}
     for name in ("k_depth", "weight_depth", "bias_depth", "param_word_bits", "count_bits"):
@@ -145,12 +193,6 @@ def uncalibrated(cfg: EngineConfig) -> list[str]:
             out.append(f"{name}={getattr(cfg, name)}")
     if cfg.out_depth not in (0, defaults["out_depth"]):
         out.append(f"out_depth={cfg.out_depth}")
-    if cfg.input_registers != 1:
-        out.append(f"input_registers={cfg.input_registers}")
-    if cfg.stall_free:
-        out.append("stall_free")
-    if cfg.pe_register:
-        out.append("pe_register")
     return out
 
 
@@ -178,6 +220,8 @@ def bram_blocks(cfg: EngineConfig, family: str) -> int:
     mems = [(weight_entry_layout(cfg).size, cfg.weight_depth, word),
             (bias_entry_layout(cfg).size, cfg.bias_depth * cfg.bias_beats, word),
             (act_word_layout(cfg).size, 2 * bank, None)]
+    if cfg.stall_free:
+        mems.append((cfg.cols * cfg.acc_bits, RESULT_FIFO_DEPTH, None))
     max_bits, max_depth = _LUT_RAM.get(family, (0, 0))
     total = 0
     for w, d, lane in mems:
@@ -212,20 +256,26 @@ def calibration_rows(rows: list[dict], family: str, kind: str,
 
 
 def split_heldout(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(fit, held out): every fourth row of a stable order is held out of the fit."""
-    order = sorted(rows, key=lambda r: (r["pe"], bool(r.get("dsp")), r["act_bits"],
+    """(fit, held out): every fourth row of a stable order is held out of the fit.  The order
+    is by settings first, so that every setting of the sweeps with four points or more has
+    points held out."""
+    order = sorted(rows, key=lambda r: (tuple(str(r.get(k)) for k in SETTINGS),
+                                        r["pe"], bool(r.get("dsp")), r["act_bits"],
                                         r["weight_bits"], r.get("guard_bits") or 0,
-                                        r["rows"], r["cols"],
-                                        tuple(str(r.get(k)) for k in SETTINGS)))
+                                        r["rows"], r["cols"]))
     return ([r for i, r in enumerate(order) if i % 4 != 3],
             [r for i, r in enumerate(order) if i % 4 == 3])
 
 
 def _matrix(rows, kind, metric):
+    """Features, measured figures and the counted part of them (:func:`counted_ff`)."""
     names = FEATURES[metric]
-    x = np.array([[features(config_of_row(r), kind)[n] for n in names] for r in rows])
+    cfgs = [config_of_row(r) for r in rows]
+    x = np.array([[features(cfg, kind)[n] for n in names] for cfg in cfgs])
     y = np.array([float(r[metric]) for r in rows])
-    return x, y
+    counted = np.array([float(counted_ff(cfg, kind)) if metric == "ff" else 0.0
+                        for cfg in cfgs])
+    return x, y, counted
 
 
 def _errors(pred, y) -> dict:
@@ -239,16 +289,16 @@ def fit_family(rows: list[dict], metric: str, kind: str) -> dict:
     from scipy.optimize import nnls
 
     train, held = split_heldout(rows)
-    x, y = _matrix(train, kind, metric)
+    x, y, counted = _matrix(train, kind, metric)
     keep = np.abs(x).sum(axis=0) > 0          # features that are zero for this kind
     w = 1.0 / np.maximum(y, 1.0)              # least squares on relative error
     coef = np.zeros(x.shape[1])
-    coef[keep], _ = nnls(x[:, keep] * w[:, None], y * w)
+    coef[keep], _ = nnls(x[:, keep] * w[:, None], (y - counted) * w)
     out = {"features": list(FEATURES[metric]), "coef": coef.tolist(),
-           "fit": _errors(x @ coef, y)}
+           "fit": _errors(x @ coef + counted, y)}
     if held:
-        xh, yh = _matrix(held, kind, metric)
-        out["heldout"] = _errors(xh @ coef, yh)
+        xh, yh, ch = _matrix(held, kind, metric)
+        out["heldout"] = _errors(xh @ coef + ch, yh)
         # The stated bound: the held-out maximum rounded up to the next 5 %.
         out["stated_error_pct"] = float(5 * math.ceil(max(out["heldout"]["max_pct"], 1) / 5))
     return out
@@ -280,16 +330,13 @@ class AreaModel:
         for metric, m in fam[kind].items():
             out[metric] = float(sum(c * feats[n] for n, c in zip(m["features"], m["coef"])))
             out[f"{metric}_error_pct"] = m.get("stated_error_pct")
-        if "ff" in out and kind != "mult_dsp":
-            # The sweeps ran one level of input registers and no PE register: other counts
-            # of these registers are counted here, not fitted (and still named under
-            # outside_calibration).  Not for DSP multipliers, whose blocks can take such
-            # registers in.
-            out["ff"] += ((cfg.input_registers - 1) * input_register_bits(cfg)
-                          + cfg.rows * cfg.cols * pe_register_bits(cfg) * cfg.pe_register)
+        if "ff" in out:
+            # Input registers and PE registers are counted, not fitted (the fit is of the
+            # rest).
+            out["ff"] += counted_ff(cfg, kind)
         if tgt.is_fpga:
             out["bram"] = bram_blocks(cfg, tgt.family)
-            out["dsp"] = cfg.rows * cfg.cols if kind == "mult_dsp" else 0
+            out["dsp"] = dsp_blocks(cfg, tgt.family) if kind == "mult_dsp" else 0
             cap = tgt.capacity
             # The device's resources the estimate exceeds (the names of `Target.capacity`,
             # as synthesis reports them); fitting by count, not by packing into cells.

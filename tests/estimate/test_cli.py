@@ -162,7 +162,7 @@ def test_analytic_estimate_names_tool_options_and_uncalibrated_settings(tmp_path
                                          "do not apply"):
         run_estimate(args)
     assert not (tmp_path / "r").exists()
-    args = _parse(add_estimate_arguments, ["--target", "generic", "--rows", "4", "--analytic",
+    args = _parse(add_estimate_arguments, ["--target", "generic", "--rows", "8", "--analytic",
                                            "--pipeline-stages", "3"])
     assert run_estimate(args) == 0
     out = capsys.readouterr().out
