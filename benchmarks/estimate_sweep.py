@@ -2,7 +2,8 @@
 
 Synthesises (Yosys only, no place and route) three grids of shift designs and their
 multiplier twins for each family (iCE40 through the ice40-up5k target, ECP5 through
-ecp5-85k, and generic gates).  ``base``, at the generator's default buffer settings:
+ecp5-85k, the ECP5 again mapped to LUT4s alone with ``synth_ecp5 -nowidelut`` as
+``ecp5_nowidelut``, and generic gates).  ``base``, at the generator's default buffer settings:
 
 * shift: R, C in {2, 4, 8}; A in {4, 8}; b in {3, 4, 5} with G in {0, P}, and G = 4 at b = 5;
 * mult: R, C in {2, 4, 8}; A in {4, 8}; integer weights b in {4, 8}; LUT-built, LUT-built
@@ -24,11 +25,11 @@ The results go to ``shifthw/estimate/sweep_data.json``; then the model of
 the points, its error measured on the quarter held out, and everything written to
 ``shifthw/estimate/area_model.json``.  ``--fit-only`` refits from the stored sweep data.
 
-Usage: ``python benchmarks/estimate_sweep.py [--families ice40,ecp5,generic]
+Usage: ``python benchmarks/estimate_sweep.py [--families ice40,ecp5,ecp5_nowidelut,generic]
 [--pe shift,mult,booth] [--grids base,variants,fast] [--fit-only]``; ``--pe shift``
 re-synthesises the shift points only and keeps the stored multiplier rows (after a change
 to the shift PE; ``--pe booth`` the Booth twins alone), ``--grids`` the same
-for the grids.  About an hour on two cores for everything.  Not a test.
+for the grids.  About two hours on two cores for everything.  Not a test.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ from shifthw.estimate.targets import get_target
 
 DATA = Path(am.__file__).parent / am.DATA_FILE
 MODEL = Path(am.__file__).parent / am.MODEL_FILE
-TARGET = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k", "generic": "generic"}
+TARGET = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k", "generic": "generic",
+          "ecp5_nowidelut": "ecp5-85k"}
+#: Families synthesised with other than Yosys' default mapping (``wide_luts``).
+WIDE_LUTS = {"ecp5_nowidelut": False}
 SIZES = (2, 4, 8)
 
 
@@ -195,7 +199,7 @@ def _kind(pe: str, booth) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--families", default="ice40,ecp5,generic")
+    ap.add_argument("--families", default=",".join(TARGET))
     ap.add_argument("--fit-only", action="store_true")
     ap.add_argument("--pe", default="shift,mult,booth",
                     help="PE kinds to re-synthesise (booth: the Booth twins); stored rows "
@@ -221,6 +225,7 @@ def main(argv=None) -> int:
                 points = [p for p in GRIDS[name](family) if _kind(p.pe, p.booth) in kinds]
                 print(f"{family} {name}: {len(points)} points", flush=True)
                 rows = run_sweep_points(points, TARGET[family], jobs=args.jobs, place=False,
+                                        wide_luts=WIDE_LUTS.get(family, True),
                                         progress=lambda m: print(m, flush=True))
                 new += [{"grid": name, **{k: r[k] for k in KEEP}} for r in rows]
             # Rows of the grids and PE kinds not re-synthesised are kept (a row written

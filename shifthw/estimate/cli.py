@@ -78,7 +78,7 @@ def _add_synthesis_options(p: argparse.ArgumentParser, unit: str, booth_name: st
     p.add_argument("--no-wide-luts", action="store_true",
                    help=f"ECP5: synthesise every {unit} with synth_ecp5 -nowidelut (LUT4s "
                         "only, no LUT5..LUT7 of PFU muxes): fewer LUTs, deeper logic; the "
-                        "analytic model, calibrated on the default mapping, is left out")
+                        "analytic model has a calibration of its own for it")
 
 
 # -- estimate -------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
 #: Options of ``shifthw estimate`` that run tools, with their defaults: --analytic runs none.
 _TOOL_OPTIONS = (("model", None), ("images", 4), ("no_activity", False), ("no_place", False),
                  ("freq", None), ("placements", 1), ("timing_weight", None), ("jobs", None),
-                 ("opt_timing", False), ("energy_table", None), ("no_wide_luts", False))
+                 ("opt_timing", False), ("energy_table", None))
 
 
 def config_from_design_dir(folder) -> EngineConfig:
@@ -234,7 +234,8 @@ def _run_analytic(args, cfg: EngineConfig, target) -> int:
                          f"{'it' if len(given) == 1 else 'them'}, or leave out --analytic")
     rep = estimate_analytic(cfg, target, baseline=None if args.baseline == "none" else "mult",
                             mult_weight_bits=args.mult_weight_bits,
-                            mult_booth=args.mult_booth)
+                            mult_booth=args.mult_booth,
+                            wide_luts=not args.no_wide_luts)
     metric = "lut" if target.is_fpga else "nand2_eq"
     cols = (("lut", "LUT"), ("ff", "FF"), ("bram", "BRAM"), ("dsp", "DSP")) \
         if target.is_fpga else (("nand2_eq", "NAND2 eq"), ("ff", "FF"))
@@ -325,8 +326,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if target.name == "ice40-up5k" and any(k.startswith("mult") for k in fits):
         print("note: the iCE40UP5K has 8 DSP blocks (SB_MAC16), one per multiplier: a "
               "DSP-built multiplier array is bound to 8 PEs; a LUT-built one by its LUTs.")
-    # (the model is calibrated on the default mapping)
-    check = None if args.no_wide_luts else check_rows(rows, target)
+    check = check_rows(rows, target, wide_luts=not args.no_wide_luts)
     if check:
         print(f"analytic area model vs these synthesis results ({check['metric']}): mean "
               f"error {check['mean_pct']:.1f} %, max {check['max_pct']:.1f} % "

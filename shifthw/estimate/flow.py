@@ -118,12 +118,12 @@ def _designs(cfg: EngineConfig, target, baseline, mult_bits: int,
 
 
 def _analytic_beside(area_model, cfg: EngineConfig, tgt, dsp: bool, syn: dict,
-                     booth: bool = False) -> dict | None:
+                     booth: bool = False, wide_luts: bool = True) -> dict | None:
     """The area model's figures for a synthesised design, with their error against the
     synthesis (``error_pct``: (model - synthesis) / synthesis), so that every estimate also
     checks the model; None where the model has no calibration for the design."""
     try:
-        pred = area_model.predict(cfg, tgt, dsp=dsp, booth=booth)
+        pred = area_model.predict(cfg, tgt, dsp=dsp, booth=booth, wide_luts=wide_luts)
     except ValueError:
         return None
     if tgt.is_fpga:
@@ -135,9 +135,11 @@ def _analytic_beside(area_model, cfg: EngineConfig, tgt, dsp: bool, syn: dict,
 
 
 def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "mult",
-                      mult_weight_bits: int = 8, mult_booth: bool = False) -> dict:
+                      mult_weight_bits: int = 8, mult_booth: bool = False,
+                      wide_luts: bool = True) -> dict:
     """The analytic area model's estimate of ``config`` and its multiplier twin (the designs
-    :func:`estimate` would synthesise), in milliseconds and without running a tool.
+    :func:`estimate` would synthesise), in milliseconds and without running a tool
+    (``wide_luts=False``: of the ECP5 mapped to LUT4s alone, as :func:`estimate`'s).
 
     Returns ``{"format": "shifthw.estimate_analytic", "target", "designs": {kind:
     prediction}, "lut_ratio": {kind: twin / shift}, "notes"}``; each prediction is
@@ -146,8 +148,10 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
     """
     tgt = get_target(target)
     _check_baseline(config, baseline, mult_booth)
+    area.check_wide_luts(wide_luts, tgt)
     am = load_area_model()
-    designs = {kind: am.predict(cfg, tgt, dsp=dsp, booth=kind == "mult_booth")
+    designs = {kind: am.predict(cfg, tgt, dsp=dsp, booth=kind == "mult_booth",
+                                wide_luts=wide_luts)
                for kind, (cfg, dsp) in _designs(config, tgt, baseline, mult_weight_bits,
                                                 mult_booth).items()}
     metric = "lut" if tgt.is_fpga else "nand2_eq"
@@ -211,8 +215,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         multiplier design).
     wide_luts : ECP5 targets: False synthesises every design with ``synth_ecp5
         -nowidelut`` (LUT4s only, no LUT5..LUT7 of several LUT4s and PFU muxes; fewer LUTs,
-        deeper logic).  The analytic area model is calibrated on the default mapping, so it
-        is not shown beside such a run.
+        deeper logic).  The analytic area model has a calibration of its own for it.
 
     Returns
     -------
@@ -256,9 +259,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             booth = key == "mult_booth"
             syn = area.synthesize(cfg, tgt, work, dsp=dsp, booth=booth, wide_luts=wide_luts,
                                   progress=say)
-            # (the area model knows Yosys' default mapping only)
-            syn["analytic"] = (None if not wide_luts
-                               else _analytic_beside(area_model, cfg, tgt, dsp, syn, booth))
+            syn["analytic"] = _analytic_beside(area_model, cfg, tgt, dsp, syn, booth,
+                                               wide_luts)
             steps[f"{key}.synthesis"] = syn["seconds"]
             placed = None
             if tgt.is_fpga and place:

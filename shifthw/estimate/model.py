@@ -35,8 +35,8 @@ from .energy import tree_widths
 from .sweep import SETTINGS
 from .targets import Target, get_target
 
-__all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "dsp_mapped", "dsp_blocks",
-           "kind_of",
+__all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "MAPPINGS", "device_family",
+           "model_family", "dsp_mapped", "dsp_blocks", "kind_of",
            "shifter_muxes",
            "calibration_rows", "features", "bram_blocks", "fit_family",
            "split_heldout", "AreaModel", "load_area_model", "check_rows", "config_of_row",
@@ -63,8 +63,24 @@ FEATURES["nand2_eq"] = FEATURES["lut"]
 DSP_MIN_PRODUCT_BITS = {"ice40": 11, "ecp5": 2}
 
 
+#: Calibrations of a family under a mapping other than Yosys' default, and their family.
+MAPPINGS = {"ecp5_nowidelut": "ecp5"}
+
+
+def device_family(family: str) -> str:
+    """The FPGA family of a calibration's name (``ecp5_nowidelut``: ``ecp5``)."""
+    return MAPPINGS.get(family, family)
+
+
+def model_family(family: str, wide_luts: bool = True) -> str:
+    """The calibration's name for a family and mapping (``wide_luts=False``: the ECP5
+    mapped to LUT4s alone, ``synth_ecp5 -nowidelut``)."""
+    return family if wide_luts else f"{family}_nowidelut"
+
+
 def dsp_mapped(cfg: EngineConfig, family: str) -> bool:
     """Whether Yosys puts this engine's multipliers into DSP blocks when asked to."""
+    family = device_family(family)
     return cfg.pe == "mult" and cfg.act_bits + cfg.weight_bits >= \
         DSP_MIN_PRODUCT_BITS.get(family, 1 << 30)
 
@@ -74,6 +90,7 @@ def dsp_blocks(cfg: EngineConfig, family: str) -> int:
     ``pe_register`` one per partial product (``rtl_gen.pe.MultPE``) that is wide enough."""
     if cfg.pe != "mult":
         return 0
+    family = device_family(family)
     if not cfg.pe_register:
         return cfg.rows * cfg.cols * dsp_mapped(cfg, family)
     h = cfg.weight_bits // 2
@@ -213,6 +230,7 @@ def bram_blocks(cfg: EngineConfig, family: str) -> int:
     (small or shallow memories in LUT RAM where the family has it).  The weight and bias
     buffers are written ``param_word_bits`` at a time, and Yosys maps each such write lane
     (the last one as wide as the bits left) as a memory of its own."""
+    family = device_family(family)
     if family not in _BRAM_SHAPES:
         return 0
     bank = 1 << max(cfg.k_depth - 1, 0).bit_length()
@@ -316,15 +334,17 @@ class AreaModel:
         return list(self.data["families"])
 
     def predict(self, cfg: EngineConfig, target, *, dsp: bool = False,
-                booth: bool = False) -> dict:
+                booth: bool = False, wide_luts: bool = True) -> dict:
         """Estimated resources of ``cfg`` on ``target`` (``dsp``: multipliers in DSPs;
-        ``booth``: LUT-built ones as Yosys' Booth multipliers)."""
+        ``booth``: LUT-built ones as Yosys' Booth multipliers; ``wide_luts=False``: the
+        ECP5 mapped to LUT4s alone, ``synth_ecp5 -nowidelut``)."""
         tgt: Target = get_target(target)
-        fam = self.data["families"].get(tgt.family)
+        name = model_family(tgt.family, wide_luts)
+        fam = self.data["families"].get(name)
         kind = kind_of(cfg.pe, dsp, cfg, tgt.family, booth)
         if fam is None or kind not in fam:
             raise ValueError(f"the area model has no calibration for {kind} designs on "
-                             f"{tgt.family} (families: {', '.join(self.families())})")
+                             f"{name} (families: {', '.join(self.families())})")
         feats = features(cfg, kind)
         out = {"target": tgt.name, "kind": kind, "outside_calibration": uncalibrated(cfg)}
         for metric, m in fam[kind].items():
@@ -358,17 +378,17 @@ def load_area_model(path: str | os.PathLike | None = None) -> AreaModel:
     return AreaModel(json.loads(text))
 
 
-def check_rows(rows: list[dict], target) -> dict | None:
+def check_rows(rows: list[dict], target, wide_luts: bool = True) -> dict | None:
     """The shipped model's error (LUT, or NAND2 equivalents on generic gates) against
     synthesised sweep rows: ``{metric, n, mean_pct, max_pct, outside_calibration}`` (the
     last: the rows' settings the calibration did not vary), None without a calibration for
-    the target's family."""
+    the target's family (and mapping: ``wide_luts``)."""
     tgt = get_target(target)
     try:
         model = load_area_model()
     except (FileNotFoundError, ValueError, OSError):
         return None
-    if tgt.family not in model.families():
+    if model_family(tgt.family, wide_luts) not in model.families():
         return None
     pred, meas, outside = [], [], set()
     metric = "lut" if tgt.is_fpga else "nand2_eq"
@@ -377,7 +397,7 @@ def check_rows(rows: list[dict], target) -> dict | None:
             continue
         try:
             p = model.predict(config_of_row(r), tgt, dsp=bool(r.get("dsp")),
-                              booth=bool(r.get("booth")))
+                              booth=bool(r.get("booth")), wide_luts=wide_luts)
         except ValueError:
             continue
         if metric in p:

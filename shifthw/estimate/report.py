@@ -150,8 +150,8 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
     if any("-nowidelut" in d["area"].get("synthesis", "") for d in designs.values()):
         notes.append("Synthesised with synth_ecp5 -nowidelut (every design): LUT4s only, no "
                      "LUT5..LUT7 built from LUT4s and PFU muxes, so fewer LUTs in more "
-                     "levels; the analytic area model (calibrated on the default mapping) "
-                     "is not shown.")
+                     "levels; the analytic area model's figures are of its calibration for "
+                     "this mapping.")
     for key, d in designs.items():
         t = d.get("timing") or {}
         if t.get("error"):

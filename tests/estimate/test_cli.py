@@ -43,16 +43,25 @@ def test_opt_timing_is_for_ice40_alone(tmp_path, target):
     assert not (tmp_path / "r").exists()
 
 
-def test_no_wide_luts_is_for_ecp5_alone(tmp_path):
+def test_no_wide_luts_is_for_ecp5_alone(tmp_path, capsys):
     args = _parse(add_estimate_arguments, ["--target", "ice40-up5k", "--rows", "2",
                                            "--no-wide-luts", "-o", str(tmp_path / "r")])
     with pytest.raises(ValueError, match="--no-wide-luts.* ECP5 option .*'ice40-up5k'"):
         run_estimate(args)
     assert not (tmp_path / "r").exists()
-    args = _parse(add_estimate_arguments, ["--target", "ecp5-85k", "--rows", "2",
+    args = _parse(add_estimate_arguments, ["--target", "ice40-up5k", "--rows", "2",
                                            "--no-wide-luts", "--analytic"])
-    with pytest.raises(ValueError, match="--analytic runs no tools, so --no-wide-luts"):
+    with pytest.raises(ValueError, match="--no-wide-luts.* ECP5 option .*'ice40-up5k'"):
         run_estimate(args)
+    # With --analytic: the model's calibration for LUT4s alone, fewer LUTs than the default.
+    luts = {}
+    for flag in ([], ["--no-wide-luts"]):
+        args = _parse(add_estimate_arguments, ["--target", "ecp5-85k", "--analytic",
+                                               "--guard-bits", "14", *flag])
+        assert run_estimate(args) == 0
+        out = capsys.readouterr().out
+        luts[bool(flag)] = int(out.split("\nshift")[1].split()[0])
+    assert luts[True] < luts[False]
 
 
 def test_missing_design_folder_is_one_clear_error(tmp_path):

@@ -11,7 +11,8 @@ from shifthw.estimate.targets import get_target
 from shifthw.rtl_gen.config import EngineConfig
 from shifthw.rtl_gen.pe import pe_register_bits
 
-TARGET = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k", "generic": "generic"}
+TARGET = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k", "generic": "generic",
+          "ecp5_nowidelut": "ecp5-85k"}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,9 @@ def _rows(data, family, kind, metrics):
 
 
 def test_every_family_and_kind_is_calibrated(model):
-    assert set(model.families()) == {"ice40", "ecp5", "generic"}
+    assert set(model.families()) == {"ice40", "ecp5", "generic", "ecp5_nowidelut"}
+    assert set(model.data["families"]["ecp5_nowidelut"]) == {"shift", "mult_lut", "mult_dsp",
+                                                              "mult_booth"}
     assert set(model.data["families"]["ice40"]) == {"shift", "mult_lut", "mult_dsp",
                                                      "mult_booth"}
     assert set(model.data["families"]["generic"]) == {"shift", "mult_lut", "mult_booth"}
@@ -43,7 +46,8 @@ def test_stated_error_holds_on_held_out_points(data, model):
             assert held, (family, kind)
             for r in held:
                 pred = model.predict(am.config_of_row(r), TARGET[family],
-                                     dsp=kind == "mult_dsp", booth=kind == "mult_booth")
+                                     dsp=kind == "mult_dsp", booth=kind == "mult_booth",
+                                     wide_luts=family != "ecp5_nowidelut")
                 assert pred["kind"] == kind
                 for metric, m in metrics.items():
                     err = abs(pred[metric] - r[metric]) / r[metric] * 100
