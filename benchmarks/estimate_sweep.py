@@ -3,7 +3,8 @@
 Synthesises (Yosys only, no place and route) three grids of shift designs and their
 multiplier twins for each family (iCE40 through the ice40-up5k target, ECP5 through
 ecp5-85k, the ECP5 again mapped to LUT4s alone with ``synth_ecp5 -nowidelut`` as
-``ecp5_nowidelut``, and generic gates).  ``base``, at the generator's default buffer settings:
+``ecp5_nowidelut``, and generic gates).  ``base``, at the generator's default buffer
+settings:
 
 * shift: R, C in {2, 4, 8}; A in {4, 8}; b in {3, 4, 5} with G in {0, P}, and G = 4 at b = 5;
 * mult: R, C in {2, 4, 8}; A in {4, 8}; integer weights b in {4, 8}; LUT-built, LUT-built
@@ -89,11 +90,16 @@ def variant_grid(family: str) -> list[SweepPoint]:
     """A = 8, R in {2, 4, 8}, C in {4, 8}: shift b = 5 (G = 0 and P) and b = 3 (G = 0),
     multipliers b = 8 (LUT-built, and DSP where the family has them), each with every
     setting of :func:`variant_settings`."""
+    return _settings_grid(family, lambda r, c: variant_settings(c))
+
+
+def _settings_grid(family: str, settings) -> list[SweepPoint]:
+    """The designs of :func:`variant_grid`, each with every one of ``settings(R, C)``."""
     dsp = get_target(TARGET[family]).dsp
     points = []
     for r in SIZES:
         for c in (4, 8):
-            for extra in variant_settings(c):
+            for extra in settings(r, c):
                 eng = tuple(sorted(extra.items()))
                 for b, g in ((5, 0), (5, 14), (3, 0)):
                     points.append(SweepPoint(r, c, 8, b, "shift", g, False, eng))
@@ -118,19 +124,7 @@ def fast_settings(r: int, c: int) -> list[dict]:
 
 def fast_grid(family: str) -> list[SweepPoint]:
     """As :func:`variant_grid`, with every setting of :func:`fast_settings` instead."""
-    dsp = get_target(TARGET[family]).dsp
-    points = []
-    for r in SIZES:
-        for c in (4, 8):
-            for extra in fast_settings(r, c):
-                eng = tuple(sorted(extra.items()))
-                for b, g in ((5, 0), (5, 14), (3, 0)):
-                    points.append(SweepPoint(r, c, 8, b, "shift", g, False, eng))
-                points.append(SweepPoint(r, c, 8, 8, "mult", None, False, eng))
-                points.append(SweepPoint(r, c, 8, 8, "mult", None, False, eng, booth=True))
-                if dsp:
-                    points.append(SweepPoint(r, c, 8, 8, "mult", None, True, eng))
-    return points
+    return _settings_grid(family, fast_settings)
 
 
 GRIDS = {"base": base_grid, "variants": variant_grid, "fast": fast_grid}
@@ -153,7 +147,8 @@ def fit(data: dict) -> dict:
                        "fast: as variants, with bias/out lanes C/2, no output FIFO, the "
                        "registered stall and the deepest pipeline up to 4 stages; with no "
                        "input register, with 2 and the PE register, and with those and "
-                       "stall_free",
+                       "stall_free. ecp5_nowidelut: the ECP5's grids with synth_ecp5 "
+                       "-nowidelut",
                "heldout": "every fourth point of a stable order (model.split_heldout) is "
                           "left out of the fit; errors are |model - synthesis| / synthesis",
                "stated_error": "the largest held-out error, rounded up to the next 5 %"},
