@@ -30,7 +30,7 @@ from ..rtl_gen.array import SPLIT_ACC_BITS
 from ..rtl_gen.config import RESULT_FIFO_DEPTH, EngineConfig
 from ..rtl_gen.layouts import (act_word_layout, array_in_layout, bias_entry_layout,
                                weight_entry_layout)
-from ..rtl_gen.pe import pe_register_bits, shifter_muxes
+from ..rtl_gen.pe import partial_product_bits, pe_register_bits, shifter_muxes
 from .energy import tree_widths
 from .sweep import SETTINGS
 from .targets import Target, get_target
@@ -93,10 +93,9 @@ def dsp_blocks(cfg: EngineConfig, family: str) -> int:
     family = device_family(family)
     if not cfg.pe_register:
         return cfg.rows * cfg.cols * dsp_mapped(cfg, family)
-    h = cfg.weight_bits // 2
-    products = (cfg.act_bits + h + 1, cfg.act_bits + cfg.weight_bits - h)
     least = DSP_MIN_PRODUCT_BITS.get(family, 1 << 30)
-    return cfg.rows * cfg.cols * sum(p >= least for p in products)
+    return cfg.rows * cfg.cols * sum(
+        p >= least for p in partial_product_bits(cfg.act_bits, cfg.weight_bits))
 
 
 def kind_of(pe: str, dsp: bool, cfg: EngineConfig | None = None,
@@ -351,8 +350,8 @@ class AreaModel:
             out[metric] = float(sum(c * feats[n] for n, c in zip(m["features"], m["coef"])))
             out[f"{metric}_error_pct"] = m.get("stated_error_pct")
         if "ff" in out:
-            # Input registers and PE registers are counted, not fitted (the fit is of the
-            # rest).
+            # Input and PE registers: counted, not fitted (the fit is of the rest; none for
+            # DSP multipliers, whose fit has them as features).
             out["ff"] += counted_ff(cfg, kind)
         if tgt.is_fpga:
             out["bram"] = bram_blocks(cfg, tgt.family)

@@ -34,9 +34,9 @@ SETTINGS = ("k_depth", "weight_depth", "bias_depth", "bias_lanes", "out_lanes",
 
 #: Columns of a sweep CSV (and keys of every row).
 CSV_FIELDS = ("label", "pe", "dsp", "booth", "rows", "cols", "act_bits", "weight_bits",
-              "guard_bits", "acc_bits", "pipeline_stages", *SETTINGS, "pes", "lut", "lut4", "carry", "ff",
-              "bram", "spram", "dsp_blocks", "nand2_eq", "fits", "placed", "fmax_mhz",
-              "logic_cells", "seconds", "error")
+              "guard_bits", "acc_bits", "pipeline_stages", *SETTINGS, "pes", "lut", "lut4",
+              "carry", "ff", "bram", "spram", "dsp_blocks", "nand2_eq", "fits", "placed",
+              "fmax_mhz", "logic_cells", "seconds", "error")
 
 
 def settings_of(cfg: EngineConfig) -> dict:

@@ -32,7 +32,8 @@ from amaranth.lib.wiring import In, Out
 
 from .. import numerics as nx
 
-__all__ = ["ShiftPE", "MultPE", "make_pe", "pe_register_bits", "shifter_muxes"]
+__all__ = ["ShiftPE", "MultPE", "make_pe", "partial_product_bits", "pe_register_bits",
+           "shifter_muxes"]
 
 
 def _silence(obj) -> None:
@@ -229,8 +230,9 @@ class MultPE(wiring.Component):
             return m
         h = self._weight_bits // 2
         lo_w, hi_w = self.w.as_unsigned()[:h], self.w[h:].as_signed()
-        p_lo = Signal(signed(self._act_bits + h + 1), name="p_lo", reset_less=True)
-        p_hi = Signal(signed(self._act_bits + len(hi_w)), name="p_hi", reset_less=True)
+        lo_bits, hi_bits = partial_product_bits(self._act_bits, self._weight_bits)
+        p_lo = Signal(signed(lo_bits), name="p_lo", reset_less=True)
+        p_hi = Signal(signed(hi_bits), name="p_hi", reset_less=True)
         with m.If(self.en):
             m.d.sync += [p_lo.eq(self.x * lo_w), p_hi.eq(self.x * hi_w)]
         m.d.comb += self.term.eq((p_hi << h) + p_lo)
@@ -267,6 +269,13 @@ def _check_split(split) -> None:
         raise TypeError(f"split must be a bool, not {split!r}")
 
 
+def partial_product_bits(act_bits: int, weight_bits: int) -> tuple[int, int]:
+    """Widths of :class:`MultPE`'s two partial products with ``split``: the activation times
+    the weight's low half (unsigned, b // 2 bits) and times its high half (signed)."""
+    h = weight_bits // 2
+    return act_bits + h + 1, act_bits + weight_bits - h
+
+
 def pe_register_bits(cfg) -> int:
     """Flip-flops inside one PE with ``split`` (``EngineConfig.pe_register``), for the
     energy estimate: shift, the partly shifted term, the lower shift bits, zero and sign;
@@ -274,8 +283,7 @@ def pe_register_bits(cfg) -> int:
     a, b = cfg.act_bits, cfg.weight_bits
     if cfg.pe == "shift":
         return a + cfg.guard_bits + nx.shifter_stages(a, b, cfg.guard_bits) // 2 + 2
-    h = b // 2
-    return (a + h + 1) + (a + b - h)
+    return sum(partial_product_bits(a, b))
 
 
 def make_pe(cfg):

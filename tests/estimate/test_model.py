@@ -65,6 +65,17 @@ def test_refit_gives_the_shipped_model(data, model):
                 assert refit["heldout"]["max_pct"] <= m["stated_error_pct"]
 
 
+def test_dsp_rule_on_every_dsp_point(data):
+    # One DSP block per multiplier, per partial product with the PE register (two per PE).
+    checked = 0
+    for family, rows in data["families"].items():
+        for r in rows:
+            if r.get("dsp") and r.get("dsp_blocks") is not None:
+                assert am.dsp_blocks(am.config_of_row(r), family) == r["dsp_blocks"], r
+                checked += 1
+    assert checked > 200
+
+
 def test_bram_rule_on_ice40(data):
     rows = [r for r in data["families"]["ice40"] if r.get("bram") is not None]
     exact = sum(am.bram_blocks(am.config_of_row(r), "ice40") == r["bram"] for r in rows)
