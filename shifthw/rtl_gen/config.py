@@ -112,7 +112,8 @@ class EngineConfig:
         this many bits, LSB first).
     out_depth : int
         Output FIFO depth (words of C lanes) after the output stage's own register: 0 (none;
-        the output stage drives ``out`` directly, still at full rate), 1, or 3 and more.
+        the output stage drives ``out`` directly, still at full rate), 1 (one register, which
+        passes a word every other cycle), or 3 and more.
     count_bits : int
         Width of the descriptor's vector count M.
     """

@@ -268,7 +268,8 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
                    help="output lanes requantised per cycle (default C; fewer saves logic)")
     p.add_argument("--param-word-bits", type=int, default=32, help="params stream word bits")
     p.add_argument("--out-depth", type=int, default=4,
-                   help="output FIFO depth (0: none, 1, or 3 and more)")
+                   help="output FIFO depth (0: none; 1: one register, a word every other "
+                        "cycle; or 3 and more)")
     p.add_argument("--board", choices=sorted(BOARDS), default=None,
                    help="also write a board top (synthesis and place only)")
     p.add_argument("--name", default="shifthw_engine", help="Verilog module name")
