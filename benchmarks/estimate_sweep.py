@@ -1,6 +1,6 @@
 """Calibration sweeps of the analytic area model, and the model's fit.
 
-Synthesises (Yosys only, no place and route) three grids of shift designs and their
+Synthesises (Yosys only, no place and route) four grids of shift designs and their
 multiplier twins for each family (iCE40 through the ice40-up5k target, ECP5 through
 ecp5-85k, the ECP5 again mapped to LUT4s alone with ``synth_ecp5 -nowidelut`` as
 ``ecp5_nowidelut``, and generic gates).  ``base``, at the generator's default buffer
@@ -21,16 +21,21 @@ and with both.
 the deepest array pipeline up to 4 stages, each with no input register (the UP5K setting),
 with two and the PE register (the ECP5 setting), and with those and ``stall_free``.
 
+``settings``, the settings the other grids keep at their defaults, each changed alone from
+the default engine (buffer depths, parameter word, count bits, output FIFO depth, array
+pipeline depth, a saturating accumulator), on R x C in {2 x 4, 4 x 8, 8 x 4}, A = 8, shift
+b = 5 (G = 0, P) and the multipliers b = 8; the ends of ``model.CALIBRATED_RANGES``.
+
 The results go to ``shifthw/estimate/sweep_data.json``; then the model of
 :mod:`shifthw.estimate.model` is fitted per family, PE kind and metric on three quarters of
 the points, its error measured on the quarter held out, and everything written to
 ``shifthw/estimate/area_model.json``.  ``--fit-only`` refits from the stored sweep data.
 
 Usage: ``python benchmarks/estimate_sweep.py [--families ice40,ecp5,ecp5_nowidelut,generic]
-[--pe shift,mult,booth] [--grids base,variants,fast] [--fit-only]``; ``--pe shift``
+[--pe shift,mult,booth] [--grids base,variants,fast,settings] [--fit-only]``; ``--pe shift``
 re-synthesises the shift points only and keeps the stored multiplier rows (after a change
 to the shift PE; ``--pe booth`` the Booth twins alone), ``--grids`` the same
-for the grids.  About two hours on two cores for everything.  Not a test.
+for the grids.  About three and a half hours on two cores for everything.  Not a test.
 """
 
 from __future__ import annotations
@@ -127,7 +132,40 @@ def fast_grid(family: str) -> list[SweepPoint]:
     return _settings_grid(family, fast_settings)
 
 
-GRIDS = {"base": base_grid, "variants": variant_grid, "fast": fast_grid}
+#: The settings the ``settings`` grid changes one at a time from the generator's defaults.
+ONE_AT_A_TIME = ({"k_depth": 16}, {"k_depth": 512}, {"weight_depth": 64},
+                 {"weight_depth": 2048}, {"bias_depth": 8}, {"bias_depth": 256},
+                 {"param_word_bits": 16}, {"param_word_bits": 64}, {"count_bits": 8},
+                 {"count_bits": 24}, {"out_depth": 1}, {"out_depth": 16})
+
+
+def settings_grid(family: str) -> list[SweepPoint]:
+    """R x C in {2 x 4, 4 x 8, 8 x 4}, A = 8; shift b = 5 (G = 0 and P), multipliers b = 8
+    (LUT-built, Booth, and DSP where the family has them); each with one setting of the
+    default engine changed: :data:`ONE_AT_A_TIME`, every array pipeline depth the other grids
+    do not hold, and an accumulator ``model.CALIBRATED_NARROW_ACC`` bits narrower than the
+    formula's (saturating)."""
+    dsp = get_target(TARGET[family]).dsp
+    points = []
+    for r, c in ((2, 4), (4, 8), (8, 4)):
+        levels = max(r - 1, 0).bit_length()
+        stages = [{"pipeline_stages": s} for s in range(levels + 2)
+                  if s not in (min(2, levels + 1), min(4, levels + 1))]
+        designs = [SweepPoint(r, c, 8, 5, "shift", 0), SweepPoint(r, c, 8, 5, "shift", 14),
+                   SweepPoint(r, c, 8, 8, "mult"), SweepPoint(r, c, 8, 8, "mult", booth=True)]
+        if dsp:
+            designs.append(SweepPoint(r, c, 8, 8, "mult", dsp=True))
+        for d in designs:
+            narrow = {"acc_bits": d.config().acc_bits - am.CALIBRATED_NARROW_ACC}
+            for extra in (*ONE_AT_A_TIME, *stages, narrow):
+                points.append(SweepPoint(d.rows, d.cols, d.act_bits, d.weight_bits, d.pe,
+                                         d.guard_bits, d.dsp, tuple(sorted(extra.items())),
+                                         d.booth))
+    return points
+
+
+GRIDS = {"base": base_grid, "variants": variant_grid, "fast": fast_grid,
+         "settings": settings_grid}
 #: The columns of a sweep row that sweep_data.json keeps.
 KEEP = ("label", "pe", "dsp", "booth", "rows", "cols", "act_bits", "weight_bits", "guard_bits",
         "acc_bits", "pipeline_stages", *SETTINGS, "lut", "lut4", "carry", "ff", "bram",
@@ -147,8 +185,15 @@ def fit(data: dict) -> dict:
                        "fast: as variants, with bias/out lanes C/2, no output FIFO, the "
                        "registered stall and the deepest pipeline up to 4 stages; with no "
                        "input register, with 2 and the PE register, and with those and "
-                       "stall_free. ecp5_nowidelut: the ECP5's grids with synth_ecp5 "
-                       "-nowidelut",
+                       "stall_free. settings: R x C in {2x4,4x8,8x4}, A=8, shift b=5 G in "
+                       "{0,P}, mult b=8 (LUT, Booth, DSP); the default engine with one of: "
+                       "k_depth 16/512, weight_depth 64/2048, bias_depth 8/256, "
+                       "param_word_bits 16/64, count_bits 8/24, out_depth 1/16, the "
+                       "pipeline depths the other grids lack, acc_bits 4 below the formula. "
+                       "ecp5_nowidelut: the ECP5's grids with synth_ecp5 -nowidelut. "
+                       "On the ECP5 (both mappings) the points model.unmodelled names "
+                       "(a saturating accumulator, one pipeline stage after R >= 4) are "
+                       "left out of the fit",
                "heldout": "every fourth point of a stable order (model.split_heldout) is "
                           "left out of the fit; errors are |model - synthesis| / synthesis",
                "stated_error": "the largest held-out error, rounded up to the next 5 %"},
@@ -160,7 +205,7 @@ def fit(data: dict) -> dict:
             sel = am.calibration_rows(rows, family, kind, metrics)
             if len(sel) < 8:
                 continue
-            fam[kind] = {m: am.fit_family(sel, m, kind) for m in metrics}
+            fam[kind] = {m: am.fit_family(sel, m, kind, family) for m in metrics}
             for m in metrics:
                 f = fam[kind][m]
                 print(f"{family:<7} {kind:<8} {m:<8} n={len(sel):>3} fit mean "
@@ -200,7 +245,7 @@ def main(argv=None) -> int:
                     help="PE kinds to re-synthesise (booth: the Booth twins); stored rows "
                          "of the others are kept")
     ap.add_argument("--jobs", type=int, default=None)
-    ap.add_argument("--grids", default="base,variants,fast",
+    ap.add_argument("--grids", default=",".join(GRIDS),
                     help="grids to re-synthesise; stored rows of the others are kept")
     args = ap.parse_args(argv)
     kinds = set(args.pe.split(","))

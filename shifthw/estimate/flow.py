@@ -144,7 +144,7 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
     Returns ``{"format": "shifthw.estimate_analytic", "target", "designs": {kind:
     prediction}, "lut_ratio": {kind: twin / shift}, "notes"}``; each prediction is
     :meth:`.model.AreaModel.predict`'s (its ``*_error_pct`` the model's stated error on
-    held-out synthesis points, ``outside_calibration`` the settings its sweeps did not vary).
+    held-out synthesis points, ``outside_calibration`` the settings beyond its sweeps' ranges).
     """
     tgt = get_target(target)
     _check_baseline(config, baseline, mult_booth)
@@ -162,9 +162,8 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
              "largest error on sweep points held out of the fit"]
     outside = sorted({s for d in designs.values() for s in d["outside_calibration"]})
     if outside:
-        notes.append(f"outside the calibration: {', '.join(outside)} (settings the sweeps "
-                     f"did not vary: the estimate does not see the logic they change, except "
-                     f"the flip-flops of input and PE registers, which it counts)")
+        notes.append(f"outside the calibration: {', '.join(outside)} (settings beyond the "
+                     f"ranges the sweeps held: the estimate extrapolates its features there)")
     return {"format": "shifthw.estimate_analytic", "target": tgt.name,
             "design": config.to_dict(), "designs": designs, "lut_ratio": ratio,
             "notes": notes}

@@ -3,7 +3,7 @@
 Users ask for resource estimates without running synthesis.  :class:`AreaModel` answers in
 well under a millisecond: LUTs and flip-flops are linear in a few features that follow the
 engine's structure (PE shifters or multipliers, adder-tree and accumulator bits, the output
-stage, the weight buffer's width, a constant for control), with non-negative coefficients
+stage, the weight buffer's width, the control's counter widths), with non-negative coefficients
 fitted per FPGA family (or generic gates) and per PE kind (shift, LUT-built multiplier,
 DSP multiplier, LUT-built Booth multiplier) by least squares on relative error.  Block RAMs
 and DSP blocks come from rules (the buffers' shapes over the block RAM's aspect ratios; one
@@ -16,7 +16,6 @@ on points held out of the fit (every fourth point) and a stated bound on that er
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -24,12 +23,13 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from amaranth.utils import ceil_log2
 
 from .. import numerics as nx
 from ..rtl_gen.array import SPLIT_ACC_BITS
 from ..rtl_gen.config import RESULT_FIFO_DEPTH, EngineConfig
 from ..rtl_gen.layouts import (act_word_layout, array_in_layout, bias_entry_layout,
-                               weight_entry_layout)
+                               bias_entry_words, weight_entry_layout, weight_entry_words)
 from ..rtl_gen.pe import partial_product_bits, pe_register_bits, shifter_muxes
 from .energy import tree_widths
 from .sweep import SETTINGS
@@ -40,21 +40,31 @@ __all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "MAPPINGS", "devic
            "shifter_muxes",
            "calibration_rows", "features", "bram_blocks", "fit_family",
            "split_heldout", "AreaModel", "load_area_model", "check_rows", "config_of_row",
-           "uncalibrated", "input_register_bits", "counted_ff"]
+           "uncalibrated", "input_register_bits", "counted_ff", "CALIBRATED_RANGES",
+           "CALIBRATED_NARROW_ACC", "CONTROL", "lut_ram_cells", "out_fifo_memory", "unmodelled",
+           "ICE40_FIFO_FF_WORDS"]
 
 MODEL_FILE = "area_model.json"
 DATA_FILE = "sweep_data.json"
+
+#: The control's features: the widths its counters and descriptor fields follow.
+CONTROL = ("count_bits", "kt_bits", "bank_bits", "nt_bits", "addr_bits", "param_lanes",
+           "param_bits")
 
 #: Features per metric (names; values from :func:`features`).
 FEATURES = {
     "lut": ("pe_core", "pe_core_split", "pe_muxes", "pe_bits", "tree_bits", "acc_bits",
             "out_bits", "hold_bits", "gather_bits", "stall_bits", "stall", "fifo_bits", "sf_bits",
-            "sf", "pe_split_bits", "weight_bits", "const"),
-    "ff": ("pipe_bits", "acc_bits", "out_regs", "lane_regs", "hold_bits", "gather_bits",
+            "sf", "pe_split_bits", "weight_bits", "sat_bits", "pe_unreg_bits", "lut_ram",
+            "fifo_mem", *CONTROL, "const"),
+    "ff": ("pe_out_regs", "pipe_bits", "acc_bits", "out_regs", "fifo_regs", "fifo_mem",
+           "lut_ram_bits", "lane_regs",
+           "hold_bits", "gather_bits",
            "stall_bits", "stall", "sf_bits", "sf_split_bits", "sf", "dsp_in_reg_bits",
-           "dsp_pe_reg_bits", "weight_bits", "const"),
+           "dsp_pe_reg_bits", "weight_bits", *CONTROL, "const"),
 }
-FEATURES["nand2_eq"] = FEATURES["lut"]
+# Generic gates count flip-flops in NAND2 equivalents too: the pipeline registers as well.
+FEATURES["nand2_eq"] = (*FEATURES["lut"][:-1], "pe_out_regs", "pipe_bits", "const")
 
 
 #: Yosys maps a multiplier to a DSP block only if its product has at least this many bits
@@ -110,8 +120,9 @@ def kind_of(pe: str, dsp: bool, cfg: EngineConfig | None = None,
     return "mult_booth" if booth else "mult_lut"
 
 
-def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
-    """The model's features of an engine (see the module docstring)."""
+def features(cfg: EngineConfig, kind: str, family: str = "generic") -> dict[str, float]:
+    """The model's features of an engine for a family's calibration (see the module
+    docstring; the family decides where synthesis puts the small memories)."""
     r, c, a = cfg.rows, cfg.cols, cfg.act_bits
     adders, levels = tree_widths(cfg.term_bits, r)
     stages = max(cfg.acc_bits + a + 1, 2).bit_length()
@@ -123,7 +134,14 @@ def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
         core, muxes = r * c * a * cfg.weight_bits, 0.0
     else:
         core = muxes = 0.0
-    pipe = sum(sum(levels[lv]) for lv in cfg.register_levels)
+    pipe = sum(sum(levels[lv]) for lv in cfg.register_levels if lv)
+    # The PEs' outputs are registered with any pipeline stage (level 0 comes first).
+    pe_out = sum(levels[0]) if cfg.pipeline_stages else 0
+    fifo = out_fifo_memory(cfg, family)
+    # With no register after the PEs, the iCE40's DSP blocks take in the trees' first level
+    # (each SB_MAC16 adds two products: measured, every such adder bit).
+    absorbed = sum(adders[:r // 2]) if (kind == "mult_dsp" and not cfg.pipeline_stages
+                                        and device_family(family) == "ice40") else 0
     q = cfg.out_lanes
     stall = 1.0 if cfg.registered_stall else 0.0
     sf = 1.0 if cfg.stall_free else 0.0
@@ -139,7 +157,7 @@ def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
         # wide-function multiplexers follow the stages).
         "pe_muxes": float(muxes),
         "pe_bits": float(r * c * cfg.term_bits),
-        "tree_bits": float(c * sum(adders)),
+        "tree_bits": float(c * (sum(adders) - absorbed)),
         "acc_bits": float(c * cfg.acc_bits),
         # The requantisers: out_lanes lanes of the funnel shifter and its tests.
         "out_bits": float(q * (a + 1) * stages),
@@ -165,12 +183,40 @@ def features(cfg: EngineConfig, kind: str) -> dict[str, float]:
         if kind == "mult_dsp" else 0.0,
         "dsp_pe_reg_bits": float(r * c * pe_register_bits(cfg) * cfg.pe_register)
         if kind == "mult_dsp" else 0.0,
-        # The output FIFO's read side (LUT RAM on the ECP5, multiplexed registers on the
-        # iCE40); its registers are in out_regs.
-        "fifo_bits": float(c * a) if cfg.out_depth else 0.0,
+        # The output FIFO's memory (out_depth >= 3): in flip-flops (the iCE40's small
+        # ones), the multiplexer reading them (its registers are in out_regs); elsewhere
+        # (block RAM, LUT RAM, a macro) its read side and pointers.  With out_depth = 1 the
+        # FIFO is one register.
+        "fifo_bits": float(c * a * (cfg.out_depth - 1)) if fifo == "ff" else 0.0,
+        "fifo_mem": float(c * a) if fifo not in (None, "ff") else 0.0,
         "weight_bits": float(r * c * cfg.weight_bits),
         "pipe_bits": float(c * pipe),
-        "out_regs": float(c * a * (1 + cfg.out_depth)),
+        "pe_out_regs": float(c * pe_out),
+        # No PE output register (pipeline_stages 0): synthesis merges the PEs into the
+        # trees' first level.
+        "pe_unreg_bits": float(r * c * cfg.term_bits) if not cfg.pipeline_stages else 0.0,
+        # A saturating accumulator (acc_bits below the formula's): its saturation logic.
+        "sat_bits": float(c * cfg.acc_bits) if cfg.saturating else 0.0,
+        # The memories the family keeps in LUT RAM (the ECP5; none elsewhere): their cells,
+        # and the flip-flops that register their reads (a block RAM has its own).
+        "lut_ram": float(lut_ram_cells(cfg, family)),
+        "lut_ram_bits": float(sum(w for w, d, _ in _memories(cfg)
+                                  if _in_lut_ram(w, d, family))),
+        # The control: the vectors-left counters and the descriptor's count; the k-tile,
+        # bank-word and n-tile counters and fields; the buffers' address counters; the
+        # loader's one-hot word of an entry and the write lanes it enables.
+        "count_bits": float(cfg.count_bits),
+        "kt_bits": float(ceil_log2(cfg.max_k_tiles + 1)),
+        "bank_bits": float(ceil_log2(cfg.k_depth)),
+        "nt_bits": float(ceil_log2(cfg.max_n_tiles + 1)),
+        "addr_bits": float(ceil_log2(cfg.weight_depth) + ceil_log2(cfg.bias_depth
+                                                                    * cfg.bias_beats)),
+        "param_lanes": float(weight_entry_words(cfg) + bias_entry_words(cfg)),
+        "param_bits": float(cfg.param_word_bits),
+        # The output stage's register; the output FIFO's (its memory too where that is
+        # flip-flops: out_depth words).
+        "out_regs": float(c * a),
+        "fifo_regs": float(c * a * (cfg.out_depth if fifo in (None, "ff") else 1)),
         # The requantisers' pipeline registers, about 3 A + 8 bits a lane.
         "lane_regs": float(q * (3 * a + 8)),
         "const": 1.0,
@@ -193,22 +239,50 @@ def counted_ff(cfg: EngineConfig, kind: str) -> int:
             + cfg.rows * cfg.cols * pe_register_bits(cfg) * cfg.pe_register)
 
 
-def uncalibrated(cfg: EngineConfig) -> list[str]:
-    """The settings of ``cfg`` that the calibration sweeps did not vary (they ran the
-    default buffer depths; the default pipeline or the deepest one up to 4 stages; the
-    output FIFO of the default depth or none; the lanes, ``registered_stall``,
-    ``input_registers``, ``pe_register`` and ``stall_free`` varied): the model does not see
-    the logic these change (``docs/estimation.md``)."""
+#: The ranges of the settings the calibration sweeps hold (the ``settings`` grid changes each
+#: from the default engine to both ends; ``out_depth`` 0 is of the other grids).
+CALIBRATED_RANGES = {"k_depth": (16, 512), "weight_depth": (64, 2048), "bias_depth": (8, 256),
+                     "param_word_bits": (16, 64), "count_bits": (8, 24), "out_depth": (0, 16),
+                     "pipeline_stages": (0, 4)}
+#: How many bits below the formula's width the calibration's saturating accumulators go.
+CALIBRATED_NARROW_ACC = 4
+
+
+def uncalibrated(cfg: EngineConfig, family: str | None = None) -> list[str]:
+    """The settings of ``cfg`` outside the model's calibration: beyond what the calibration
+    sweeps held (:data:`CALIBRATED_RANGES`; an accumulator more than
+    :data:`CALIBRATED_NARROW_ACC` bits narrower than the formula's, or wider), where the
+    model extrapolates; and, for a ``family`` (or mapping) given, the settings
+    :func:`unmodelled` names for it.  The sweeps changed these settings one at a time from
+    the default engine, and the lanes, ``registered_stall``, ``input_registers``,
+    ``pe_register`` and ``stall_free`` together; sizes and widths are not listed
+    (``docs/estimation.md``)."""
     out = []
-    calibrated_stages = (min(2, cfg.tree_levels + 1), min(4, cfg.tree_levels + 1))
-    if cfg.pipeline_stages not in calibrated_stages:
-        out.append(f"pipeline_stages={cfg.pipeline_stages}")
-    defaults = {f.name: f.default for f in dataclasses.fields(EngineConfig)}
-    for name in ("k_depth", "weight_depth", "bias_depth", "param_word_bits", "count_bits"):
-        if getattr(cfg, name) != defaults[name]:
-            out.append(f"{name}={getattr(cfg, name)}")
-    if cfg.out_depth not in (0, defaults["out_depth"]):
-        out.append(f"out_depth={cfg.out_depth}")
+    for name, (lo, hi) in CALIBRATED_RANGES.items():
+        value = getattr(cfg, name)
+        if not lo <= value <= hi:
+            out.append(f"{name}={value}")
+    natural = cfg.natural_acc_bits
+    if not natural - CALIBRATED_NARROW_ACC <= cfg.acc_bits <= natural:
+        out.append(f"acc_bits={cfg.acc_bits}")
+    if family is not None:
+        out += [s for s in unmodelled(cfg, family) if s not in out]
+    return out
+
+
+def unmodelled(cfg: EngineConfig, family: str) -> list[str]:
+    """Settings the sweeps held whose synthesis the model does not follow on a family, so
+    their points are left out of its fit: on the ECP5 with Yosys' default mapping (not
+    ``ecp5_nowidelut``), a saturating accumulator and a single pipeline stage after R >= 4
+    PEs, which ``synth_ecp5`` maps into up to a third fewer LUTs than the default engine
+    (``docs/estimation.md``)."""
+    if family != "ecp5":
+        return []
+    out = []
+    if cfg.pipeline_stages == 1 and cfg.tree_levels >= 2:
+        out.append("pipeline_stages=1")
+    if cfg.saturating:
+        out.append(f"acc_bits={cfg.acc_bits}")
     return out
 
 
@@ -224,6 +298,61 @@ _BRAM_SHAPES = {
 _LUT_RAM = {"ecp5": (1024, 32)}
 
 
+def _memories(cfg: EngineConfig) -> list[tuple[int, int, int | None]]:
+    """The buffers as (width, depth, write lane bits or None)."""
+    bank = 1 << max(cfg.k_depth - 1, 0).bit_length()
+    word = cfg.param_word_bits
+    mems = [(weight_entry_layout(cfg).size, cfg.weight_depth, word),
+            (bias_entry_layout(cfg).size, cfg.bias_depth * cfg.bias_beats, word),
+            (act_word_layout(cfg).size, 2 * bank, None)]
+    if cfg.stall_free:
+        mems.append((cfg.cols * cfg.acc_bits, RESULT_FIFO_DEPTH, None))
+    return mems
+
+
+def _in_lut_ram(width: int, depth: int, family: str) -> bool:
+    if device_family(family) not in _LUT_RAM:
+        return False
+    max_bits, max_depth = _LUT_RAM[device_family(family)]
+    return width * depth <= max_bits or depth <= max_depth
+
+
+#: The iCE40 keeps an output FIFO memory of up to this many words in flip-flops, and puts a
+#: deeper one in block RAM (measured: 4 and 5 words).
+ICE40_FIFO_FF_WORDS = 4
+
+
+def out_fifo_memory(cfg: EngineConfig, family: str) -> str | None:
+    """Where synthesis puts the output FIFO's memory (``out_depth`` - 1 words of C x A bits,
+    with ``out_depth`` >= 3; none with 0 or 1): ``"ff"`` (iCE40, up to
+    :data:`ICE40_FIFO_FF_WORDS` words), ``"bram"``, ``"lut_ram"`` (ECP5, by the buffers'
+    rule) or ``"macro"`` (generic gates keep memories as macros)."""
+    words = cfg.out_depth - 1 if cfg.out_depth >= 3 else 0
+    if not words:
+        return None
+    family = device_family(family)
+    if family == "ice40":
+        return "ff" if words <= ICE40_FIFO_FF_WORDS else "bram"
+    if family in _BRAM_SHAPES:
+        return "lut_ram" if _in_lut_ram(cfg.cols * cfg.act_bits, words, family) else "bram"
+    return "macro"
+
+
+def _fifo(cfg: EngineConfig, family: str, place: str) -> list[tuple[int, int, None]]:
+    """The output FIFO's memory as one of :func:`_memories` if it is in ``place``."""
+    if out_fifo_memory(cfg, family) != place:
+        return []
+    return [(cfg.cols * cfg.act_bits, cfg.out_depth - 1, None)]
+
+
+def lut_ram_cells(cfg: EngineConfig, family: str) -> int:
+    """16 x 4-bit LUT RAM cells of the memories (buffers and output FIFO) that the family
+    keeps in LUT RAM (the ECP5's rule; none on families without LUT RAM)."""
+    mems = [m for m in _memories(cfg) if _in_lut_ram(m[0], m[1], family)]
+    return sum(math.ceil(w / 4) * math.ceil(d / 16)
+               for w, d, _ in mems + _fifo(cfg, family, "lut_ram"))
+
+
 def bram_blocks(cfg: EngineConfig, family: str) -> int:
     """Block RAMs of the three buffers, each in the cheapest aspect ratio of the family
     (small or shallow memories in LUT RAM where the family has it).  The weight and bias
@@ -232,21 +361,20 @@ def bram_blocks(cfg: EngineConfig, family: str) -> int:
     family = device_family(family)
     if family not in _BRAM_SHAPES:
         return 0
-    bank = 1 << max(cfg.k_depth - 1, 0).bit_length()
-    word = cfg.param_word_bits
-    mems = [(weight_entry_layout(cfg).size, cfg.weight_depth, word),
-            (bias_entry_layout(cfg).size, cfg.bias_depth * cfg.bias_beats, word),
-            (act_word_layout(cfg).size, 2 * bank, None)]
-    if cfg.stall_free:
-        mems.append((cfg.cols * cfg.acc_bits, RESULT_FIFO_DEPTH, None))
-    max_bits, max_depth = _LUT_RAM.get(family, (0, 0))
     total = 0
-    for w, d, lane in mems:
-        if w * d <= max_bits or d <= max_depth:
+    for w, d, lane in _memories(cfg) + _fifo(cfg, family, "bram"):
+        if _in_lut_ram(w, d, family):
             continue
         widths = [min(lane, w - i) for i in range(0, w, lane)] if lane else [w]
-        total += sum(min(math.ceil(x / bw) * math.ceil(d / bd)
+        blocks = sum(min(math.ceil(x / bw) * math.ceil(d / bd)
                          for bw, bd in _BRAM_SHAPES[family]) for x in widths)
+        if family == "ecp5" and lane and lane < 36:
+            # The DP16KD's byte enables (four 9-bit bytes at 512 words, two at 1024) let
+            # narrow write lanes share a block.
+            nine = sum(math.ceil(x / 9) for x in widths)
+            blocks = min(blocks, math.ceil(nine / 4) * math.ceil(d / 512),
+                         math.ceil(nine / 2) * math.ceil(d / 1024))
+        total += blocks
     return total
 
 
@@ -254,7 +382,8 @@ def config_of_row(row: dict) -> EngineConfig:
     """The engine of a sweep row: its engine parameters and recorded settings
     (:data:`shifthw.estimate.sweep.SETTINGS`; a setting a row lacks, as in sweeps written
     before rows recorded them, is the generator's default)."""
-    extra = {k: row[k] for k in ("pipeline_stages", *SETTINGS) if row.get(k) is not None}
+    extra = {k: row[k] for k in ("acc_bits", "pipeline_stages", *SETTINGS)
+             if row.get(k) is not None}
     return EngineConfig(rows=row["rows"], cols=row["cols"], act_bits=row["act_bits"],
                         weight_bits=row["weight_bits"], pe=row["pe"],
                         guard_bits=row["guard_bits"] if row["pe"] == "shift" else None,
@@ -267,6 +396,7 @@ def calibration_rows(rows: list[dict], family: str, kind: str,
     device still has its area) and have every metric."""
     return [r for r in rows
             if (r.get("error") is None or str(r["error"]).startswith("over capacity"))
+            and not unmodelled(config_of_row(r), family)
             and kind_of(r["pe"], bool(r.get("dsp")), config_of_row(r), family,
                         bool(r.get("booth"))) == kind
             and all(r.get(m) is not None for m in metrics)]
@@ -274,9 +404,11 @@ def calibration_rows(rows: list[dict], family: str, kind: str,
 
 def split_heldout(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """(fit, held out): every fourth row of a stable order is held out of the fit.  The order
-    is by settings first, so that every setting of the sweeps with four points or more has
-    points held out."""
+    is by settings first (the pipeline depth and a saturating accumulator among them), so
+    that every setting of the sweeps with four points or more has points held out."""
     order = sorted(rows, key=lambda r: (tuple(str(r.get(k)) for k in SETTINGS),
+                                        str(r.get("pipeline_stages")),
+                                        config_of_row(r).saturating,
                                         r["pe"], bool(r.get("dsp")), r["act_bits"],
                                         r["weight_bits"], r.get("guard_bits") or 0,
                                         r["rows"], r["cols"]))
@@ -284,11 +416,11 @@ def split_heldout(rows: list[dict]) -> tuple[list[dict], list[dict]]:
             [r for i, r in enumerate(order) if i % 4 == 3])
 
 
-def _matrix(rows, kind, metric):
+def _matrix(rows, kind, metric, family):
     """Features, measured figures and the counted part of them (:func:`counted_ff`)."""
     names = FEATURES[metric]
     cfgs = [config_of_row(r) for r in rows]
-    x = np.array([[features(cfg, kind)[n] for n in names] for cfg in cfgs])
+    x = np.array([[features(cfg, kind, family)[n] for n in names] for cfg in cfgs])
     y = np.array([float(r[metric]) for r in rows])
     counted = np.array([float(counted_ff(cfg, kind)) if metric == "ff" else 0.0
                         for cfg in cfgs])
@@ -301,12 +433,13 @@ def _errors(pred, y) -> dict:
             "max_pct": float(pct.max()) if len(y) else None}
 
 
-def fit_family(rows: list[dict], metric: str, kind: str) -> dict:
-    """Fit one metric of one kind; coefficients and fit / held-out errors."""
+def fit_family(rows: list[dict], metric: str, kind: str, family: str) -> dict:
+    """Fit one metric of one kind of a family's calibration; coefficients and fit /
+    held-out errors."""
     from scipy.optimize import nnls
 
     train, held = split_heldout(rows)
-    x, y, counted = _matrix(train, kind, metric)
+    x, y, counted = _matrix(train, kind, metric, family)
     keep = np.abs(x).sum(axis=0) > 0          # features that are zero for this kind
     w = 1.0 / np.maximum(y, 1.0)              # least squares on relative error
     coef = np.zeros(x.shape[1])
@@ -314,7 +447,7 @@ def fit_family(rows: list[dict], metric: str, kind: str) -> dict:
     out = {"features": list(FEATURES[metric]), "coef": coef.tolist(),
            "fit": _errors(x @ coef + counted, y)}
     if held:
-        xh, yh, ch = _matrix(held, kind, metric)
+        xh, yh, ch = _matrix(held, kind, metric, family)
         out["heldout"] = _errors(xh @ coef + ch, yh)
         # The stated bound: the held-out maximum rounded up to the next 5 %.
         out["stated_error_pct"] = float(5 * math.ceil(max(out["heldout"]["max_pct"], 1) / 5))
@@ -344,8 +477,9 @@ class AreaModel:
         if fam is None or kind not in fam:
             raise ValueError(f"the area model has no calibration for {kind} designs on "
                              f"{name} (families: {', '.join(self.families())})")
-        feats = features(cfg, kind)
-        out = {"target": tgt.name, "kind": kind, "outside_calibration": uncalibrated(cfg)}
+        feats = features(cfg, kind, name)
+        out = {"target": tgt.name, "kind": kind,
+               "outside_calibration": uncalibrated(cfg, name)}
         for metric, m in fam[kind].items():
             out[metric] = float(sum(c * feats[n] for n, c in zip(m["features"], m["coef"])))
             out[f"{metric}_error_pct"] = m.get("stated_error_pct")
@@ -380,7 +514,7 @@ def load_area_model(path: str | os.PathLike | None = None) -> AreaModel:
 def check_rows(rows: list[dict], target, wide_luts: bool = True) -> dict | None:
     """The shipped model's error (LUT, or NAND2 equivalents on generic gates) against
     synthesised sweep rows: ``{metric, n, mean_pct, max_pct, outside_calibration}`` (the
-    last: the rows' settings the calibration did not vary), None without a calibration for
+    last: the rows' settings beyond the calibration's ranges), None without a calibration for
     the target's family (and mapping: ``wide_luts``)."""
     tgt = get_target(target)
     try:

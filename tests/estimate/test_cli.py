@@ -172,8 +172,8 @@ def test_analytic_estimate_names_tool_options_and_uncalibrated_settings(tmp_path
         run_estimate(args)
     assert not (tmp_path / "r").exists()
     args = _parse(add_estimate_arguments, ["--target", "generic", "--rows", "8", "--analytic",
-                                           "--pipeline-stages", "3"])
+                                           "--k-depth", "1024"])
     assert run_estimate(args) == 0
     out = capsys.readouterr().out
     assert "nand2_eq ratio mult / shift" in out
-    assert "outside the calibration: pipeline_stages=3" in out
+    assert "outside the calibration: k_depth=1024" in out

@@ -60,7 +60,8 @@ def test_refit_gives_the_shipped_model(data, model):
     for family, kinds in model.data["families"].items():
         for kind, metrics in kinds.items():
             for metric, m in metrics.items():
-                refit = am.fit_family(_rows(data, family, kind, metrics), metric, kind)
+                refit = am.fit_family(_rows(data, family, kind, metrics), metric, kind,
+                                      family)
                 assert refit["coef"] == pytest.approx(m["coef"], rel=1e-6, abs=1e-9)
                 assert refit["heldout"]["max_pct"] <= m["stated_error_pct"]
 
@@ -76,10 +77,12 @@ def test_dsp_rule_on_every_dsp_point(data):
     assert checked > 200
 
 
-def test_bram_rule_on_ice40(data):
-    rows = [r for r in data["families"]["ice40"] if r.get("bram") is not None]
-    exact = sum(am.bram_blocks(am.config_of_row(r), "ice40") == r["bram"] for r in rows)
-    assert exact / len(rows) > 0.9
+def test_bram_rule_on_every_point(data):
+    for family in ("ice40", "ecp5", "ecp5_nowidelut"):
+        rows = [r for r in data["families"][family] if r.get("bram") is not None]
+        assert len(rows) > 700
+        for r in rows:
+            assert am.bram_blocks(am.config_of_row(r), family) == r["bram"], (family, r)
 
 
 def test_predictions_take_microseconds(model):
@@ -109,30 +112,75 @@ def test_settings_outside_the_calibration_are_named(model):
         pred = model.predict(EngineConfig(rows=8, cols=8, registered_stall=True,
                                           pipeline_stages=4, **kw), "ecp5-85k")
         assert pred["outside_calibration"] == [], kw
-    # ... pipelines other than the default and the deepest up to 4 stages are not.
-    pred = model.predict(EngineConfig(rows=8, cols=8, pipeline_stages=3), "ecp5-85k")
-    assert pred["outside_calibration"] == ["pipeline_stages=3"]
+    # ... and so are every pipeline up to 4 stages, the buffer depths, words and counts in
+    # their ranges, and an accumulator up to 4 bits narrower than the formula's (the
+    # `settings` grid) ...
+    for kw in (dict(pipeline_stages=3), dict(pipeline_stages=0), dict(k_depth=512),
+               dict(weight_depth=100), dict(bias_depth=8), dict(param_word_bits=64),
+               dict(count_bits=24), dict(out_depth=16), dict(acc_bits=29),
+               dict(pipeline_stages=1)):
+        pred = model.predict(EngineConfig(rows=8, cols=8, **kw), "ice40-up5k")
+        assert pred["outside_calibration"] == [], kw
+        pred = model.predict(EngineConfig(rows=8, cols=8, **kw), "ecp5-85k", wide_luts=False)
+        assert pred["outside_calibration"] == [], kw
+        # (On the ECP5 with wide functions, the saturating accumulator and one stage after
+        # 8 rows are named: synth_ecp5 maps them far smaller than the model, which leaves
+        # them out.)
+        pred = model.predict(EngineConfig(rows=8, cols=8, **kw), "ecp5-85k")
+        assert pred["outside_calibration"] == [f"{k}={v}" for k, v in kw.items()
+                                               if k in ("acc_bits", "pipeline_stages")
+                                               and v in (29, 1)], kw
+    # ... but not settings beyond those ranges.
     pred = model.predict(EngineConfig(rows=16, cols=4, pipeline_stages=5), "ecp5-85k")
     assert pred["outside_calibration"] == ["pipeline_stages=5"]
+    pred = model.predict(EngineConfig(rows=8, cols=8, k_depth=8, weight_depth=4096,
+                                      count_bits=32, acc_bits=25), "ice40-up5k")
+    assert pred["outside_calibration"] == ["k_depth=8", "weight_depth=4096", "count_bits=32",
+                                           "acc_bits=25"]
+
+
+def test_the_sweeps_hold_the_calibrated_ranges(data):
+    # Each end of every range the model calls calibrated is a synthesised point, with a
+    # saturating accumulator as narrow as the ranges say, on every family and kind.
+    for family in TARGET:
+        for kind in ("shift", "mult_lut", "mult_booth"):
+            cfgs = [am.config_of_row(r) for r in data["families"][family]
+                    if am.kind_of(r["pe"], bool(r.get("dsp")), am.config_of_row(r), family,
+                                  bool(r.get("booth"))) == kind]
+            for name, (lo, hi) in am.CALIBRATED_RANGES.items():
+                values = {getattr(c, name) for c in cfgs}
+                assert {lo, hi} <= values, (family, kind, name)
+            assert any(c.acc_bits == c.natural_acc_bits - am.CALIBRATED_NARROW_ACC
+                       for c in cfgs), (family, kind)
 
 
 def test_the_small_fpga_settings_are_calibrated_and_held_out(data):
-    # The lanes, the FIFO and the registered stall are varied by the sweeps, and some of
-    # those points are among the held-out ones the stated errors are measured on.
+    # The lanes, the FIFO, the registered stall, the high-Fmax settings and the `settings`
+    # grid's buffer depths, pipelines and saturating accumulators are varied by the sweeps,
+    # and some of those points are among the held-out ones the stated errors are measured
+    # on: every setting with four points or more has some (the shift kind's settings have
+    # six or more points each; the twins' three, so theirs are not checked one by one).
     for family in TARGET:
         rows = data["families"][family]
-        for kind in ("shift", "mult_lut"):
+        _, held = am.split_heldout(_rows(data, family, "shift", ("ff",)))
+        cfgs = [am.config_of_row(r) for r in held]
+        assert any(c.registered_stall for c in cfgs), family
+        assert any(c.out_lanes < c.cols and c.out_depth == 0 for c in cfgs), family
+        assert any(c.out_lanes == 1 for c in cfgs), family
+        assert any(c.input_registers == 0 for c in cfgs), family
+        assert any(c.pe_register and not c.stall_free for c in cfgs), family
+        assert any(c.stall_free for c in cfgs), family
+        # (saturating ones are left out of the ECP5's default-mapping fit: model.unmodelled)
+        assert any(c.saturating for c in cfgs) == (family != "ecp5"), family
+        assert any(c.pipeline_stages < min(2, c.tree_levels + 1) for c in cfgs), family
+        assert any(c.k_depth != 64 or c.weight_depth != 256 for c in cfgs), family
+        assert any(c.out_depth > 4 for c in cfgs), family
+        # The twins' held-out points hold the variant and settings grids too.
+        for kind in ("mult_lut", "mult_booth"):
             _, held = am.split_heldout(_rows(data, family, kind, ("ff",)))
-            cfgs = [am.config_of_row(r) for r in held]
-            assert any(c.registered_stall for c in cfgs), (family, kind)
-            assert any(c.out_lanes < c.cols and c.out_depth == 0 for c in cfgs), (family, kind)
-            assert any(c.out_lanes == 1 for c in cfgs), (family, kind)
-            # The high-Fmax settings of the `fast` grid too.
-            assert any(c.input_registers == 0 for c in cfgs), (family, kind)
-            assert any(c.pe_register and not c.stall_free for c in cfgs), (family, kind)
-            assert any(c.stall_free for c in cfgs), (family, kind)
+            assert {r.get("grid") for r in held} >= {"variants", "fast", "settings"}
         assert all(r.get("error") is None or str(r["error"]).startswith("over capacity")
-                   for r in rows if r.get("grid") in ("variants", "fast")), family
+                   for r in rows if r.get("grid") in ("variants", "fast", "settings")), family
 
 
 def test_uncalibrated_target_is_a_clear_error(model, tmp_path):
@@ -199,3 +247,34 @@ def test_input_and_pe_registers_are_counted(model, tmp_path):
     ff = synthesize(cfg, "generic", tmp_path, breakdown=False)["flip_flops"]
     assert abs(pred["ff"] - ff) / ff * 100 <= pred["ff_error_pct"]
     assert abs(model.predict(EngineConfig(**base), "generic")["ff"] - ff) / ff * 100 > 10
+
+
+def test_small_memories_follow_the_family(data):
+    # The output FIFO's memory (out_depth - 1 words): flip-flops on the iCE40 up to 4 words,
+    # block RAM beyond; LUT RAM on the ECP5; a macro on generic gates; none at depth 0 or 1.
+    cfg = {d: EngineConfig(rows=2, cols=4, guard_bits=0, out_depth=d) for d in (0, 1, 5, 6)}
+    assert [am.out_fifo_memory(cfg[d], "ice40") for d in (0, 1, 5, 6)] == \
+        [None, None, "ff", "bram"]
+    assert am.out_fifo_memory(cfg[6], "ecp5_nowidelut") == "lut_ram"
+    assert am.out_fifo_memory(cfg[6], "generic") == "macro"
+    # Block RAM on the iCE40: the 32-bit FIFO word in two 16-bit blocks.
+    assert am.bram_blocks(cfg[6], "ice40") - am.bram_blocks(cfg[5], "ice40") == 2
+    assert am.bram_blocks(cfg[6], "ecp5") == am.bram_blocks(cfg[5], "ecp5")
+    # LUT RAM on the ECP5: 5 words of 32 bits in eight 16 x 4 cells; nothing elsewhere.
+    assert am.lut_ram_cells(cfg[6], "ecp5") - am.lut_ram_cells(cfg[1], "ecp5") == 8
+    assert am.lut_ram_cells(cfg[6], "ice40") == am.lut_ram_cells(cfg[6], "generic") == 0
+    ff = {d: am.features(cfg[d], "shift", "ice40") for d in (1, 5, 6)}
+    assert ff[5]["fifo_regs"] == 5 * 32 and ff[5]["fifo_bits"] == 4 * 32
+    assert ff[6]["fifo_regs"] == 32 and ff[6]["fifo_mem"] == 32 and ff[6]["fifo_bits"] == 0
+    assert ff[1]["fifo_regs"] == 32 and ff[1]["fifo_bits"] == ff[1]["fifo_mem"] == 0
+    # The iCE40's DSP blocks take in the trees' first level when no register follows the
+    # PEs: the model drops those adders.
+    mult = dict(rows=4, cols=8, pe="mult", weight_bits=8)
+    tree = {(s, f): am.features(EngineConfig(**mult, pipeline_stages=s), "mult_dsp",
+                                f)["tree_bits"] for s in (0, 1) for f in ("ice40", "ecp5")}
+    assert tree[1, "ice40"] - tree[0, "ice40"] == 8 * 2 * 17
+    assert tree[0, "ecp5"] == tree[1, "ecp5"] == tree[1, "ice40"]
+    # Both rules on every calibration point of the iCE40.
+    rows = [r for r in data["families"]["ice40"] if r.get("grid") == "settings"]
+    assert rows and all(am.bram_blocks(am.config_of_row(r), "ice40") == r["bram"]
+                        for r in rows)

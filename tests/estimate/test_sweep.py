@@ -69,11 +69,11 @@ def test_rows_record_the_settings_of_their_engine(tmp_path):
 
 
 def test_model_check_names_settings_outside_its_calibration():
-    cfg = EngineConfig(rows=4, cols=4, guard_bits=0, pipeline_stages=0)
+    cfg = EngineConfig(rows=4, cols=4, guard_bits=0, count_bits=32)
     row = {"label": "shift b=5 G=0", "pe": "shift", "dsp": False, "rows": 4, "cols": 4,
-           "act_bits": 8, "weight_bits": 5, "guard_bits": 0, "pipeline_stages": 0,
+           "act_bits": 8, "weight_bits": 5, "guard_bits": 0, "pipeline_stages": 2,
            **settings_of(cfg), "lut": 1000}
     check = check_rows([row], "ice40-up5k")
-    assert check["n"] == 1 and check["outside_calibration"] == ["pipeline_stages=0"]
-    calibrated = {**row, "pipeline_stages": 2}
+    assert check["n"] == 1 and check["outside_calibration"] == ["count_bits=32"]
+    calibrated = {**row, "count_bits": 24}
     assert check_rows([calibrated], "ice40-up5k")["outside_calibration"] == []
