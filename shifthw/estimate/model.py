@@ -29,7 +29,8 @@ from .. import numerics as nx
 from ..rtl_gen.array import SPLIT_ACC_BITS
 from ..rtl_gen.config import RESULT_FIFO_DEPTH, EngineConfig
 from ..rtl_gen.layouts import (act_word_layout, array_in_layout, bias_entry_layout,
-                               bias_entry_words, weight_entry_layout, weight_entry_words)
+                               bias_entry_words, out_word_layout, weight_entry_layout,
+                               weight_entry_words)
 from ..rtl_gen.pe import partial_product_bits, pe_register_bits, shifter_muxes
 from .energy import tree_widths
 from .sweep import SETTINGS
@@ -200,8 +201,7 @@ def features(cfg: EngineConfig, kind: str, family: str = "generic") -> dict[str,
         # The memories the family keeps in LUT RAM (the ECP5; none elsewhere): their cells,
         # and the flip-flops that register their reads (a block RAM has its own).
         "lut_ram": float(lut_ram_cells(cfg, family)),
-        "lut_ram_bits": float(sum(w for w, d, _ in _memories(cfg)
-                                  if _in_lut_ram(w, d, family))),
+        "lut_ram_bits": float(sum(w for w, _, _ in _lut_ram_memories(cfg, family))),
         # The control: the vectors-left counters and the descriptor's count; the k-tile,
         # bank-word and n-tile counters and fields; the buffers' address counters; the
         # loader's one-hot word of an entry and the write lanes it enables.
@@ -334,7 +334,7 @@ def out_fifo_memory(cfg: EngineConfig, family: str) -> str | None:
     if family == "ice40":
         return "ff" if words <= ICE40_FIFO_FF_WORDS else "bram"
     if family in _BRAM_SHAPES:
-        return "lut_ram" if _in_lut_ram(cfg.cols * cfg.act_bits, words, family) else "bram"
+        return "lut_ram" if _in_lut_ram(out_word_layout(cfg).size, words, family) else "bram"
     return "macro"
 
 
@@ -342,15 +342,19 @@ def _fifo(cfg: EngineConfig, family: str, place: str) -> list[tuple[int, int, No
     """The output FIFO's memory as one of :func:`_memories` if it is in ``place``."""
     if out_fifo_memory(cfg, family) != place:
         return []
-    return [(cfg.cols * cfg.act_bits, cfg.out_depth - 1, None)]
+    return [(out_word_layout(cfg).size, cfg.out_depth - 1, None)]
+
+
+def _lut_ram_memories(cfg: EngineConfig, family: str) -> list[tuple[int, int, int | None]]:
+    """The buffers (:func:`_memories`) the family keeps in LUT RAM."""
+    return [m for m in _memories(cfg) if _in_lut_ram(m[0], m[1], family)]
 
 
 def lut_ram_cells(cfg: EngineConfig, family: str) -> int:
     """16 x 4-bit LUT RAM cells of the memories (buffers and output FIFO) that the family
     keeps in LUT RAM (the ECP5's rule; none on families without LUT RAM)."""
-    mems = [m for m in _memories(cfg) if _in_lut_ram(m[0], m[1], family)]
     return sum(math.ceil(w / 4) * math.ceil(d / 16)
-               for w, d, _ in mems + _fifo(cfg, family, "lut_ram"))
+               for w, d, _ in _lut_ram_memories(cfg, family) + _fifo(cfg, family, "lut_ram"))
 
 
 def bram_blocks(cfg: EngineConfig, family: str) -> int:
@@ -393,13 +397,14 @@ def config_of_row(row: dict) -> EngineConfig:
 def calibration_rows(rows: list[dict], family: str, kind: str,
                      metrics=("lut", "ff")) -> list[dict]:
     """The sweep rows of one kind that were synthesised (a design that does not fit the
-    device still has its area) and have every metric."""
+    device still has its area) and have every metric, without the points of settings the
+    model does not follow on the family (:func:`unmodelled`)."""
     return [r for r in rows
             if (r.get("error") is None or str(r["error"]).startswith("over capacity"))
-            and not unmodelled(config_of_row(r), family)
-            and kind_of(r["pe"], bool(r.get("dsp")), config_of_row(r), family,
+            and all(r.get(m) is not None for m in metrics)
+            and kind_of(r["pe"], bool(r.get("dsp")), cfg := config_of_row(r), family,
                         bool(r.get("booth"))) == kind
-            and all(r.get(m) is not None for m in metrics)]
+            and not unmodelled(cfg, family)]
 
 
 def split_heldout(rows: list[dict]) -> tuple[list[dict], list[dict]]:
