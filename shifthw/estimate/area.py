@@ -41,7 +41,7 @@ from .hierarchy import COMPONENTS, ENGINE, annotate_for_submod, module_component
 from .targets import Target, get_target
 
 __all__ = ["GATE_TABLE", "load_gate_table", "prepare", "synthesize", "check_wide_luts",
-           "lut_equivalent",
+           "lut_equivalent", "dropped_dsp_inputs", "ICE40_DSP_WORKAROUND",
            "nand2_equivalents"]
 
 GATE_TABLE = "generic_cells.json"
@@ -125,6 +125,73 @@ ECP5_LUTRAM_WORKAROUND = ("synth_ecp5 -nolutram: Yosys 0.70 hit an internal asse
                           "this design's small memories to LUT RAM")
 SPLITNETS_WORKAROUND = ("splitnets before synthesis: Yosys 0.70 hit an internal assertion in "
                         "ABC9's reintegration (YosysHQ/yosys#4349)")
+
+
+#: Yosys 0.70's ``ice40_dsp`` pass (``synth_ice40 -dsp``) can drop a multiplier: where two
+#: products registered without an enable are added (the stall-free array's first adder-tree
+#: level), it packs one product's register and the adder into the other product's SB_MAC16
+#: and leaves that adder's other input (C or D) undriven, so the netlist loses the first
+#: product and the weights it read (three lines of Verilog show it: ``p1 <= a1 * w1;
+#: p2 <= a2 * w2; s <= p1 + p2;`` maps to one SB_MAC16 with D undriven, a1 and w1 unused).
+#: Such a netlist (:func:`dropped_dsp_inputs`) is synthesised again without that pass: the
+#: SB_MAC16s multiply, the registers and adders stay in the fabric.
+ICE40_DSP_WORKAROUND = ("synth_ice40 -dsp without ice40_dsp's register and adder packing: "
+                        "Yosys 0.70's ice40_dsp left an SB_MAC16 adder input undriven, "
+                        "dropping a multiplier")
+#: ``synth_ice40 -dsp``'s ``coarse`` step in Yosys 0.70 without ``ice40_dsp``.
+_ICE40_COARSE_WITHOUT_DSP_PACKING = [
+    "opt_expr", "check", "opt_clean", "opt -nodffe -nosdff", "fsm", "opt", "wreduce",
+    "peepopt", "opt_clean", "share", "techmap -map +/cmp2lut.v -D LUT_WIDTH=4", "opt_expr",
+    "opt_clean", "memory_dff", "alumacc -macc-only", "maccmap -unmap", "opt_clean",
+    "wreduce t:$mul",
+    "techmap -map +/mul2dsp.v -map +/ice40/dsp_map.v -D DSP_A_MAXWIDTH=16 "
+    "-D DSP_B_MAXWIDTH=16 -D DSP_A_MINWIDTH=2 -D DSP_B_MINWIDTH=2 -D DSP_Y_MINWIDTH=11 "
+    "-D DSP_NAME=$__MUL16X16",
+    "select a:mul2dsp", "setattr -unset mul2dsp", "opt_expr -fine", "wreduce", "select -clear",
+    "chtype -set $mul t:$__soft_mul", "alumacc", "opt", "memory -nomap", "opt_clean"]
+
+
+def _without_ice40_dsp_packing(lines: list[str]) -> list[str]:
+    """A script's ``synth_ice40 ... -dsp`` run in three parts, without ``ice40_dsp``."""
+    out = []
+    for line in lines:
+        if line.startswith("synth_ice40 ") and " -dsp" in f"{line} ":
+            out += [f"{line} -run begin:coarse", *_ICE40_COARSE_WITHOUT_DSP_PACKING,
+                    f"{line} -run map_ram:"]
+        else:
+            out.append(line)
+    return out
+
+
+def dropped_dsp_inputs(netlist: dict) -> list[str]:
+    """The SB_MAC16 cells of a Yosys JSON netlist whose used adder (its output feeds
+    something) adds an input (C for the upper half, D for the lower) that nothing drives
+    (every bit ``"x"``):
+    the ``ice40_dsp`` fault of :data:`ICE40_DSP_WORKAROUND`."""
+    bad = []
+    for mod in netlist.get("modules", {}).values():
+        cells = mod.get("cells", {})
+        used = {b for cell in cells.values()
+                for port, bits in cell.get("connections", {}).items()
+                if cell.get("port_directions", {}).get(port) != "output"
+                for b in bits if isinstance(b, int)}
+        used |= {b for port in mod.get("ports", {}).values()
+                 if port.get("direction") != "input"
+                 for b in port.get("bits", []) if isinstance(b, int)}
+        for name, cell in cells.items():
+            if cell.get("type") != "SB_MAC16":
+                continue
+            par, con = cell.get("parameters", {}), cell.get("connections", {})
+            out = con.get("O", [])
+            for half, port, bits in (("TOP", "C", out[16:32]), ("BOT", "D", out[0:16])):
+                adds = str(par.get(f"{half}ADDSUB_UPPERINPUT", "0")).lstrip("0") == "1"
+                via_adder = int(str(par.get(f"{half}OUTPUT_SELECT", "0")) or "0", 2) in (0, 1)
+                # Undriven: every bit "x" (an adder input tied off on purpose is "0").
+                undriven = all(b in ("x", "z") for b in con.get(port, ["0"]))
+                if adds and via_adder and undriven and any(b in used for b in bits):
+                    bad.append(name)
+                    break
+    return bad
 
 
 def _retries(lines: list[str], target: Target) -> list[tuple[list[str], str]]:
@@ -318,10 +385,20 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
                         *_map_lines(target, dsp, flatten=False, booth=booth,
                                     wide_luts=wide_luts),
                         "tee -q -o hier.stat.json stat -json"]
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = [pool.submit(_run_mapped, work, name, lines, target, say, timeout)
-                   for name, lines in jobs.items()]
-        workarounds = sorted({w for w in (f.result() for f in futures) if w})
+    workarounds = _run_jobs(work, jobs, target, say, timeout)
+    if target.family == "ice40" and dsp and dropped_dsp_inputs(
+            json.loads((work / "flat.json").read_text())):
+        jobs = {name: _without_ice40_dsp_packing(lines) for name, lines in jobs.items()}
+        mapping = _without_ice40_dsp_packing(mapping)
+        workarounds = sorted({*workarounds, ICE40_DSP_WORKAROUND,
+                              *_run_jobs(work, jobs, target, say, timeout)})
+        still = dropped_dsp_inputs(json.loads((work / "flat.json").read_text()))
+        if still:
+            raise toolchain.ToolError(
+                f"Yosys mapped {len(still)} SB_MAC16 blocks with an undriven adder input "
+                f"(a dropped multiplier), also without ice40_dsp's packing (first: "
+                f"{still[0]}); synthesise this design without DSP blocks",
+                tool="yosys")
     mods = _stat_modules(work / "flat.stat.json")
     cells = _own_cells(mods[top], mods) if top in mods else {}
     gate_table = load_gate_table() if not target.is_fpga else None
@@ -347,6 +424,14 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
     result["workarounds"] = workarounds
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def _run_jobs(work: Path, jobs: dict[str, list[str]], target: Target, say, timeout) -> list[str]:
+    """Run the synthesis jobs side by side; the workarounds they needed."""
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(_run_mapped, work, name, lines, target, say, timeout)
+                   for name, lines in jobs.items()]
+        return sorted({w for w in (f.result() for f in futures) if w})
 
 
 def _breakdown(path: Path, top: str, target: Target, gate_table) -> dict:

@@ -258,3 +258,50 @@ def test_yosys_assertion_retries(tmp_path, monkeypatch, family, fixed_at):
     monkeypatch.setattr(area, "_run", other_error)
     with pytest.raises(toolchain.ToolError, match="yosys failed"):
         area._run_mapped(tmp_path, "flat", lines, target, None, 10)
+
+
+#: Two products registered without an enable, then added: Yosys 0.70's ice40_dsp packs one
+#: product's register and the adder into the other's SB_MAC16 and leaves the adder's input
+#: undriven (the stall-free array's first tree level has this shape).
+_PAIRED_PRODUCTS = """
+module t(input clk, input signed [5:0] a1, input signed [5:0] a2, input signed [5:0] w1,
+         input signed [5:0] w2, output reg signed [12:0] s);
+  reg signed [11:0] p1, p2;
+  always @(posedge clk) begin p1 <= a1 * w1; p2 <= a2 * w2; s <= p1 + p2; end
+endmodule
+"""
+
+
+def _used_inputs(netlist: dict) -> set[str]:
+    """The module's input ports of which some bit drives a cell."""
+    mod = netlist["modules"]["t"]
+    read = {b for cell in mod["cells"].values()
+            for port, bits in cell["connections"].items()
+            if cell["port_directions"].get(port) != "output" for b in bits}
+    return {name for name, port in mod["ports"].items()
+            if port["direction"] == "input" and read & set(port["bits"])}
+
+
+def test_dropped_dsp_multiplier_is_found_and_worked_around(tmp_path):
+    """An SB_MAC16 adder input left undriven (a multiplier dropped) is found exactly when
+    the netlist lost an operand, and the workaround script (synth_ice40 -dsp without
+    ice40_dsp's packing) keeps both products, each in a DSP block.  (A Yosys without the
+    bug needs no workaround: the first check holds either way.)"""
+    from shifthw import toolchain
+    from shifthw.estimate.area import _without_ice40_dsp_packing, dropped_dsp_inputs
+    (tmp_path / "t.v").write_text(_PAIRED_PRODUCTS)
+    script = ["read_verilog t.v", "synth_ice40 -dsp -top t"]
+    runs = {"plain": script, "fixed": _without_ice40_dsp_packing(script)}
+    nets = {}
+    for name, lines in runs.items():
+        toolchain.run_yosys(["-q", "-p", "; ".join([*lines, f"write_json {name}.json"])],
+                            cwd=tmp_path)
+        nets[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    everything = {"clk", "a1", "a2", "w1", "w2"}
+    lost = _used_inputs(nets["plain"]) != everything
+    assert bool(dropped_dsp_inputs(nets["plain"])) == lost
+    assert dropped_dsp_inputs(nets["fixed"]) == []
+    assert _used_inputs(nets["fixed"]) == everything
+    macs = [c for c in nets["fixed"]["modules"]["t"]["cells"].values()
+            if c["type"] == "SB_MAC16"]
+    assert len(macs) == 2
