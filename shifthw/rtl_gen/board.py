@@ -265,6 +265,15 @@ def synthesize_board(config: EngineConfig, board: str, work_dir: str | os.PathLi
     plan = board_plan(config, board, name=name, synth_opts=synth_opts)
     plan.extract(str(work))
     toolchain.run_yosys(["-q", "-l", f"{name}.rpt", f"{name}.ys"], cwd=work, timeout=timeout)
+    if info.family == "ice40" and "-dsp" in f"{info.synth_opts} {synth_opts}".split():
+        from ..estimate.area import dropped_dsp_inputs   # (estimate imports rtl_gen)
+        bad = dropped_dsp_inputs(json.loads((work / f"{name}.json").read_text()))
+        if bad:
+            raise toolchain.ToolError(
+                f"Yosys' ice40_dsp dropped a multiplier in this netlist ({len(bad)} SB_MAC16 "
+                f"block(s) add an undriven input, first {bad[0]}; a Yosys 0.70 fault with "
+                f"stall_free engines): synthesise without -dsp, or estimate it with "
+                f"shifthw estimate, which works around it", tool="yosys")
     resources = fpga_resources(read_stat(work / f"{name}.stat.json"), info.family)
     fits = {k: resources.get(k, 0) <= cap for k, cap in info.capacity.items()}
     result = {"board": board, "family": info.family, "resources": resources,

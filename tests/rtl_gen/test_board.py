@@ -1,5 +1,6 @@
 """Board tops: every board's build plan, and a small design through Yosys and nextpnr."""
 
+import json
 import re
 
 import pytest
@@ -94,3 +95,28 @@ def test_bad_freq_mhz(freq, exc, tmp_path):
 def test_unknown_family():
     with pytest.raises(ValueError, match="family must be one of ice40, ecp5, not 'xilinx'"):
         set_clock_frequency("", "xilinx", 100.0)
+
+
+def test_dropped_dsp_multiplier_is_refused(tmp_path):
+    """With -dsp, Yosys 0.70's ice40_dsp drops one product of each pair the stall-free
+    array adds first (an SB_MAC16 adder input undriven): the board synthesis says so
+    instead of returning figures of a wrong netlist; the same engine with clock enables
+    synthesises.  (A Yosys without the fault synthesises both.)"""
+    from shifthw import toolchain
+    free = EngineConfig(rows=2, cols=1, pe="mult", stall_free=True, k_depth=4, weight_depth=4,
+                        bias_depth=2)
+    try:
+        synthesize_board(free, "icebreaker", tmp_path / "free", synth_opts="-dsp")
+        refused = False
+    except toolchain.ToolError as exc:
+        assert "ice40_dsp dropped a multiplier" in str(exc)
+        refused = True
+    # Refused exactly when the netlist lost a product: two 8 x 8 products, two SB_MAC16s.
+    net = json.loads((tmp_path / "free" / "top.json").read_text())
+    macs = sum(c["type"] == "SB_MAC16" for m in net["modules"].values()
+               for c in m["cells"].values())
+    assert refused == (macs < 2)
+    ok = synthesize_board(EngineConfig(rows=2, cols=1, pe="mult", k_depth=4, weight_depth=4,
+                                       bias_depth=2), "icebreaker", tmp_path / "ok",
+                          synth_opts="-dsp")
+    assert ok["resources"]["dsp"] == 2
