@@ -42,8 +42,10 @@ __all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "MAPPINGS", "devic
            "calibration_rows", "features", "bram_blocks", "fit_family",
            "split_heldout", "AreaModel", "load_area_model", "check_rows", "config_of_row",
            "uncalibrated", "input_register_bits", "counted_ff", "CALIBRATED_RANGES",
+           "CALIBRATED_SIZES", "CALIBRATED_WEIGHT_BITS", "CHECK_GRID",
            "CALIBRATED_NARROW_ACC", "CONTROL", "lut_ram_cells", "out_fifo_memory", "unmodelled",
-           "ICE40_FIFO_FF_WORDS"]
+           "ICE40_FIFO_FF_WORDS", "check_errors",
+           "ice40_dsp_unpacked"]
 
 MODEL_FILE = "area_model.json"
 DATA_FILE = "sweep_data.json"
@@ -56,12 +58,14 @@ CONTROL = ("count_bits", "kt_bits", "bank_bits", "nt_bits", "addr_bits", "param_
 FEATURES = {
     "lut": ("pe_core", "pe_core_split", "pe_muxes", "pe_bits", "tree_bits", "acc_bits",
             "out_bits", "hold_bits", "gather_bits", "stall_bits", "stall", "fifo_bits", "sf_bits",
-            "sf", "pe_split_bits", "weight_bits", "sat_bits", "pe_unreg_bits", "lut_ram",
+            "sf", "sf_tok_bits", "pe_split_bits", "weight_bits", "sat_bits", "pe_unreg_bits",
+            "lut_ram",
             "fifo_mem", *CONTROL, "const"),
     "ff": ("pe_out_regs", "pipe_bits", "acc_bits", "out_regs", "fifo_regs", "fifo_mem",
            "lut_ram_bits", "lane_regs",
            "hold_bits", "gather_bits",
-           "stall_bits", "stall", "sf_bits", "sf_split_bits", "sf", "dsp_in_reg_bits",
+           "stall_bits", "stall", "sf_bits", "sf_split_bits", "sf", "sf_tok_bits",
+           "dsp_in_reg_bits",
            "dsp_pe_reg_bits", "weight_bits", *CONTROL, "const"),
 }
 # Generic gates count flip-flops in NAND2 equivalents too: the pipeline registers as well.
@@ -109,14 +113,24 @@ def dsp_blocks(cfg: EngineConfig, family: str) -> int:
         p >= least for p in partial_product_bits(cfg.act_bits, cfg.weight_bits))
 
 
+def ice40_dsp_unpacked(cfg: EngineConfig, family: str) -> bool:
+    """Whether ``shifthw estimate`` synthesises this DSP engine on the iCE40 without
+    ``ice40_dsp``'s register and adder packing, which drops a multiplier of the stall-free
+    array's first tree level in Yosys 0.70 (:data:`~.area.ICE40_DSP_WORKAROUND`; the
+    products are registered without an enable, and paired by the tree)."""
+    return (device_family(family) == "ice40" and cfg.stall_free and cfg.rows >= 2
+            and cfg.pipeline_stages > 0 and not cfg.pe_register)
+
+
 def kind_of(pe: str, dsp: bool, cfg: EngineConfig | None = None,
             family: str | None = None, booth: bool = False) -> str:
     """``"shift"``, ``"mult_lut"``, ``"mult_booth"`` (LUT-built, as Yosys' Booth
     multipliers) or ``"mult_dsp"`` (a multiplier too small for the DSP blocks is built from
-    LUTs even when DSPs are asked for)."""
+    LUTs even when DSPs are asked for; so is one whose partial products with
+    ``pe_register`` are all too small)."""
     if pe == "shift":
         return "shift"
-    if dsp and (cfg is None or family is None or dsp_mapped(cfg, family)):
+    if dsp and (cfg is None or family is None or dsp_blocks(cfg, family) > 0):
         return "mult_dsp"
     return "mult_booth" if booth else "mult_lut"
 
@@ -134,7 +148,15 @@ def features(cfg: EngineConfig, kind: str, family: str = "generic") -> dict[str,
     elif kind in ("mult_lut", "mult_booth"):
         core, muxes = r * c * a * cfg.weight_bits, 0.0
     else:
+        # DSP multipliers; with pe_register a partial product too narrow for a DSP block is
+        # built from LUTs (A times its part of the weight's bits).
         core = muxes = 0.0
+        if cfg.pe_register:
+            least = DSP_MIN_PRODUCT_BITS.get(device_family(family), 1 << 30)
+            h = cfg.weight_bits // 2
+            core = r * c * a * sum(w for w, bits in zip((h, cfg.weight_bits - h),
+                                                        partial_product_bits(a, cfg.weight_bits))
+                                   if bits < least)
     pipe = sum(sum(levels[lv]) for lv in cfg.register_levels if lv)
     # The PEs' outputs are registered with any pipeline stage (level 0 comes first).
     pe_out = sum(levels[0]) if cfg.pipeline_stages else 0
@@ -175,6 +197,10 @@ def features(cfg: EngineConfig, kind: str, family: str = "generic") -> dict[str,
         "sf_bits": sf * c * cfg.acc_bits,
         "sf_split_bits": sf * c * cfg.acc_bits * (cfg.acc_bits >= SPLIT_ACC_BITS),
         "sf": sf,
+        # stall_free: the loader's and issuer's one-hot k-tile tokens (a bank's words each;
+        # bits beyond the largest k_tiles stay 0 and go).
+        "sf_tok_bits": sf * 2 * min(1 << ceil_log2(cfg.k_depth),
+                                    1 << ceil_log2(cfg.max_k_tiles + 1)),
         # pe_register: the logic after each PE's register (the shift PE's lower shifter
         # levels; the multiplier PE's sum of its two partial products).
         "pe_split_bits": float(r * c * cfg.term_bits * cfg.pe_register),
@@ -246,19 +272,32 @@ CALIBRATED_RANGES = {"k_depth": (16, 512), "weight_depth": (64, 2048), "bias_dep
                      "pipeline_stages": (0, 4)}
 #: How many bits below the formula's width the calibration's saturating accumulators go.
 CALIBRATED_NARROW_ACC = 4
+#: The array sizes and widths the calibration sweeps hold (the ``base`` grid), and the
+#: weight widths per PE kind.
+CALIBRATED_SIZES = {"rows": (2, 8), "cols": (2, 8), "act_bits": (4, 8)}
+CALIBRATED_WEIGHT_BITS = {"shift": (3, 5), "mult": (4, 8)}
+#: The sweep grid whose points check the model and are never fitted (combinations of
+#: settings, sizes and widths beyond the calibration: ``benchmarks/estimate_sweep.py``).
+CHECK_GRID = "check"
 
 
-def uncalibrated(cfg: EngineConfig, family: str | None = None) -> list[str]:
-    """The settings of ``cfg`` outside the model's calibration: beyond what the calibration
-    sweeps held (:data:`CALIBRATED_RANGES`; an accumulator more than
-    :data:`CALIBRATED_NARROW_ACC` bits narrower than the formula's, or wider), where the
-    model extrapolates; and, for a ``family`` (or mapping) given, the settings
-    :func:`unmodelled` names for it.  The sweeps changed these settings one at a time from
-    the default engine, and the lanes, ``registered_stall``, ``input_registers``,
-    ``pe_register`` and ``stall_free`` together; sizes and widths are not listed
+def uncalibrated(cfg: EngineConfig, family: str | None = None,
+                 kind: str | None = None) -> list[str]:
+    """The settings of ``cfg`` outside the model's calibration: sizes and widths beyond
+    what the calibration sweeps held (:data:`CALIBRATED_SIZES`,
+    :data:`CALIBRATED_WEIGHT_BITS`) and settings beyond their ranges
+    (:data:`CALIBRATED_RANGES`; an accumulator more than :data:`CALIBRATED_NARROW_ACC`
+    bits narrower than the formula's, or wider), where the model extrapolates; and, for a
+    ``family`` (or mapping) given, the settings :func:`unmodelled` names for it and the
+    design's ``kind``.  The
+    sweeps changed the settings one at a time from the default engine, and the lanes,
+    ``registered_stall``, ``input_registers``, ``pe_register`` and ``stall_free`` together;
+    the ``check`` grid measures combinations, and points beyond these ranges
     (``docs/estimation.md``)."""
     out = []
-    for name, (lo, hi) in CALIBRATED_RANGES.items():
+    ranges = {**CALIBRATED_SIZES, "weight_bits": CALIBRATED_WEIGHT_BITS[cfg.pe],
+              **CALIBRATED_RANGES}
+    for name, (lo, hi) in ranges.items():
         value = getattr(cfg, name)
         if not lo <= value <= hi:
             out.append(f"{name}={value}")
@@ -266,16 +305,20 @@ def uncalibrated(cfg: EngineConfig, family: str | None = None) -> list[str]:
     if not natural - CALIBRATED_NARROW_ACC <= cfg.acc_bits <= natural:
         out.append(f"acc_bits={cfg.acc_bits}")
     if family is not None:
-        out += [s for s in unmodelled(cfg, family) if s not in out]
+        out += [s for s in unmodelled(cfg, family, kind) if s not in out]
     return out
 
 
-def unmodelled(cfg: EngineConfig, family: str) -> list[str]:
+def unmodelled(cfg: EngineConfig, family: str, kind: str | None = None) -> list[str]:
     """Settings the sweeps held whose synthesis the model does not follow on a family, so
     their points are left out of its fit: on the ECP5 with Yosys' default mapping (not
     ``ecp5_nowidelut``), a saturating accumulator and a single pipeline stage after R >= 4
-    PEs, which ``synth_ecp5`` maps into up to a third fewer LUTs than the default engine
-    (``docs/estimation.md``)."""
+    PEs, which ``synth_ecp5`` maps into up to a third fewer LUTs than the default engine;
+    on the iCE40, ``stall_free`` for the DSP twin (``kind`` ``"mult_dsp"``) when it is
+    synthesised without ``ice40_dsp``'s packing (:func:`ice40_dsp_unpacked`), whose
+    registers then stay in the fabric (``docs/estimation.md``)."""
+    if kind == "mult_dsp" and ice40_dsp_unpacked(cfg, family):
+        return ["stall_free=True"]
     if family != "ecp5":
         return []
     out = []
@@ -370,8 +413,16 @@ def bram_blocks(cfg: EngineConfig, family: str) -> int:
         if _in_lut_ram(w, d, family):
             continue
         widths = [min(lane, w - i) for i in range(0, w, lane)] if lane else [w]
-        blocks = sum(min(math.ceil(x / bw) * math.ceil(d / bd)
-                         for bw, bd in _BRAM_SHAPES[family]) for x in widths)
+        shapes = _BRAM_SHAPES[family]
+        if family == "ice40" and d & (d - 1) and d > shapes[0][1]:
+            # A depth that is not a power of two (bias buffers of 3 or 6 beats) goes into
+            # blocks no deeper than it, the write lanes together (measured: 18 bits x 768
+            # words in six 256 x 16 blocks, not five of 1024 x 4, with one write lane or
+            # two; 22 bits x 1536 words in nine of 512 x 8).
+            shapes = tuple(sh for sh in shapes if sh[1] <= d)
+            widths = [w]
+        blocks = sum(min(math.ceil(x / bw) * math.ceil(d / bd) for bw, bd in shapes)
+                     for x in widths)
         if family == "ecp5" and lane and lane < 36:
             # The DP16KD's byte enables (four 9-bit bytes at 512 words, two at 1024) let
             # narrow write lanes share a block.
@@ -398,13 +449,15 @@ def calibration_rows(rows: list[dict], family: str, kind: str,
                      metrics=("lut", "ff")) -> list[dict]:
     """The sweep rows of one kind that were synthesised (a design that does not fit the
     device still has its area) and have every metric, without the points of settings the
-    model does not follow on the family (:func:`unmodelled`)."""
+    model does not follow on the family (:func:`unmodelled`), nor those of the ``check``
+    grid (:data:`CHECK_GRID`), which only measure the model."""
     return [r for r in rows
-            if (r.get("error") is None or str(r["error"]).startswith("over capacity"))
+            if r.get("grid") != CHECK_GRID
+            and (r.get("error") is None or str(r["error"]).startswith("over capacity"))
             and all(r.get(m) is not None for m in metrics)
             and kind_of(r["pe"], bool(r.get("dsp")), cfg := config_of_row(r), family,
                         bool(r.get("booth"))) == kind
-            and not unmodelled(cfg, family)]
+            and not unmodelled(cfg, family, kind)]
 
 
 def split_heldout(rows: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -484,7 +537,7 @@ class AreaModel:
                              f"{name} (families: {', '.join(self.families())})")
         feats = features(cfg, kind, name)
         out = {"target": tgt.name, "kind": kind,
-               "outside_calibration": uncalibrated(cfg, name)}
+               "outside_calibration": uncalibrated(cfg, name, kind)}
         for metric, m in fam[kind].items():
             out[metric] = float(sum(c * feats[n] for n, c in zip(m["features"], m["coef"])))
             out[f"{metric}_error_pct"] = m.get("stated_error_pct")
@@ -546,3 +599,38 @@ def check_rows(rows: list[dict], target, wide_luts: bool = True) -> dict | None:
         return None
     return {"metric": metric, **_errors(np.array(pred), np.array(meas)),
             "outside_calibration": sorted(outside)}
+
+
+#: The target each calibration's family is checked on.
+_FAMILY_TARGET = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k", "generic": "generic"}
+
+
+def check_errors(model: AreaModel, family: str, rows: list[dict]) -> dict:
+    """A model against synthesised rows of a family's calibration (its ``check`` grid), per
+    kind: the error on the rows within the calibration (nothing
+    :func:`uncalibrated` names; mean and max of |model - synthesis| / synthesis per
+    metric), and each row beyond it, with what it is outside of and its signed error."""
+    metrics = ("nand2_eq", "ff") if family == "generic" else ("lut", "ff")
+    out: dict = {}
+    for r in rows:
+        if ((r.get("error") is not None and not str(r["error"]).startswith("over capacity"))
+                or any(r.get(m) is None for m in metrics)):
+            continue
+        p = model.predict(config_of_row(r), _FAMILY_TARGET[device_family(family)],
+                          dsp=bool(r.get("dsp")), booth=bool(r.get("booth")),
+                          wide_luts=family not in MAPPINGS)
+        entry = out.setdefault(p["kind"], {"within": {m: [] for m in metrics}, "beyond": []})
+        errs = {m: (p[m] - r[m]) / max(r[m], 1) * 100 for m in metrics}
+        if p["outside_calibration"]:
+            entry["beyond"].append({
+                "design": r["label"], "rows": r["rows"], "cols": r["cols"],
+                "act_bits": r["act_bits"], "outside": p["outside_calibration"],
+                **{f"{m}_error_pct": round(e, 1) for m, e in errs.items()}})
+        else:
+            for m, e in errs.items():
+                entry["within"][m].append(abs(e))
+    for entry in out.values():
+        entry["within"] = {m: {"n": len(e), "mean_pct": float(np.mean(e)) if e else None,
+                               "max_pct": float(np.max(e)) if e else None}
+                           for m, e in entry["within"].items()}
+    return out

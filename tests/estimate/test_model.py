@@ -132,7 +132,16 @@ def test_settings_outside_the_calibration_are_named(model):
                                                and v in (29, 1)], kw
     # ... but not settings beyond those ranges.
     pred = model.predict(EngineConfig(rows=16, cols=4, pipeline_stages=5), "ecp5-85k")
-    assert pred["outside_calibration"] == ["pipeline_stages=5"]
+    assert pred["outside_calibration"] == ["rows=16", "pipeline_stages=5"]
+    # Sizes and widths beyond the sweeps' are named too; the weight width per PE kind.
+    for kw, named in ((dict(rows=1), ["rows=1"]), (dict(cols=16), ["cols=16"]),
+                      (dict(act_bits=12), ["act_bits=12"]), (dict(act_bits=3), ["act_bits=3"]),
+                      (dict(weight_bits=6, guard_bits=0), ["weight_bits=6"]),
+                      (dict(rows=3, cols=6, act_bits=5), []),
+                      (dict(pe="mult", weight_bits=3), ["weight_bits=3"]),
+                      (dict(pe="mult", weight_bits=6), [])):
+        pred = model.predict(EngineConfig(**{"rows": 8, "cols": 8, **kw}), "ice40-up5k")
+        assert pred["outside_calibration"] == named, kw
     pred = model.predict(EngineConfig(rows=8, cols=8, k_depth=8, weight_depth=4096,
                                       count_bits=32, acc_bits=25), "ice40-up5k")
     assert pred["outside_calibration"] == ["k_depth=8", "weight_depth=4096", "count_bits=32",
@@ -140,14 +149,18 @@ def test_settings_outside_the_calibration_are_named(model):
 
 
 def test_the_sweeps_hold_the_calibrated_ranges(data):
-    # Each end of every range the model calls calibrated is a synthesised point, with a
-    # saturating accumulator as narrow as the ranges say, on every family and kind.
+    # Each end of every range the model calls calibrated (sizes and widths too) is a
+    # synthesised point of the fitted grids, with a saturating accumulator as narrow as the
+    # ranges say, on every family and kind.
     for family in TARGET:
         for kind in ("shift", "mult_lut", "mult_booth"):
             cfgs = [am.config_of_row(r) for r in data["families"][family]
-                    if am.kind_of(r["pe"], bool(r.get("dsp")), am.config_of_row(r), family,
-                                  bool(r.get("booth"))) == kind]
-            for name, (lo, hi) in am.CALIBRATED_RANGES.items():
+                    if r.get("grid") != am.CHECK_GRID
+                    and am.kind_of(r["pe"], bool(r.get("dsp")), am.config_of_row(r), family,
+                                   bool(r.get("booth"))) == kind]
+            ranges = {**am.CALIBRATED_SIZES, "weight_bits": am.CALIBRATED_WEIGHT_BITS[
+                "shift" if kind == "shift" else "mult"], **am.CALIBRATED_RANGES}
+            for name, (lo, hi) in ranges.items():
                 values = {getattr(c, name) for c in cfgs}
                 assert {lo, hi} <= values, (family, kind, name)
             assert any(c.acc_bits == c.natural_acc_bits - am.CALIBRATED_NARROW_ACC
@@ -278,3 +291,30 @@ def test_small_memories_follow_the_family(data):
     rows = [r for r in data["families"]["ice40"] if r.get("grid") == "settings"]
     assert rows and all(am.bram_blocks(am.config_of_row(r), "ice40") == r["bram"]
                         for r in rows)
+
+
+def test_the_check_grid_is_never_fitted_and_gives_the_shipped_errors(data, model):
+    # The `check` grid (random combinations of settings, and points beyond the calibrated
+    # ranges) only measures the model: none of its rows is fitted, and the errors shipped
+    # in area_model.json are those of the shipped model on its rows.
+    for family in TARGET:
+        rows = [r for r in data["families"][family] if r.get("grid") == am.CHECK_GRID]
+        assert len(rows) >= 70, family
+        assert all(r.get("grid") != am.CHECK_GRID
+                   for kind in model.data["families"][family]
+                   for r in _rows(data, family, kind, ("ff",)))
+        got = am.check_errors(model, family, rows)
+        shipped = model.data["check"][family]
+        assert set(got) == set(shipped), family
+        for kind, entry in got.items():
+            for metric, err in entry["within"].items():
+                ref = shipped[kind]["within"][metric]
+                assert err["n"] == ref["n"] and err["n"] > 0, (family, kind, metric)
+                # The stated bound covers these held-out points too.
+                stated = model.data["families"][family][kind][metric]["stated_error_pct"]
+                assert err["max_pct"] <= stated, (family, kind, metric)
+                assert err["max_pct"] == pytest.approx(ref["max_pct"], abs=1e-6)
+                assert err["mean_pct"] == pytest.approx(ref["mean_pct"], abs=1e-6)
+            assert entry["beyond"] == shipped[kind]["beyond"], (family, kind)
+        # Every point beyond the calibration is named as such.
+        assert sum(len(e["beyond"]) for e in got.values()) >= 13, family
