@@ -166,8 +166,7 @@ def _without_ice40_dsp_packing(lines: list[str]) -> list[str]:
 def dropped_dsp_inputs(netlist: dict) -> list[str]:
     """The SB_MAC16 cells of a Yosys JSON netlist whose used adder (its output feeds
     something) adds an input (C for the upper half, D for the lower) that nothing drives
-    (every bit ``"x"``):
-    the ``ice40_dsp`` fault of :data:`ICE40_DSP_WORKAROUND`."""
+    (every bit ``"x"``): the ``ice40_dsp`` fault of :data:`ICE40_DSP_WORKAROUND`."""
     bad = []
     for mod in netlist.get("modules", {}).values():
         cells = mod.get("cells", {})

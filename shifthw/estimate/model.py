@@ -45,7 +45,7 @@ __all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "MAPPINGS", "devic
            "CALIBRATED_SIZES", "CALIBRATED_WEIGHT_BITS", "CHECK_GRID",
            "CALIBRATED_NARROW_ACC", "CONTROL", "lut_ram_cells", "out_fifo_memory", "unmodelled",
            "ICE40_FIFO_FF_WORDS", "check_errors",
-           "ice40_dsp_unpacked"]
+           "ice40_dsp_unpacked", "calibrated_ranges"]
 
 MODEL_FILE = "area_model.json"
 DATA_FILE = "sweep_data.json"
@@ -281,6 +281,13 @@ CALIBRATED_WEIGHT_BITS = {"shift": (3, 5), "mult": (4, 8)}
 CHECK_GRID = "check"
 
 
+def calibrated_ranges(pe: str) -> dict[str, tuple[int, int]]:
+    """Every range the calibration sweeps held for a PE kind (``"shift"`` or ``"mult"``):
+    sizes, widths and settings."""
+    return {**CALIBRATED_SIZES, "weight_bits": CALIBRATED_WEIGHT_BITS[pe],
+            **CALIBRATED_RANGES}
+
+
 def uncalibrated(cfg: EngineConfig, family: str | None = None,
                  kind: str | None = None) -> list[str]:
     """The settings of ``cfg`` outside the model's calibration: sizes and widths beyond
@@ -295,9 +302,7 @@ def uncalibrated(cfg: EngineConfig, family: str | None = None,
     the ``check`` grid measures combinations, and points beyond these ranges
     (``docs/estimation.md``)."""
     out = []
-    ranges = {**CALIBRATED_SIZES, "weight_bits": CALIBRATED_WEIGHT_BITS[cfg.pe],
-              **CALIBRATED_RANGES}
-    for name, (lo, hi) in ranges.items():
+    for name, (lo, hi) in calibrated_ranges(cfg.pe).items():
         value = getattr(cfg, name)
         if not lo <= value <= hi:
             out.append(f"{name}={value}")

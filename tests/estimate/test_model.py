@@ -158,9 +158,8 @@ def test_the_sweeps_hold_the_calibrated_ranges(data):
                     if r.get("grid") != am.CHECK_GRID
                     and am.kind_of(r["pe"], bool(r.get("dsp")), am.config_of_row(r), family,
                                    bool(r.get("booth"))) == kind]
-            ranges = {**am.CALIBRATED_SIZES, "weight_bits": am.CALIBRATED_WEIGHT_BITS[
-                "shift" if kind == "shift" else "mult"], **am.CALIBRATED_RANGES}
-            for name, (lo, hi) in ranges.items():
+            pe = "shift" if kind == "shift" else "mult"
+            for name, (lo, hi) in am.calibrated_ranges(pe).items():
                 values = {getattr(c, name) for c in cfgs}
                 assert {lo, hi} <= values, (family, kind, name)
             assert any(c.acc_bits == c.natural_acc_bits - am.CALIBRATED_NARROW_ACC
