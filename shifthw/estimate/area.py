@@ -92,8 +92,8 @@ def _read_lines(target: Target) -> list[str]:
 
 
 def _map_lines(target: Target, dsp: bool, *, flatten: bool, booth: bool = False,
-               wide_luts: bool = True) -> list[str]:
-    top = "top" if target.is_fpga else ENGINE
+               wide_luts: bool = True, top: str | None = None) -> list[str]:
+    top = top or ("top" if target.is_fpga else ENGINE)
     # Yosys' `booth` pass (opt-in: no synth_* script runs it by default) rewrites each
     # `$mul` cell as a radix-4 Booth multiplier before the family's mapping.
     pre = ["booth"] if booth else []

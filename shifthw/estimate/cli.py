@@ -127,6 +127,10 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
                         "for every design")
     p.add_argument("--energy-table", type=Path, default=None,
                    help="energy-per-operation table (JSON) replacing the shipped one")
+    p.add_argument("--check-netlist", action="store_true",
+                   help="also simulate each design's mapped netlist (the engine mapped by "
+                        "the same Yosys command, Yosys' cell models) in Verilator on random "
+                        "layer jobs against the golden model; exit code 1 if one differs")
     p.add_argument("--analytic", action="store_true",
                    help="the analytic area model's estimate alone (LUT, FF, BRAM, DSP of the "
                         "design and its twin, in milliseconds): no synthesis, no tools")
@@ -139,7 +143,7 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
 #: Options of ``shifthw estimate`` that run tools, with their defaults: --analytic runs none.
 _TOOL_OPTIONS = (("model", None), ("images", 4), ("no_activity", False), ("no_place", False),
                  ("freq", None), ("placements", 1), ("timing_weight", None), ("jobs", None),
-                 ("opt_timing", False), ("energy_table", None))
+                 ("opt_timing", False), ("energy_table", None), ("check_netlist", False))
 
 
 def config_from_design_dir(folder) -> EngineConfig:
@@ -204,7 +208,7 @@ def run_estimate(args: argparse.Namespace) -> int:
                    freq_mhz=args.freq, energy_table=args.energy_table,
                    placements=args.placements, timing_weight=args.timing_weight,
                    jobs=args.jobs, opt_timing=args.opt_timing, mult_booth=args.mult_booth,
-                   wide_luts=not args.no_wide_luts)
+                   wide_luts=not args.no_wide_luts, check_netlist=args.check_netlist)
     text = markdown(rep)
     # The summary: everything up to the per-component tables.
     print(text.split("## Area by component")[0].rstrip())
@@ -219,7 +223,14 @@ def run_estimate(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if args.output:
         print(f"wrote {args.output}: {', '.join(rep.get('files', []))}")
-    return 0
+    checks = {k: d["netlist_check"] for k, d in rep["designs"].items() if d["netlist_check"]}
+    for key, chk in checks.items():
+        print(f"gate-level check of {key}'s mapped netlist: "
+              + ("passed" if chk["passed"] else "FAILED")
+              + f" ({chk['outputs'] - chk['mismatches']} of {chk['outputs']} outputs as the "
+              f"golden model, {chk['jobs']} random jobs, {chk['cycles']} cycles)"
+              + (f"; did not finish: {chk['error']}" if chk["error"] else ""))
+    return 1 if any(not chk["passed"] for chk in checks.values()) else 0
 
 
 def _run_analytic(args, cfg: EngineConfig, target) -> int:

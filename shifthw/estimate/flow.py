@@ -28,7 +28,7 @@ from .. import golden
 from ..program import Program, load_program
 from ..rtl_gen.config import EngineConfig
 from . import activity as act
-from . import area, energy, report, timing
+from . import area, energy, netlist, report, timing
 from .model import load_area_model
 from .targets import get_target
 
@@ -177,7 +177,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
              plots: bool = True, placements: int = 1,
              timing_weight: int | None = None, jobs: int | None = None,
              opt_timing: bool = False, mult_booth: bool = False,
-             wide_luts: bool = True) -> dict:
+             wide_luts: bool = True, check_netlist: bool = False) -> dict:
     """Estimate area, Fmax and energy of ``config`` on ``target``, beside the multiplier twin.
 
     Parameters
@@ -215,6 +215,9 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     wide_luts : ECP5 targets: False synthesises every design with ``synth_ecp5
         -nowidelut`` (LUT4s only, no LUT5..LUT7 of several LUT4s and PFU muxes; fewer LUTs,
         deeper logic).  The analytic area model has a calibration of its own for it.
+    check_netlist : also simulate each design's mapped netlist (the bare engine, mapped
+        with the same Yosys command) in Verilator on random layer jobs against the golden
+        model (:func:`.netlist.check_netlist`): ``designs.<design>.netlist_check``.
 
     Returns
     -------
@@ -229,6 +232,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     area.check_wide_luts(wide_luts, tgt)
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
+    if not isinstance(check_netlist, bool):
+        raise TypeError(f"check_netlist must be a bool, not {check_netlist!r}")
     say = progress or (lambda msg: None)
     start = time.perf_counter()
     energy.load_table(energy_table)  # a bad table fails before any synthesis
@@ -281,8 +286,15 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                               "utilisation": {}, "logic_cells": None, "critical_path": None,
                               "bram_output_registers": 0, "seed": None, "placements": [],
                               "timing_weight": timing_weight, "opt_timing": opt_timing}
+            checked = None
+            if check_netlist:
+                say(f"{tag}: gate-level check of the mapped netlist")
+                checked = netlist.check_netlist(cfg, tgt, work / "netlist", dsp=dsp,
+                                                booth=booth, wide_luts=wide_luts,
+                                                progress=say)
+                steps[f"{key}.netlist_check"] = checked["seconds"]
             results[key] = {"config": cfg.to_dict(), "pe": cfg.pe, "dsp": dsp, "booth": booth,
-                            "area": syn, "timing": placed}
+                            "area": syn, "timing": placed, "netlist_check": checked}
         energy_section = None
         if program is not None:
             t0 = time.perf_counter()

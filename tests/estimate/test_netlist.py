@@ -1,0 +1,130 @@
+"""The gate-level check: mapped netlists simulated against the golden model."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from shifthw.estimate import cli, netlist
+from shifthw.estimate.flow import estimate, mult_config
+from shifthw.estimate.report import markdown
+from shifthw.rtl_gen.config import EngineConfig
+
+from .conftest import TINY
+from .test_flow import _documented_keys
+
+
+def test_ice40_dsp_fault_is_seen_in_simulation(tmp_path):
+    """Yosys 0.70's ice40_dsp drops a product of the stall-free DSP twin: the netlist it
+    makes computes wrong outputs in simulation; the repaired mapping computes every one."""
+    cfg = mult_config(EngineConfig(**TINY, stall_free=True))
+    bad = netlist.check_netlist(cfg, "ice40-up5k", tmp_path / "bad", dsp=True, repair=False)
+    assert bad["dropped_dsp_inputs"] > 0 and bad["workarounds"] == []
+    assert not bad["passed"] and bad["error"] is None
+    assert 0 < bad["mismatches"] <= bad["outputs"] and bad["first_mismatches"]
+    good = netlist.check_netlist(cfg, "ice40-up5k", tmp_path / "good", dsp=True)
+    assert good["passed"], good["first_mismatches"]
+    assert good["mismatches"] == 0 and good["dropped_dsp_inputs"] == 0
+    assert good["workarounds"] == [netlist.area.ICE40_DSP_WORKAROUND]
+    assert good["netlist_cells"]["SB_MAC16"] == cfg.rows * cfg.cols
+    assert set(good) == set(netlist.CHECK_KEYS)
+    assert good["outputs"] == sum(len(x) * j.out_features
+                                  for j, x in netlist.netlist_jobs(cfg, 0))
+
+
+def test_ecp5_netlists_with_dsp_blocks(tmp_path):
+    """The ECP5 twin's MULT18X18Ds (shifthw's model) and the shift design (Yosys' models)."""
+    cfg = EngineConfig(**TINY)
+    mult = netlist.check_netlist(mult_config(cfg), "ecp5-25k", tmp_path / "mult", dsp=True)
+    assert mult["passed"], mult["first_mismatches"]
+    assert mult["netlist_cells"]["MULT18X18D"] == cfg.rows * cfg.cols
+    assert any("MULT18X18D" in m for m in mult["cell_models"])
+    shift = netlist.check_netlist(cfg, "ecp5-25k", tmp_path / "shift", stall_prob=0.0)
+    assert shift["passed"] and "MULT18X18D" not in shift["netlist_cells"]
+    assert shift["netlist_cells"].get("LUT4", 0) > 0 and shift["stall_prob"] == 0.0
+
+
+def test_estimate_generic_with_the_check(tmp_path):
+    rep = estimate(EngineConfig(**TINY), "generic", check_netlist=True, out_dir=tmp_path)
+    for key, d in rep["designs"].items():
+        chk = d["netlist_check"]
+        assert chk["passed"] and chk["outputs"] > 0 and chk["cycles"] > 0, key
+        assert chk["cell_models"] == [] and chk["synthesis"] == d["area"]["synthesis"]
+        assert rep["runtime"]["steps"][f"{key}.netlist_check"] == chk["seconds"]
+        assert set(chk) == set(netlist.CHECK_KEYS)
+    documented = [k.split(".netlist_check.")[1] for k in _documented_keys()
+                  if ".netlist_check." in k]
+    assert len(documented) > 10 and set(documented) <= set(netlist.CHECK_KEYS)
+    text = markdown(rep)
+    assert "## Gate-level check of the mapped netlists" in text
+    assert not any("FAILED" in n for n in rep["notes"])
+    plain = estimate(EngineConfig(**TINY), "generic", baseline=None, place=False)
+    assert plain["designs"]["shift"]["netlist_check"] is None
+    assert "Gate-level check" not in markdown(plain)
+
+
+def test_jobs_reach_the_buffers_depth_and_show_low_bits():
+    cfg = EngineConfig(**TINY)
+    jobs = netlist.netlist_jobs(cfg, 3)
+    assert max(j.fan_in for j, _ in jobs) == cfg.max_k
+    assert any(j.out_features > cfg.cols for j, _ in jobs)
+    assert [j.fan_in for j, _ in jobs] == [j.fan_in for j, _ in netlist.netlist_jobs(cfg, 3)]
+    from shifthw.rtl_gen.host import golden_job
+
+    job, x = jobs[0]
+    out, _ = golden_job(cfg, job, x)
+    assert len(set(out.ravel().tolist())) > 4       # not all saturated
+
+
+def test_bad_input(tmp_path):
+    cfg = EngineConfig(**TINY)
+    with pytest.raises(ValueError, match="stall_prob must be in"):
+        netlist.check_netlist(cfg, "generic", tmp_path / "a", stall_prob=1.0)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        netlist.check_netlist(cfg, "generic", tmp_path / "b", seed=-1)
+    with pytest.raises(ValueError, match="target must be one of"):
+        netlist.check_netlist(cfg, "ice40-up3k", tmp_path / "c")
+    with pytest.raises(TypeError, match="check_netlist must be a bool"):
+        estimate(cfg, "generic", check_netlist="yes")
+    with pytest.raises(ValueError, match="family must be"):
+        netlist.cell_models("gowin")
+    assert not any(tmp_path.iterdir())
+
+
+def test_mult18x18d_model_refuses_other_modes():
+    text = netlist.mult18x18d_model()
+    assert text.count("module MULT18X18D(") == 1
+    for port in ("A17", "B0", "P35", "SIGNEDA", "SIGNEDP", "SOURCEB"):
+        assert f" {port};" in text
+    assert 'REG_OUTPUT_CLK != "NONE"' in text and "$fatal" in text
+
+
+def test_cli_exit_code_follows_the_check(monkeypatch, capsys):
+    """``--check-netlist``: exit code 1 when a netlist differs (the check itself faked
+    here; the tests above run it)."""
+    parser = argparse.ArgumentParser()
+    cli.add_estimate_arguments(parser)
+    args = parser.parse_args(["--target", "generic", "--rows", "2", "--cols", "2",
+                              "--k-depth", "8", "--weight-depth", "16", "--bias-depth", "4",
+                              "--baseline", "none", "--check-netlist", "-q"])
+    verdict = {}
+
+    def fake_check(cfg, target, work, **kw):
+        bad = 0 if verdict["passed"] else 3
+        return {**dict.fromkeys(netlist.CHECK_KEYS), "passed": verdict["passed"], "jobs": 4,
+                "outputs": 40, "mismatches": bad, "first_mismatches": [], "cycles": 99,
+                "stall_prob": 0.25, "netlist_cells": {"$_AND_": 1}, "cell_models": [],
+                "seconds": 1.0}
+
+    monkeypatch.setattr(netlist, "check_netlist", fake_check)
+    for passed, code in ((True, 0), (False, 1)):
+        verdict["passed"] = passed
+        assert cli.run_estimate(args) == code
+        out = capsys.readouterr().out
+        line = out.split("gate-level check of shift's mapped netlist: ")[1].splitlines()[0]
+        assert line.startswith("passed (40 of 40" if passed else "FAILED (37 of 40")
+        assert ("the gate-level check FAILED" in out) != passed
+    with pytest.raises(ValueError, match="--analytic runs no tools, so --check-netlist"):
+        cli.run_estimate(parser.parse_args(["--target", "generic", "--analytic",
+                                            "--check-netlist"]))
