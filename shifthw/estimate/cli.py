@@ -130,7 +130,8 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--check-netlist", action="store_true",
                    help="also simulate each design's mapped netlist (the engine mapped by "
                         "the same Yosys command, Yosys' cell models) in Verilator on random "
-                        "layer jobs against the golden model; exit code 1 if one differs")
+                        "layer jobs (and --model's layers) against the golden model; exit "
+                        "code 1 if one differs")
     p.add_argument("--analytic", action="store_true",
                    help="the analytic area model's estimate alone (LUT, FF, BRAM, DSP of the "
                         "design and its twin, in milliseconds): no synthesis, no tools")
@@ -228,7 +229,9 @@ def run_estimate(args: argparse.Namespace) -> int:
         print(f"gate-level check of {key}'s mapped netlist: "
               + ("passed" if chk["passed"] else "FAILED")
               + f" ({chk['outputs'] - chk['mismatches']} of {chk['outputs']} outputs as the "
-              f"golden model, {chk['jobs']} random jobs, {chk['cycles']} cycles)"
+              f"golden model, {chk['jobs'] - chk['model_jobs']} random jobs"
+              + (f" and {chk['model_jobs']} model layers" if chk["model_jobs"] else "")
+              + f", {chk['cycles']} cycles)"
               + (f"; did not finish: {chk['error']}" if chk["error"] else ""))
     return 1 if any(not chk["passed"] for chk in checks.values()) else 0
 

@@ -216,8 +216,9 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         -nowidelut`` (LUT4s only, no LUT5..LUT7 of several LUT4s and PFU muxes; fewer LUTs,
         deeper logic).  The analytic area model has a calibration of its own for it.
     check_netlist : also simulate each design's mapped netlist (the bare engine, mapped
-        with the same Yosys command) in Verilator on random layer jobs against the golden
-        model (:func:`.netlist.check_netlist`): ``designs.<design>.netlist_check``.
+        with the same Yosys command) in Verilator on random layer jobs, and with ``model``
+        on the model's layers for ``images`` images, against the golden model
+        (:func:`.netlist.check_netlist`): ``designs.<design>.netlist_check``.
 
     Returns
     -------
@@ -250,6 +251,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         out.mkdir(parents=True, exist_ok=True)
     scratch = (out / "work") if out is not None else Path(tempfile.mkdtemp(prefix="shifthw-est-"))
     designs = _designs(config, tgt, baseline, mult_weight_bits, mult_booth)
+    check_images = (model_inputs(program, images)[0]
+                    if check_netlist and program is not None else None)
     area_model = load_area_model()
     results, steps = {}, {}
     try:
@@ -289,9 +292,11 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             checked = None
             if check_netlist:
                 say(f"{tag}: gate-level check of the mapped netlist")
+                extra = (netlist.model_jobs(program, cfg, check_images, shift_cfg=config)
+                         if program is not None else None)
                 checked = netlist.check_netlist(cfg, tgt, work / "netlist", dsp=dsp,
                                                 booth=booth, wide_luts=wide_luts,
-                                                progress=say)
+                                                extra_jobs=extra, progress=say)
                 steps[f"{key}.netlist_check"] = checked["seconds"]
             results[key] = {"config": cfg.to_dict(), "pe": cfg.pe, "dsp": dsp, "booth": booth,
                             "area": syn, "timing": placed, "netlist_check": checked}

@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 
+from .. import golden
 from .. import numerics as nx
+from ..program import Program, ShiftLayer
 from ..rtl_gen import host
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.engine import LayerEngine
@@ -44,11 +46,11 @@ from . import area
 from .hierarchy import ENGINE
 from .targets import Target, get_target
 
-__all__ = ["cell_models", "mult18x18d_model", "netlist_jobs", "map_engine", "check_netlist",
-           "CHECK_KEYS"]
+__all__ = ["cell_models", "mult18x18d_model", "netlist_jobs", "model_jobs", "map_engine",
+           "check_netlist", "CHECK_KEYS"]
 
 #: Keys of :func:`check_netlist`'s result (``designs.<design>.netlist_check`` in a report).
-CHECK_KEYS = ("passed", "jobs", "outputs", "mismatches", "first_mismatches", "error",
+CHECK_KEYS = ("passed", "jobs", "model_jobs", "outputs", "mismatches", "first_mismatches", "error",
               "cycles", "stall_prob", "seed", "netlist_cells", "cell_models", "synthesis",
               "workarounds", "dropped_dsp_inputs", "build_seconds", "run_seconds", "seconds")
 
@@ -171,6 +173,29 @@ def netlist_jobs(cfg: EngineConfig, seed: int = 0) -> list[tuple[host.LayerJob, 
     return jobs
 
 
+def model_jobs(program: Program, cfg: EngineConfig, xq, *,
+               shift_cfg: EngineConfig | None = None) -> list[tuple[host.LayerJob, np.ndarray]]:
+    """The shift layers of ``program`` on the integer images ``xq`` as jobs for ``cfg``,
+    each on the golden model's input to it.  A multiplier twin (``shift_cfg``: the shift
+    design it twins) gets the same layers with the weights as integers
+    (:func:`.activity.mult_jobs`, as for its switching activity)."""
+    xq = np.asarray(xq, dtype=np.int64)
+    if cfg.pe != "shift":
+        from .activity import mult_jobs
+
+        if shift_cfg is None:
+            raise ValueError("model_jobs for a multiplier design needs shift_cfg, the shift "
+                             "design it twins")
+        return mult_jobs(program, shift_cfg, cfg, xq)
+    ref = golden.run_program(program, xq, quantized=True, guard_bits=cfg.guard_bits)
+    jobs = []
+    for step, x in zip(program.steps, [ref.input] + ref.outputs[:-1]):
+        if isinstance(step, ShiftLayer):
+            rows, _ = host.layer_rows(step, x)
+            jobs.append((host.layer_job(program, step, cfg), rows))
+    return jobs
+
+
 def map_engine(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: bool = False,
                booth: bool = False, wide_luts: bool = True, repair: bool = True,
                progress=None, timeout: float | None = None) -> dict:
@@ -231,10 +256,13 @@ def _dropped(work: Path, target: Target, dsp: bool) -> list[str]:
 
 def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: bool = False,
                   booth: bool = False, wide_luts: bool = True, repair: bool = True,
-                  seed: int = 0, stall_prob: float = 0.25, progress=None,
-                  timeout: float | None = None) -> dict:
+                  seed: int = 0, stall_prob: float = 0.25, extra_jobs=None,
+                  progress=None, timeout: float | None = None) -> dict:
     """Map ``cfg`` for ``target`` (:func:`map_engine`) and simulate the netlist on
     :func:`netlist_jobs` in Verilator against the golden model.
+
+    ``extra_jobs`` (``[(job, inputs)]``, e.g. :func:`model_jobs`) run after the random
+    ones (``model_jobs`` in the result counts them).
 
     ``stall_prob`` drops valid on every source and ready on every sink with that
     probability per cycle.  A failed Verilator build raises; a netlist that computes a wrong
@@ -265,12 +293,14 @@ def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp
     # Yosys' cell models are not lint-clean; their warnings say nothing about the design.
     sim = build(files, HARNESS_TOP, extra_args=["-Wno-lint", "-Wno-style"])
     t2 = time.perf_counter()
-    jobs = netlist_jobs(cfg, seed)
+    extra = list(extra_jobs or [])
+    jobs = netlist_jobs(cfg, seed) + extra
     folder = (work / "sim").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "jobs.pkl", "wb") as fh:
         pickle.dump(jobs, fh)
-    say(f"simulating {len(jobs)} random jobs on the netlist")
+    say(f"simulating {len(jobs) - len(extra)} random jobs"
+        + (f" and {len(extra)} model layers" if extra else "") + " on the netlist")
     error, layers = None, []
     try:
         res = run_cocotb(sim, "shifthw.sim.harness_bench", folder, seed=seed,
@@ -285,7 +315,7 @@ def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp
     mismatches = sum(lay["mismatches"] for lay in layers)
     first = [m for lay in layers for m in lay["listed"]][:5]
     return {"passed": error is None and mismatches == 0 and len(layers) == len(jobs),
-            "jobs": len(jobs),
+            "jobs": len(jobs), "model_jobs": len(extra),
             "outputs": int(sum(len(x) * job.out_features for job, x in jobs)),
             "mismatches": int(mismatches), "first_mismatches": first, "error": error,
             "cycles": int(sum(lay["cycles"] for lay in layers)),

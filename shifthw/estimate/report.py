@@ -300,15 +300,17 @@ def markdown(rep: dict) -> str:
     checks = {k: rep["designs"][k].get("netlist_check") for k in cols}
     if any(checks.values()):
         lines += ["## Gate-level check of the mapped netlists", ""]
-        header = ["design", "passed", "outputs", "mismatches", "jobs", "cycles", "stalls",
-                  "cells", "seconds"]
-        rows = [[k, c["passed"], c["outputs"], c["mismatches"], c["jobs"], c["cycles"],
+        header = ["design", "passed", "outputs", "mismatches", "jobs", "model layers",
+                  "cycles", "stalls", "cells", "seconds"]
+        rows = [[k, c["passed"], c["outputs"], c["mismatches"], c["jobs"], c["model_jobs"],
+                 c["cycles"],
                  c["stall_prob"], sum(c["netlist_cells"].values()), round(c["seconds"])]
                 for k, c in checks.items() if c]
         lines += _table(header, rows) + [""]
         lines += ["Each design's engine, mapped on its own by the same Yosys command, was "
-                  "simulated in Verilator on random layer jobs (random stalls on every "
-                  "stream) and every output compared with the golden model. Cell models: "
+                  "simulated in Verilator on random layer jobs and the model's layers, if "
+                  "any (random stalls on every stream), and every output compared with the "
+                  "golden model. Cell models: "
                   + "; ".join(sorted({m for c in checks.values() if c
                                       for m in c["cell_models"]}) or ["none (gates)"])
                   + "."]

@@ -11,7 +11,7 @@ from shifthw.estimate.flow import estimate, mult_config
 from shifthw.estimate.report import markdown
 from shifthw.rtl_gen.config import EngineConfig
 
-from .conftest import TINY
+from .conftest import TINY, linear_program
 from .test_flow import _documented_keys
 
 
@@ -46,10 +46,18 @@ def test_ecp5_netlists_with_dsp_blocks(tmp_path):
 
 
 def test_estimate_generic_with_the_check(tmp_path):
-    rep = estimate(EngineConfig(**TINY), "generic", check_netlist=True, out_dir=tmp_path)
+    """With a model: its layer runs after the random jobs, on the twin with integer
+    weights."""
+    prog = linear_program(k=8, n=5, seed=4)
+    rep = estimate(EngineConfig(**TINY), "generic", check_netlist=True, out_dir=tmp_path,
+                   model=prog, images=3, activity=False)
     for key, d in rep["designs"].items():
         chk = d["netlist_check"]
-        assert chk["passed"] and chk["outputs"] > 0 and chk["cycles"] > 0, key
+        assert chk["passed"] and chk["cycles"] > 0, key
+        assert chk["jobs"] == 5 and chk["model_jobs"] == 1
+        random_outputs = sum(len(x) * j.out_features
+                             for j, x in netlist.netlist_jobs(EngineConfig(**TINY), 0))
+        assert chk["outputs"] == random_outputs + 3 * 5
         assert chk["cell_models"] == [] and chk["synthesis"] == d["area"]["synthesis"]
         assert rep["runtime"]["steps"][f"{key}.netlist_check"] == chk["seconds"]
         assert set(chk) == set(netlist.CHECK_KEYS)
@@ -89,6 +97,8 @@ def test_bad_input(tmp_path):
         estimate(cfg, "generic", check_netlist="yes")
     with pytest.raises(ValueError, match="family must be"):
         netlist.cell_models("gowin")
+    with pytest.raises(ValueError, match="needs shift_cfg"):
+        netlist.model_jobs(linear_program(), mult_config(cfg), [[1] * 8])
     assert not any(tmp_path.iterdir())
 
 
@@ -113,6 +123,7 @@ def test_cli_exit_code_follows_the_check(monkeypatch, capsys):
     def fake_check(cfg, target, work, **kw):
         bad = 0 if verdict["passed"] else 3
         return {**dict.fromkeys(netlist.CHECK_KEYS), "passed": verdict["passed"], "jobs": 4,
+                "model_jobs": 0,
                 "outputs": 40, "mismatches": bad, "first_mismatches": [], "cycles": 99,
                 "stall_prob": 0.25, "netlist_cells": {"$_AND_": 1}, "cell_models": [],
                 "seconds": 1.0}
