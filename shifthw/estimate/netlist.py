@@ -156,15 +156,20 @@ def _fit_out_shift(cfg: EngineConfig, job: host.LayerJob, x) -> host.LayerJob:
 
 
 def netlist_jobs(cfg: EngineConfig, seed: int = 0) -> list[tuple[host.LayerJob, np.ndarray]]:
-    """The random jobs of a check, ``[(job, inputs)]``: a few tiles over K and N, and a
-    layer as deep as the buffers take (their every address), with output shifts at which
-    few outputs saturate; the largest magnitudes (weights, activations, biases) with every
-    output-stage option drawn; a 1 x 1 layer."""
+    """The random jobs of a check, ``[(job, inputs)]``: a few tiles over K and N; a layer
+    as deep as the activation buffer takes, and one as wide as the bias buffer takes with
+    as many weight words as the weight buffer holds (every address of the three), each with
+    an output shift at which few outputs saturate; the largest magnitudes (weights,
+    activations, biases) with every output-stage option drawn; a 1 x 1 layer."""
     rng = np.random.default_rng(seed)
-    r, c, kmax = cfg.rows, cfg.cols, cfg.max_k
-    shapes = [(c + 1, min(2 * r + 1, kmax), 8, "random", True),
-              (c, min(r, kmax), 4, "extreme", False),
-              (c + 1, kmax, 4, "random", True), (1, 1, 2, "random", False)]
+    r, c = cfg.rows, cfg.cols
+    wide_k = max(1, min(cfg.max_k_tiles, cfg.weight_depth // cfg.max_n_tiles))
+    wide_n = min(cfg.max_n_tiles, cfg.weight_depth // wide_k)
+    shapes = [(c + 1, min(2 * r + 1, cfg.max_k), 8, "random", True),
+              (c, min(r, cfg.max_k), 4, "extreme", False),
+              (c + 1, cfg.max_k, 4, "random", True),
+              (c * wide_n, r * wide_k, 2, "random", True),
+              (1, 1, 2, "random", False)]
     jobs = []
     for n, k, m, kind, fit in shapes:
         job = host.random_job(cfg, rng, n, k, kind=kind)
