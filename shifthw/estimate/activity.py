@@ -19,13 +19,11 @@ not, a named one before an unnamed one.
 from __future__ import annotations
 
 import math
-import pickle
 import re
 import shutil
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +36,7 @@ from ..rtl_gen.host import LayerJob, layer_job, layer_rows
 from .hierarchy import COMPONENTS, ENGINE, net_rules, scope_component
 
 __all__ = ["VcdData", "read_vcd", "verilog_ports", "verilog_dataflow", "net_toggles",
-           "mult_weights", "mult_jobs", "measure_activity"]
+           "mult_weights", "shift_jobs", "mult_jobs", "measure_activity"]
 
 _MASK64 = (1 << 64) - 1
 #: Bits of one declaration with identical toggle times and at least this many toggles are
@@ -274,6 +272,15 @@ def mult_weights(codes: np.ndarray, weight_bits: int, mult_bits: int) -> np.ndar
     return (sign * mag).astype(np.int64)
 
 
+def shift_jobs(program: Program, cfg: EngineConfig, xq) -> list:
+    """``[(LayerJob, rows)]``: every shift layer of ``program`` as a job for the shift engine
+    ``cfg``, on the images ``xq``, each layer on the golden model's input to it."""
+    ref = golden.run_program(program, xq, quantized=True, guard_bits=cfg.guard_bits)
+    inputs = [ref.input] + ref.outputs[:-1]
+    return [(layer_job(program, step, cfg), layer_rows(step, x)[0])
+            for step, x in zip(program.steps, inputs) if isinstance(step, ShiftLayer)]
+
+
 def mult_jobs(program: Program, cfg: EngineConfig, mult_cfg: EngineConfig, xq) -> list:
     """``[(LayerJob, rows)]``: every shift layer as a multiplier job, on the same inputs.
 
@@ -281,14 +288,9 @@ def mult_jobs(program: Program, cfg: EngineConfig, mult_cfg: EngineConfig, xq) -
     its weights :func:`mult_weights`, its bias and output shift rescaled to the integer
     weights' scale, so that the multiplier engine sees the same data.
     """
-    ref = golden.run_program(program, xq, quantized=True, guard_bits=cfg.guard_bits)
-    inputs = [ref.input] + ref.outputs[:-1]
     jobs = []
-    for step, x in zip(program.steps, inputs):
-        if not isinstance(step, ShiftLayer):
-            continue
-        rows, _ = layer_rows(step, x)
-        sj = layer_job(program, step, cfg)
+    layers = [step for step in program.steps if isinstance(step, ShiftLayer)]
+    for step, (sj, rows) in zip(layers, shift_jobs(program, cfg, xq)):
         w = mult_weights(step.codes, program.weight_bits, mult_cfg.weight_bits)
         sign, shift = nx.decode_weight(step.codes, program.weight_bits)
         smin = int(shift[sign != 0].min()) if (sign != 0).any() else 0
@@ -304,17 +306,10 @@ def mult_jobs(program: Program, cfg: EngineConfig, mult_cfg: EngineConfig, xq) -
 
 
 def _run_mult(program, cfg, mult_cfg, xq, folder: Path) -> dict:
-    from ..sim.runner import run_cocotb
-    from ..sim.verify import build_engine
+    from ..sim.verify import build_engine, simulate_jobs
 
-    sim = build_engine(mult_cfg, waves=True)
-    jobs = mult_jobs(program, cfg, mult_cfg, xq)
-    with open(folder / "jobs.pkl", "wb") as fh:
-        pickle.dump(jobs, fh)
-    res = run_cocotb(sim, "shifthw.sim.harness_bench", folder,
-                     job={"plan": "shifthw.sim.engine_plans:jobs_plan",
-                          "args": {"config": asdict(mult_cfg), "jobs": str(folder / "jobs.pkl")},
-                          "source_stall": 0.0, "sink_stall": 0.0, "seed": 0})
+    res = simulate_jobs(mult_jobs(program, cfg, mult_cfg, xq), mult_cfg, folder,
+                        sim=build_engine(mult_cfg, waves=True))
     res["total_cycles"] = sum(lay["cycles"] for lay in res["layers"])
     return res
 

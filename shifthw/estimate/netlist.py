@@ -25,19 +25,17 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from amaranth.back import verilog
 
-from .. import golden
 from .. import numerics as nx
-from ..program import Program, ShiftLayer
+from ..program import Program
 from ..rtl_gen import host
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.engine import LayerEngine
@@ -181,24 +179,18 @@ def netlist_jobs(cfg: EngineConfig, seed: int = 0) -> list[tuple[host.LayerJob, 
 def model_jobs(program: Program, cfg: EngineConfig, xq, *,
                shift_cfg: EngineConfig | None = None) -> list[tuple[host.LayerJob, np.ndarray]]:
     """The shift layers of ``program`` on the integer images ``xq`` as jobs for ``cfg``,
-    each on the golden model's input to it.  A multiplier twin (``shift_cfg``: the shift
-    design it twins) gets the same layers with the weights as integers
-    (:func:`.activity.mult_jobs`, as for its switching activity)."""
-    xq = np.asarray(xq, dtype=np.int64)
-    if cfg.pe != "shift":
-        from .activity import mult_jobs
+    each on the golden model's input to it (:func:`.activity.shift_jobs`).  A multiplier
+    twin (``shift_cfg``: the shift design it twins) gets the same layers with the weights
+    as integers (:func:`.activity.mult_jobs`, as for its switching activity)."""
+    from .activity import mult_jobs, shift_jobs
 
-        if shift_cfg is None:
-            raise ValueError("model_jobs for a multiplier design needs shift_cfg, the shift "
-                             "design it twins")
-        return mult_jobs(program, shift_cfg, cfg, xq)
-    ref = golden.run_program(program, xq, quantized=True, guard_bits=cfg.guard_bits)
-    jobs = []
-    for step, x in zip(program.steps, [ref.input] + ref.outputs[:-1]):
-        if isinstance(step, ShiftLayer):
-            rows, _ = host.layer_rows(step, x)
-            jobs.append((host.layer_job(program, step, cfg), rows))
-    return jobs
+    xq = np.asarray(xq, dtype=np.int64)
+    if cfg.pe == "shift":
+        return shift_jobs(program, cfg, xq)
+    if shift_cfg is None:
+        raise ValueError("model_jobs for a multiplier design needs shift_cfg, the shift "
+                         "design it twins")
+    return mult_jobs(program, shift_cfg, cfg, xq)
 
 
 def map_engine(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: bool = False,
@@ -276,8 +268,8 @@ def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp
     """
     from ..sim.build import build
     from ..sim.harness import HARNESS_TOP, harness_verilog
-    from ..sim.runner import SimError, run_cocotb
-    from ..sim.verify import engine_ports
+    from ..sim.runner import SimError
+    from ..sim.verify import engine_ports, simulate_jobs
 
     target = get_target(target)
     if not isinstance(stall_prob, (int, float)) or not 0.0 <= stall_prob < 1.0:
@@ -300,21 +292,12 @@ def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp
     t2 = time.perf_counter()
     extra = list(extra_jobs or [])
     jobs = netlist_jobs(cfg, seed) + extra
-    folder = (work / "sim").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "jobs.pkl", "wb") as fh:
-        pickle.dump(jobs, fh)
     say(f"simulating {len(jobs) - len(extra)} random jobs"
         + (f" and {len(extra)} model layers" if extra else "") + " on the netlist")
     error, layers = None, []
     try:
-        res = run_cocotb(sim, "shifthw.sim.harness_bench", folder, seed=seed,
-                         job={"plan": "shifthw.sim.engine_plans:jobs_plan",
-                              "args": {"config": asdict(cfg),
-                                       "jobs": str(folder / "jobs.pkl")},
-                              "source_stall": stall_prob, "sink_stall": stall_prob,
-                              "seed": seed})
-        layers = res["layers"]
+        layers = simulate_jobs(jobs, cfg, work / "sim", sim=sim, stall_prob=stall_prob,
+                               seed=seed)["layers"]
     except SimError as exc:
         error = str(exc).splitlines()[0]
     mismatches = sum(lay["mismatches"] for lay in layers)

@@ -23,7 +23,8 @@ from .build import SimBuild, build
 from .harness import HARNESS_TOP, StreamPort, harness_verilog
 from .runner import run_cocotb
 
-__all__ = ["ENGINE_TOP", "engine_ports", "engine_verilog", "build_engine", "simulate_program"]
+__all__ = ["ENGINE_TOP", "engine_ports", "engine_verilog", "build_engine", "simulate_program",
+           "simulate_jobs"]
 
 ENGINE_TOP = "shifthw_engine"
 
@@ -95,3 +96,27 @@ def simulate_program(program: Program, cfg: EngineConfig, xq: np.ndarray, *, cha
     else:
         result["work_dir"] = str(folder)
     return result
+
+
+def simulate_jobs(jobs, cfg: EngineConfig, work_dir: str | Path, *, sim: SimBuild | None = None,
+                  stall_prob: float = 0.0, seed: int = 0) -> dict:
+    """Run engine jobs ``[(LayerJob, inputs (M, K))]`` one after another in Verilator, each
+    compared with :func:`~shifthw.rtl_gen.host.golden_job` for ``cfg`` (either PE kind).
+
+    ``sim`` is the build to run (default: :func:`build_engine` of ``cfg``); ``work_dir``
+    keeps the jobs and the run's files.  Returns the plan's result: ``layers``, one report
+    per job (``mismatches``, ``listed``, ``cycles``...).
+    """
+    import pickle
+
+    if not 0.0 <= stall_prob < 1.0:
+        raise ValueError(f"stall_prob must be in [0, 1), not {stall_prob!r}")
+    folder = Path(work_dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "jobs.pkl", "wb") as fh:
+        pickle.dump(list(jobs), fh)
+    return run_cocotb(sim or build_engine(cfg), "shifthw.sim.harness_bench", folder, seed=seed,
+                      job={"plan": "shifthw.sim.engine_plans:jobs_plan",
+                           "args": {"config": asdict(cfg), "jobs": str(folder / "jobs.pkl")},
+                           "source_stall": stall_prob, "sink_stall": stall_prob,
+                           "seed": seed})

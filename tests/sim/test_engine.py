@@ -1,14 +1,11 @@
 """cocotb + Verilator: the engine on random layers, both PE kinds, G in {0, P}, under stalls."""
 
-import pickle
-
 import numpy as np
 import pytest
 
 from shifthw.rtl_gen.config import EngineConfig
 from shifthw.rtl_gen.host import random_inputs, random_job
-from shifthw.sim.runner import run_cocotb
-from shifthw.sim.verify import build_engine
+from shifthw.sim.verify import build_engine, simulate_jobs
 
 # Small arrays keep the Verilator builds short; K and N are not multiples of R and C.
 CONFIGS = {
@@ -43,22 +40,12 @@ def random_jobs(cfg, seed):
     return items
 
 
-def run_jobs(sim, cfg, items, tmp_path, stall):
-    with open(tmp_path / "jobs.pkl", "wb") as fh:
-        pickle.dump(items, fh)
-    from dataclasses import asdict
-
-    return run_cocotb(sim, "shifthw.sim.harness_bench", tmp_path,
-                      job={"plan": "shifthw.sim.engine_plans:jobs_plan",
-                           "args": {"config": asdict(cfg), "jobs": str(tmp_path / "jobs.pkl")},
-                           "source_stall": stall, "sink_stall": stall, "seed": 7})
-
-
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_random_layers_bit_exact_under_stalls(name, tmp_path):
     cfg = EngineConfig(**CONFIGS[name])
     sim = build_engine(cfg)
-    res = run_jobs(sim, cfg, random_jobs(cfg, seed=len(name)), tmp_path, stall=0.3)
+    res = simulate_jobs(random_jobs(cfg, seed=len(name)), cfg, tmp_path, sim=sim,
+                        stall_prob=0.3, seed=7)
     assert len(res["layers"]) == len(SHAPES)
     for lay in res["layers"]:
         assert lay["passed"], (lay["name"], lay["listed"])
