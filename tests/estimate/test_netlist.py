@@ -33,16 +33,31 @@ def test_ice40_dsp_fault_is_seen_in_simulation(tmp_path):
                                   for j, x in netlist.netlist_jobs(cfg, 0))
 
 
-def test_ecp5_netlists_with_dsp_blocks(tmp_path):
-    """The ECP5 twin's MULT18X18Ds (shifthw's model) and the shift design (Yosys' models)."""
+def test_ecp5_netlists_with_dsp_blocks_and_block_ram(tmp_path):
+    """The ECP5 twin's MULT18X18Ds (shifthw's model, LUT RAM buffers) and a shift design
+    with a deep weight buffer in DP16KD block RAM (shifthw's model)."""
     cfg = EngineConfig(**TINY)
     mult = netlist.check_netlist(mult_config(cfg), "ecp5-25k", tmp_path / "mult", dsp=True)
     assert mult["passed"], mult["first_mismatches"]
     assert mult["netlist_cells"]["MULT18X18D"] == cfg.rows * cfg.cols
+    assert mult["netlist_cells"]["TRELLIS_DPR16X4"] > 0
     assert any("MULT18X18D" in m for m in mult["cell_models"])
-    shift = netlist.check_netlist(cfg, "ecp5-25k", tmp_path / "shift", stall_prob=0.0)
-    assert shift["passed"] and "MULT18X18D" not in shift["netlist_cells"]
-    assert shift["netlist_cells"].get("LUT4", 0) > 0 and shift["stall_prob"] == 0.0
+    deep = EngineConfig(**{**TINY, "weight_depth": 512})
+    shift = netlist.check_netlist(deep, "ecp5-25k", tmp_path / "shift", stall_prob=0.1)
+    assert shift["passed"], shift["first_mismatches"]
+    assert shift["netlist_cells"]["DP16KD"] > 0 and "MULT18X18D" not in shift["netlist_cells"]
+    assert shift["stall_prob"] == 0.1
+
+
+def test_dp16kd_model_stops_on_modes_it_does_not_model():
+    text = netlist.dp16kd_model()
+    assert text.count("module DP16KD(") == 1
+    for port in ("DIA17", "ADB13", "CLKA", "OCEB", "CSB2", "DOA0", "DOB17"):
+        assert f" {port};" in text
+    assert text.count("$fatal") == 4 and "INITVAL_3F != 0" in text
+    models = netlist.cell_models("ecp5")
+    assert sum(t.count("module DP16KD(") for t in models.values()) == 1
+    assert "module DP16KD(" in models["ecp5_dp16kd.v"]
 
 
 def test_estimate_generic_with_the_check(tmp_path):
