@@ -4,12 +4,11 @@ import pytest
 
 from shifthw.rtl_gen.config import EngineConfig
 from shifthw.sim.runner import SimError
-from shifthw.sim.verify import build_engine
+from shifthw.sim.verify import build_engine, simulate_jobs
 from tests.sim.mutants import DroppedNegation, LosesWords, OffByOneShift, pe_mutant
 import numpy as np
 
 from shifthw.rtl_gen.host import LayerJob, random_inputs, random_weights
-from tests.sim.test_engine import run_jobs
 
 CFG = dict(rows=3, cols=2, weight_bits=5, guard_bits=14)
 
@@ -30,7 +29,7 @@ def test_wrong_pe_is_a_mismatch(mutant, tmp_path):
     cfg = EngineConfig(**CFG)
     with pe_mutant(mutant):
         sim = build_engine(cfg)
-    res = run_jobs(sim, cfg, plain_jobs(cfg), tmp_path, stall=0.0)
+    res = simulate_jobs(plain_jobs(cfg), cfg, tmp_path, sim=sim, seed=7)
     failed = [lay for lay in res["layers"] if not lay["passed"]]
     assert failed, "the mutant went unnoticed"
     first = failed[0]["listed"][0]
@@ -42,4 +41,4 @@ def test_lost_word_is_reported(tmp_path):
     cfg = EngineConfig(**CFG)
     sim = build_engine(cfg, engine_factory=LosesWords)
     with pytest.raises(SimError, match="lost or stuck stream word"):
-        run_jobs(sim, cfg, plain_jobs(cfg), tmp_path, stall=0.5)
+        simulate_jobs(plain_jobs(cfg), cfg, tmp_path, sim=sim, stall_prob=0.5, seed=7)
