@@ -303,9 +303,8 @@ def markdown(rep: dict) -> str:
         header = ["design", "passed", "outputs", "mismatches", "jobs", "model layers",
                   "cycles", "stalls", "cells", "seconds"]
         rows = [[k, c["passed"], c["outputs"], c["mismatches"], c["jobs"], c["model_jobs"],
-                 c["cycles"],
-                 c["stall_prob"], sum(c["netlist_cells"].values()), round(c["seconds"])]
-                for k, c in checks.items() if c]
+                 c["cycles"], c["stall_prob"], sum(c["netlist_cells"].values()),
+                 round(c["seconds"])] for k, c in checks.items() if c]
         lines += _table(header, rows) + [""]
         lines += ["Each design's engine, mapped on its own by the same Yosys command, was "
                   "simulated in Verilator on random layer jobs and the model's layers, if "
