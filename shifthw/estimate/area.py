@@ -384,20 +384,16 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
                         *_map_lines(target, dsp, flatten=False, booth=booth,
                                     wide_luts=wide_luts),
                         "tee -q -o hier.stat.json stat -json"]
-    workarounds = _run_jobs(work, jobs, target, say, timeout)
-    if target.family == "ice40" and dsp and dropped_dsp_inputs(
-            json.loads((work / "flat.json").read_text())):
-        jobs = {name: _without_ice40_dsp_packing(lines) for name, lines in jobs.items()}
+    workarounds, still, repaired = run_repairing_dsp(work, jobs, "flat.json", target, dsp,
+                                                     say, timeout)
+    if repaired:
         mapping = _without_ice40_dsp_packing(mapping)
-        workarounds = sorted({*workarounds, ICE40_DSP_WORKAROUND,
-                              *_run_jobs(work, jobs, target, say, timeout)})
-        still = dropped_dsp_inputs(json.loads((work / "flat.json").read_text()))
-        if still:
-            raise toolchain.ToolError(
-                f"Yosys mapped {len(still)} SB_MAC16 blocks with an undriven adder input "
-                f"(a dropped multiplier), also without ice40_dsp's packing (first: "
-                f"{still[0]}); synthesise this design without DSP blocks",
-                tool="yosys")
+    if still:
+        raise toolchain.ToolError(
+            f"Yosys mapped {len(still)} SB_MAC16 blocks with an undriven adder input "
+            f"(a dropped multiplier), also without ice40_dsp's packing (first: "
+            f"{still[0]}); synthesise this design without DSP blocks",
+            tool="yosys")
     mods = _stat_modules(work / "flat.stat.json")
     cells = _own_cells(mods[top], mods) if top in mods else {}
     gate_table = load_gate_table() if not target.is_fpga else None
@@ -423,6 +419,27 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
     result["workarounds"] = workarounds
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def run_repairing_dsp(work: Path, jobs: dict[str, list[str]], netlist: str, target: Target,
+                      dsp: bool, say, timeout, *, repair: bool = True
+                      ) -> tuple[list[str], list[str], bool]:
+    """Run the synthesis ``jobs``; where ``synth_ice40 -dsp`` left the JSON netlist
+    ``netlist`` with a dropped multiplier (:func:`dropped_dsp_inputs`) and ``repair``, run
+    them again without ``ice40_dsp``'s packing (:data:`ICE40_DSP_WORKAROUND`).
+
+    Returns the workarounds used, the SB_MAC16 cells with an undriven adder input left in
+    the final netlist, and whether the jobs were run again."""
+    workarounds = _run_jobs(work, jobs, target, say, timeout)
+    if target.family != "ice40" or not dsp:
+        return workarounds, [], False
+    dropped = dropped_dsp_inputs(json.loads((work / netlist).read_text()))
+    if not dropped or not repair:
+        return workarounds, dropped, False
+    jobs = {name: _without_ice40_dsp_packing(lines) for name, lines in jobs.items()}
+    workarounds = sorted({*workarounds, ICE40_DSP_WORKAROUND,
+                          *_run_jobs(work, jobs, target, say, timeout)})
+    return workarounds, dropped_dsp_inputs(json.loads((work / netlist).read_text())), True
 
 
 def _run_jobs(work: Path, jobs: dict[str, list[str]], target: Target, say, timeout) -> list[str]:

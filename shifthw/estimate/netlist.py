@@ -24,7 +24,6 @@ ports may differ from the measured netlist.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -43,7 +42,7 @@ from ..rtl_gen.engine import LayerEngine
 from ..rtl_gen.synth import keep_flops
 from . import area
 from .hierarchy import ENGINE
-from .targets import Target, get_target
+from .targets import get_target
 
 __all__ = ["cell_models", "dp16kd_model", "mult18x18d_model", "netlist_jobs", "model_jobs",
            "map_engine", "check_netlist", "CHECK_KEYS"]
@@ -341,15 +340,10 @@ def map_engine(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
     lines = [f"read_verilog {ENGINE}.v", *keep_flops(ENGINE), *mapping,
              "tee -q -o netlist.stat.json stat -json", "write_json netlist.json",
              "write_verilog -noattr netlist.v"]
-    done = area._run_mapped(work, "netlist", lines, target, say, timeout)
-    workarounds = [done] if done else []
-    dropped = _dropped(work, target, dsp)
-    if dropped and repair:
-        lines = area._without_ice40_dsp_packing(lines)
+    workarounds, dropped, repaired = area.run_repairing_dsp(
+        work, {"netlist": lines}, "netlist.json", target, dsp, say, timeout, repair=repair)
+    if repaired:
         mapping = area._without_ice40_dsp_packing(mapping)
-        done = area._run_mapped(work, "netlist", lines, target, say, timeout)
-        workarounds = sorted({*workarounds, area.ICE40_DSP_WORKAROUND, *([done] if done else [])})
-        dropped = _dropped(work, target, dsp)
     mods = area._stat_modules(work / "netlist.stat.json")
     cells = area._own_cells(mods[ENGINE], mods) if ENGINE in mods else {}
     return {"verilog": work / "netlist.v", "synthesis": "; ".join(mapping),
@@ -366,12 +360,6 @@ def _model_sources(family: str) -> list[str]:
         out += ["DP16KD: shifthw's model (netlist.dp16kd_model)",
                 "MULT18X18D: shifthw's model (netlist.mult18x18d_model)"]
     return out
-
-
-def _dropped(work: Path, target: Target, dsp: bool) -> list[str]:
-    if target.family != "ice40" or not dsp:
-        return []
-    return area.dropped_dsp_inputs(json.loads((work / "netlist.json").read_text()))
 
 
 def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: bool = False,
