@@ -299,6 +299,10 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                    help="points synthesised at once (default: one per core)")
     p.add_argument("--no-place", action="store_true", help="synthesis only (no Fmax)")
     p.add_argument("--freq", type=float, default=None, help="nextpnr clock target (MHz)")
+    p.add_argument("--check-netlist", action="store_true",
+                   help="also simulate every point's mapped netlist in Verilator on random "
+                        "layer jobs against the golden model (minutes per 8 x 8 design); "
+                        "exit code 1 if one differs")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="folder for sweep.csv, sweep.json and the plots")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
@@ -308,7 +312,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     """``shifthw sweep``: synthesise every point, write the CSV and plots, print the fits."""
     from .model import check_rows
     from .plots import sweep_plots
-    from .sweep import largest_fit, parse_list, run_sweep_points, sweep_grid, write_csv
+    from .sweep import (largest_fit, netlist_failures, parse_list, run_sweep_points,
+                        sweep_grid, write_csv)
 
     target = get_target(args.target)
     if args.jobs is not None and args.jobs < 1:
@@ -327,7 +332,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             + (f" (skipped: {'; '.join(skipped)})" if skipped else ""))
     rows = run_sweep_points(points, target, jobs=args.jobs, place=not args.no_place,
                             freq_mhz=args.freq, progress=say,
-                            wide_luts=not args.no_wide_luts)
+                            wide_luts=not args.no_wide_luts, check_netlist=args.check_netlist)
     fits = largest_fit(rows) if target.is_fpga else {}
     if fits:
         print(f"{'design':<28} largest array that fits {target.name}")
@@ -350,6 +355,17 @@ def run_sweep(args: argparse.Namespace) -> int:
     errors = [r for r in rows if r["error"] and r["fits"] is None]
     for r in errors:
         print(f"error: {r['label']} {r['rows']}x{r['cols']}: {r['error']}")
+    failed = netlist_failures(rows)
+    if args.check_netlist:
+        checked = [r for r in rows if r["netlist_check"] is not None]
+        print(f"gate-level check: {len(checked) - len(failed)} of {len(checked)} mapped "
+              f"netlists computed all their outputs as the golden model "
+              f"({sum(r['netlist_outputs'] or 0 for r in checked)} outputs)")
+        for r in failed:
+            why = (f"{r['netlist_mismatches']} of {r['netlist_outputs']} outputs wrong"
+                   if r["netlist_mismatches"] else r["error"])
+            print(f"netlist check FAILED: {r['label']} {r['rows']}x{r['cols']} "
+                  f"A={r['act_bits']}: {why}")
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
@@ -360,4 +376,4 @@ def run_sweep(args: argparse.Namespace) -> int:
              "model_check": check, "rows": rows}, indent=1) + "\n")
         files = ["sweep.csv", "sweep.json", *sweep_plots(rows, out, target, fits)]
         print(f"wrote {out}: {', '.join(files)}")
-    return 1 if errors else 0
+    return 1 if errors or failed else 0

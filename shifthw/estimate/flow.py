@@ -216,8 +216,9 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         -nowidelut`` (LUT4s only, no LUT5..LUT7 of several LUT4s and PFU muxes; fewer LUTs,
         deeper logic).  The analytic area model has a calibration of its own for it.
     check_netlist : also simulate each design's mapped netlist (the bare engine, mapped
-        with the same Yosys command) in Verilator on random layer jobs, and with ``model``
-        on the model's layers for ``images`` images, against the golden model
+        with the same Yosys command; on ``generic`` the measured netlist itself) in
+        Verilator on random layer jobs, and with ``model`` on the model's layers for
+        ``images`` images, against the golden model
         (:func:`.netlist.check_netlist`): ``designs.<design>.netlist_check``.
 
     Returns
@@ -294,9 +295,11 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                 say(f"{tag}: gate-level check of the mapped netlist")
                 extra = (netlist.model_jobs(program, cfg, check_images, shift_cfg=config)
                          if program is not None else None)
+                # generic: the measured netlist is the bare engine's; check it as it is.
                 checked = netlist.check_netlist(cfg, tgt, work / "netlist", dsp=dsp,
                                                 booth=booth, wide_luts=wide_luts,
-                                                extra_jobs=extra, progress=say)
+                                                extra_jobs=extra, progress=say,
+                                                area_run=None if tgt.is_fpga else (work, syn))
                 steps[f"{key}.netlist_check"] = checked["seconds"]
             results[key] = {"config": cfg.to_dict(), "pe": cfg.pe, "dsp": dsp, "booth": booth,
                             "area": syn, "timing": placed, "netlist_check": checked}

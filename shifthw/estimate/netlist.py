@@ -16,7 +16,9 @@ outputs never change).  :func:`mult18x18d_model` and :func:`dp16kd_model` are sh
 models of the modes Yosys maps to, following its mapping files; they stop the simulation
 for any other mode.  The generic netlist is made of gates that Verilog expresses.
 
-On the ``generic`` target the checked netlist is the one measured.  On FPGA targets the area
+On the ``generic`` target the checked netlist is the one measured (given the area run,
+:func:`check_netlist` takes its netlist instead of mapping the engine again).  On FPGA targets
+the area
 is of the board top (the engine with its stimulus and LED harness, flattened, mapped by the
 same command); the check maps the engine on its own, so optimisation across the engine's
 ports may differ from the measured netlist.
@@ -45,7 +47,7 @@ from .hierarchy import ENGINE
 from .targets import get_target
 
 __all__ = ["cell_models", "dp16kd_model", "mult18x18d_model", "netlist_jobs", "model_jobs",
-           "map_engine", "check_netlist", "CHECK_KEYS"]
+           "map_engine", "reuse_area_netlist", "check_netlist", "CHECK_KEYS"]
 
 #: Keys of :func:`check_netlist`'s result (``designs.<design>.netlist_check`` in a report).
 CHECK_KEYS = ("passed", "jobs", "model_jobs", "outputs", "mismatches", "first_mismatches", "error",
@@ -350,6 +352,33 @@ def map_engine(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
             "workarounds": workarounds, "dropped_dsp_inputs": dropped, "cells": cells}
 
 
+def reuse_area_netlist(area_dir: str | os.PathLike, area_result: dict,
+                       work_dir: str | os.PathLike, *, timeout: float | None = None) -> dict:
+    """The flat netlist of a ``generic`` :func:`.area.synthesize` run (the bare engine,
+    mapped as :func:`map_engine` maps it) written as ``work_dir/netlist.v``; returns the keys
+    of :func:`map_engine`."""
+    from .. import toolchain
+
+    src = Path(area_dir)
+    if not (src / "flat.json").exists() or not (src / "flat.stat.json").exists():
+        raise FileNotFoundError(f"area run folder {src} has no flat.json and flat.stat.json "
+                                f"(run area.synthesize there first)")
+    mods = area._stat_modules(src / "flat.stat.json")
+    if ENGINE not in mods:
+        raise ValueError(f"the netlist in {src} is not of the bare engine ({ENGINE}); only "
+                         f"the generic target's area run is (FPGA targets map the board top)")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    # YoWASP sees the folder it runs in: write the Verilog there, then move it.
+    out = f"netlist-{os.getpid()}.v"
+    toolchain.run_yosys(["-q", "-p", f"read_json flat.json; write_verilog -noattr {out}"],
+                        cwd=src, timeout=timeout)
+    os.replace(src / out, work / "netlist.v")
+    return {"verilog": work / "netlist.v", "synthesis": area_result["synthesis"],
+            "workarounds": list(area_result["workarounds"]), "dropped_dsp_inputs": [],
+            "cells": area._own_cells(mods[ENGINE], mods)}
+
+
 def _model_sources(family: str) -> list[str]:
     if family == "generic":
         return []
@@ -365,12 +394,17 @@ def _model_sources(family: str) -> list[str]:
 def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: bool = False,
                   booth: bool = False, wide_luts: bool = True, repair: bool = True,
                   seed: int = 0, stall_prob: float = 0.25, extra_jobs=None,
-                  progress=None, timeout: float | None = None) -> dict:
+                  area_run: tuple | None = None, progress=None,
+                  timeout: float | None = None) -> dict:
     """Map ``cfg`` for ``target`` (:func:`map_engine`) and simulate the netlist on
     :func:`netlist_jobs` in Verilator against the golden model.
 
     ``extra_jobs`` (``[(job, inputs)]``, e.g. :func:`model_jobs`) run after the random
     ones (``model_jobs`` in the result counts them).
+
+    ``area_run`` (``generic`` only): ``(folder, result)`` of :func:`.area.synthesize` of
+    ``cfg`` for ``target`` with these options; its netlist, the one measured, is checked
+    instead of mapping the engine again (:func:`reuse_area_netlist`).
 
     ``stall_prob`` drops valid on every source and ready on every sink with that
     probability per cycle.  A failed Verilator build raises; a netlist that computes a wrong
@@ -390,8 +424,14 @@ def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     work = Path(work_dir)
-    mapped = map_engine(cfg, target, work, dsp=dsp, booth=booth, wide_luts=wide_luts,
-                        repair=repair, progress=say, timeout=timeout)
+    if area_run is not None:
+        if target.is_fpga:
+            raise ValueError(f"area_run is for the generic target, whose area run maps the "
+                             f"bare engine; {target.name}'s maps the board top")
+        mapped = reuse_area_netlist(*area_run, work, timeout=timeout)
+    else:
+        mapped = map_engine(cfg, target, work, dsp=dsp, booth=booth, wide_luts=wide_luts,
+                            repair=repair, progress=say, timeout=timeout)
     models = cell_models(target.family)
     files = {"netlist.v": mapped["verilog"].read_text(), **models,
              "harness.sv": harness_verilog(ENGINE, engine_ports(cfg))}
@@ -410,7 +450,10 @@ def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp
         layers = simulate_jobs(jobs, cfg, work / "sim", sim=sim, stall_prob=stall_prob,
                                seed=seed)["layers"]
     except SimError as exc:
-        error = str(exc).splitlines()[0]
+        lines = str(exc).splitlines()
+        # A cell model that stops on a mode it does not model says so in the log's tail.
+        refusal = next((ln.strip() for ln in lines if " model: " in ln), None)
+        error = lines[0] if refusal is None else f"a cell model stopped it: {refusal}"
     mismatches = sum(lay["mismatches"] for lay in layers)
     first = [m for lay in layers for m in lay["listed"]][:5]
     return {"passed": error is None and mismatches == 0 and len(layers) == len(jobs),

@@ -3,8 +3,9 @@
 Every point is a :class:`SweepPoint`; :func:`run_sweep_points` synthesises the points in
 parallel over the cores (one process per point, each in a work folder of its own), places and
 routes the ones that fit (FPGA targets), and returns one flat row per point (the CSV's
-columns, :data:`CSV_FIELDS`).  :func:`largest_fit` answers "what is the largest array that
-fits the target?" per design family.
+columns, :data:`CSV_FIELDS`).  With ``check_netlist`` every point's mapped netlist is also
+simulated against the golden model (:func:`.netlist.check_netlist`).  :func:`largest_fit`
+answers "what is the largest array that fits the target?" per design family.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from ..rtl_gen.config import EngineConfig
 from .targets import get_target
 
 __all__ = ["SweepPoint", "CSV_FIELDS", "SETTINGS", "settings_of", "parse_list", "sweep_grid",
-           "run_point", "run_sweep_points", "write_csv", "read_csv", "largest_fit"]
+           "run_point", "run_sweep_points", "netlist_failures", "write_csv", "read_csv",
+           "largest_fit"]
 
 #: The engine's settings beyond R, C, A, b and G that every row records (as resolved by
 #: EngineConfig: ``bias_lanes`` and ``out_lanes`` are numbers), so that a row names the
@@ -36,7 +38,8 @@ SETTINGS = ("k_depth", "weight_depth", "bias_depth", "bias_lanes", "out_lanes",
 CSV_FIELDS = ("label", "pe", "dsp", "booth", "rows", "cols", "act_bits", "weight_bits",
               "guard_bits", "acc_bits", "pipeline_stages", *SETTINGS, "pes", "lut", "lut4",
               "carry", "ff", "bram", "spram", "dsp_blocks", "nand2_eq", "fits", "placed",
-              "fmax_mhz", "logic_cells", "seconds", "error")
+              "fmax_mhz", "logic_cells", "netlist_check", "netlist_outputs",
+              "netlist_mismatches", "seconds", "error")
 
 
 def settings_of(cfg: EngineConfig) -> dict:
@@ -139,10 +142,14 @@ def sweep_grid(rows, cols, weight_bits, guard_bits, act_bits, *, target, mult_bi
 
 
 def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
-              freq_mhz: float | None, wide_luts: bool = True) -> dict:
+              freq_mhz: float | None, wide_luts: bool = True,
+              check_netlist: bool = False) -> dict:
     """Synthesise (and place) one point; a flat row of :data:`CSV_FIELDS`.  Runs in a worker
     process; errors become the row's ``error``.  ``wide_luts``: as
-    :func:`shifthw.estimate.area.synthesize` (ECP5)."""
+    :func:`shifthw.estimate.area.synthesize` (ECP5).  ``check_netlist``: also simulate the
+    point's mapped netlist against the golden model (:func:`.netlist.check_netlist`):
+    ``netlist_check`` True or False, with ``netlist_outputs`` and ``netlist_mismatches``;
+    a check that could not run or did not finish is False with the reason in ``error``."""
     from . import area, timing
 
     tgt = get_target(target)
@@ -174,6 +181,8 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
         else:
             row.update(nand2_eq=round(syn["nand2_eq"], 1), ff=syn["flip_flops"],
                        lut=None, fits=True)
+        if check_netlist:
+            _check_point(row, cfg, tgt, point, work, syn, wide_luts)
     except Exception as exc:  # noqa: BLE001 - one failed point must not stop a sweep
         row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
     finally:
@@ -182,12 +191,37 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
     return row
 
 
+def _check_point(row: dict, cfg: EngineConfig, tgt, point: SweepPoint, work: Path, syn: dict,
+                 wide_luts: bool) -> None:
+    """The gate-level check of one point, into its row."""
+    from . import netlist
+
+    try:
+        chk = netlist.check_netlist(cfg, tgt, work / "netlist", dsp=point.dsp,
+                                    booth=point.booth, wide_luts=wide_luts,
+                                    area_run=None if tgt.is_fpga else (work, syn))
+    except Exception as exc:  # noqa: BLE001 - the synthesis figures stand
+        row.update(netlist_check=False,
+                   error=f"netlist check: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return
+    row.update(netlist_check=chk["passed"], netlist_outputs=chk["outputs"],
+               netlist_mismatches=chk["mismatches"])
+    if chk["error"]:
+        row["error"] = f"netlist check did not finish: {chk['error']}"
+
+
+def netlist_failures(rows: list[dict]) -> list[dict]:
+    """The rows whose gate-level check failed (a wrong output, a hang, or no run)."""
+    return [r for r in rows if r.get("netlist_check") is False]
+
+
 def run_sweep_points(points: list[SweepPoint], target, *, jobs: int | None = None,
                      place: bool = True, freq_mhz: float | None = None, progress=None,
                      work_dir: str | os.PathLike | None = None,
-                     wide_luts: bool = True) -> list[dict]:
+                     wide_luts: bool = True, check_netlist: bool = False) -> list[dict]:
     """Run every point, ``jobs`` at a time (default: one per core); rows in point order.
-    ``wide_luts=False``: every point with ``synth_ecp5 -nowidelut`` (ECP5 targets)."""
+    ``wide_luts=False``: every point with ``synth_ecp5 -nowidelut`` (ECP5 targets).
+    ``check_netlist``: also simulate every point's mapped netlist (:func:`run_point`)."""
     from .area import check_wide_luts
 
     tgt = get_target(target)
@@ -201,7 +235,7 @@ def run_sweep_points(points: list[SweepPoint], target, *, jobs: int | None = Non
     try:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(run_point, p, tgt.name, str(root), place, freq_mhz,
-                                   wide_luts): i
+                                   wide_luts, check_netlist): i
                        for i, p in enumerate(points)}
             for done, fut in enumerate(as_completed(futures), 1):
                 i = futures[fut]
@@ -210,8 +244,15 @@ def run_sweep_points(points: list[SweepPoint], target, *, jobs: int | None = Non
                 fig = (f"lut {row['lut']}" if row["lut"] is not None
                        else f"NAND2 {row['nand2_eq']}")
                 fm = f", {row['fmax_mhz']:.1f} MHz" if row.get("fmax_mhz") else ""
+                chk = {True: ", netlist checked", False: ", NETLIST CHECK FAILED"}.get(
+                    row["netlist_check"], "")
+                if row["netlist_mismatches"]:
+                    chk += (f" ({row['netlist_mismatches']} of {row['netlist_outputs']} "
+                            f"outputs wrong)")
+                elif row["netlist_check"] is False:
+                    chk += f" ({row['error']})"
                 say(f"[{done}/{len(points)}] {row['label']} {row['rows']}x{row['cols']} "
-                    f"A={row['act_bits']}: {fig}, ff {row['ff']}{fm}"
+                    f"A={row['act_bits']}: {fig}, ff {row['ff']}{fm}{chk}"
                     + ("" if row["fits"] or row["fits"] is None else " (does not fit)")
                     + (f" ERROR {row['error']}" if row["error"] and row["fits"] is None
                        else "") + f"  ({row['seconds']} s; {time.perf_counter() - start:.0f} s)")

@@ -75,6 +75,10 @@ def test_estimate_generic_with_the_check(tmp_path):
                              for j, x in netlist.netlist_jobs(EngineConfig(**TINY), 0))
         assert chk["outputs"] == random_outputs + 3 * 5
         assert chk["cell_models"] == [] and chk["synthesis"] == d["area"]["synthesis"]
+        # the measured netlist itself, not mapped again
+        assert chk["netlist_cells"] == d["area"]["cells"]
+        assert not (tmp_path / "work" / key / "netlist" / "netlist.json").exists()
+        assert (tmp_path / "work" / key / "netlist" / "netlist.v").exists()
         assert rep["runtime"]["steps"][f"{key}.netlist_check"] == chk["seconds"]
         assert set(chk) == set(netlist.CHECK_KEYS)
     documented = [k.split(".netlist_check.")[1] for k in _documented_keys()
@@ -116,6 +120,10 @@ def test_bad_input(tmp_path):
         estimate(cfg, "generic", check_netlist="yes")
     with pytest.raises(ValueError, match="family must be"):
         netlist.cell_models("gowin")
+    with pytest.raises(ValueError, match="area_run is for the generic target"):
+        netlist.check_netlist(cfg, "ice40-up5k", tmp_path / "d", area_run=(tmp_path, {}))
+    with pytest.raises(FileNotFoundError, match="has no flat.json"):
+        netlist.check_netlist(cfg, "generic", tmp_path / "e", area_run=(tmp_path, {}))
     with pytest.raises(ValueError, match="needs shift_cfg"):
         netlist.model_jobs(linear_program(), mult_config(cfg), [[1] * 8])
     assert not any(tmp_path.iterdir())
@@ -158,3 +166,64 @@ def test_cli_exit_code_follows_the_check(monkeypatch, capsys):
     with pytest.raises(ValueError, match="--analytic runs no tools, so --check-netlist"):
         cli.run_estimate(parser.parse_args(["--target", "generic", "--analytic",
                                             "--check-netlist"]))
+
+
+def test_sweep_checks_every_point(tmp_path):
+    """``shifthw sweep --check-netlist``: each point's measured generic netlist runs the
+    random jobs; the columns go to the CSV."""
+    from shifthw.estimate.sweep import read_csv, run_sweep_points, sweep_grid, write_csv
+
+    extra = {k: v for k, v in TINY.items() if k not in ("rows", "cols")}
+    points, _ = sweep_grid([2], [2], [5], [0], [8], target="generic", engine=extra)
+    rows = run_sweep_points(points, "generic", place=False, check_netlist=True, jobs=2,
+                            work_dir=tmp_path / "work")
+    for row in rows:
+        assert row["netlist_check"] is True and row["error"] is None, row
+        assert row["netlist_mismatches"] == 0
+        cfg = EngineConfig(**TINY) if row["pe"] == "shift" else mult_config(EngineConfig(**TINY))
+        assert row["netlist_outputs"] == sum(len(x) * j.out_features
+                                             for j, x in netlist.netlist_jobs(cfg, 0))
+    write_csv(rows, tmp_path / "s.csv")
+    back = read_csv(tmp_path / "s.csv")
+    assert [r["netlist_check"] for r in back] == [True, True]
+    plain = run_sweep_points(points[:1], "generic", place=False, jobs=1)
+    assert plain[0]["netlist_check"] is None and plain[0]["netlist_outputs"] is None
+
+
+def test_sweep_reports_a_failed_check(monkeypatch, tmp_path, capsys):
+    """A wrong netlist, or a check that cannot run, marks the point and the exit code (the
+    check faked here)."""
+    from shifthw.estimate import sweep
+
+    point = sweep.SweepPoint(2, 2, 8, 5, "shift", 0, False,
+                             tuple(sorted((k, v) for k, v in TINY.items()
+                                          if k not in ("rows", "cols"))))
+
+    def wrong(*args, **kw):
+        return {"passed": False, "outputs": 40, "mismatches": 7, "error": None}
+
+    def broken(*args, **kw):
+        raise netlist.area.toolchain.ToolError("yosys says no\nmore", tool="yosys")
+
+    rows = []
+    for fake in (wrong, broken):
+        monkeypatch.setattr(netlist, "check_netlist", fake)
+        rows.append(sweep.run_point(point, "generic", str(tmp_path), False, None,
+                                    check_netlist=True))
+    assert rows[0]["netlist_check"] is False and rows[0]["netlist_mismatches"] == 7
+    assert rows[0]["nand2_eq"] > 0 and rows[0]["error"] is None
+    assert rows[1]["netlist_check"] is False and rows[1]["nand2_eq"] > 0
+    assert rows[1]["error"].startswith("netlist check: ToolError: ")
+    assert "more" not in rows[1]["error"]
+    assert sweep.netlist_failures(rows) == rows
+    assert not any(tmp_path.iterdir())       # the points' work folders are gone
+
+    monkeypatch.setattr(sweep, "run_sweep_points", lambda *a, **kw: rows)
+    parser = argparse.ArgumentParser()
+    cli.add_sweep_arguments(parser)
+    args = parser.parse_args(["--target", "generic", "--rows", "2", "--cols", "2",
+                              "--no-baseline", "--guard-bits", "0", "--check-netlist", "-q"])
+    assert cli.run_sweep(args) == 1
+    out = capsys.readouterr().out
+    assert "gate-level check: 0 of 2 mapped netlists" in out
+    assert "7 of 40 outputs wrong" in out and "netlist check: ToolError" in out
