@@ -17,11 +17,10 @@ models of the modes Yosys maps to, following its mapping files; they stop the si
 for any other mode.  The generic netlist is made of gates that Verilog expresses.
 
 On the ``generic`` target the checked netlist is the one measured (given the area run,
-:func:`check_netlist` takes its netlist instead of mapping the engine again).  On FPGA targets
-the area
-is of the board top (the engine with its stimulus and LED harness, flattened, mapped by the
-same command); the check maps the engine on its own, so optimisation across the engine's
-ports may differ from the measured netlist.
+:func:`check_netlist` takes its netlist instead of mapping the engine again).  On FPGA
+targets the area is of the board top (the engine with its stimulus and LED harness,
+flattened, mapped by the same command); the check maps the engine on its own, so
+optimisation across the engine's ports may differ from the measured netlist.
 """
 
 from __future__ import annotations
