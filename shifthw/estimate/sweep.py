@@ -196,18 +196,21 @@ def _check_point(row: dict, cfg: EngineConfig, tgt, point: SweepPoint, work: Pat
     """The gate-level check of one point, into its row."""
     from . import netlist
 
+    def fail(why: str) -> None:   # after any error the row has (e.g. over capacity)
+        row["error"] = "; ".join(e for e in (row["error"], why) if e)
+
     try:
         chk = netlist.check_netlist(cfg, tgt, work / "netlist", dsp=point.dsp,
                                     booth=point.booth, wide_luts=wide_luts,
                                     area_run=None if tgt.is_fpga else (work, syn))
     except Exception as exc:  # noqa: BLE001 - the synthesis figures stand
-        row.update(netlist_check=False,
-                   error=f"netlist check: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        row["netlist_check"] = False
+        fail(f"netlist check: {type(exc).__name__}: {str(exc).splitlines()[0]}")
         return
     row.update(netlist_check=chk["passed"], netlist_outputs=chk["outputs"],
                netlist_mismatches=chk["mismatches"])
     if chk["error"]:
-        row["error"] = f"netlist check did not finish: {chk['error']}"
+        fail(f"netlist check did not finish: {chk['error']}")
 
 
 def netlist_failures(rows: list[dict]) -> list[dict]:

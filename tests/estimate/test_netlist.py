@@ -8,6 +8,7 @@ import pytest
 
 from shifthw.estimate import cli, netlist
 from shifthw.estimate.flow import estimate, mult_config
+from shifthw.estimate.targets import get_target
 from shifthw.estimate.report import markdown
 from shifthw.rtl_gen.config import EngineConfig
 
@@ -216,6 +217,9 @@ def test_sweep_reports_a_failed_check(monkeypatch, tmp_path, capsys):
     assert rows[1]["error"].startswith("netlist check: ToolError: ")
     assert "more" not in rows[1]["error"]
     assert sweep.netlist_failures(rows) == rows
+    over = {"error": "over capacity: lut", "netlist_check": None}   # kept, not overwritten
+    sweep._check_point(over, None, get_target("ice40-up5k"), point, tmp_path, {}, True)
+    assert over["error"].startswith("over capacity: lut; netlist check: ToolError")
     assert not any(tmp_path.iterdir())       # the points' work folders are gone
 
     monkeypatch.setattr(sweep, "run_sweep_points", lambda *a, **kw: rows)
