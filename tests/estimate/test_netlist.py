@@ -50,6 +50,20 @@ def test_ecp5_netlists_with_dsp_blocks_and_block_ram(tmp_path):
     assert shift["stall_prob"] == 0.1
 
 
+def test_ecp5_lut_mapping_fault_is_seen(tmp_path):
+    """The one design of the random grid whose ECP5 netlist computes wrongly (Yosys 0.70's
+    LUT mapping; docs/estimation.md): the check fails it, and passes its iCE40 netlist."""
+    cfg = EngineConfig(rows=2, cols=3, act_bits=6, weight_bits=5, guard_bits=14,
+                       input_registers=1, stall_free=True, pipeline_stages=0, k_depth=16,
+                       weight_depth=64, bias_depth=8, bias_lanes=1, out_lanes=1,
+                       param_word_bits=16, out_depth=1)
+    bad = netlist.check_netlist(cfg, "ecp5-25k", tmp_path / "ecp5")
+    assert not bad["passed"] and bad["error"] is None
+    assert bad["mismatches"] == 26 and bad["outputs"] == 110
+    good = netlist.check_netlist(cfg, "ice40-up5k", tmp_path / "ice40")
+    assert good["passed"], good["first_mismatches"]
+
+
 def test_dp16kd_model_stops_on_modes_it_does_not_model():
     text = netlist.dp16kd_model()
     assert text.count("module DP16KD(") == 1
