@@ -41,7 +41,7 @@ from .hierarchy import COMPONENTS, ENGINE, annotate_for_submod, module_component
 from .targets import Target, get_target
 
 __all__ = ["GATE_TABLE", "load_gate_table", "prepare", "synthesize", "check_wide_luts",
-           "lut_equivalent", "dropped_dsp_inputs", "ICE40_DSP_WORKAROUND",
+           "lut_equivalent", "dropped_dsp_inputs", "shorted_nets", "ICE40_DSP_WORKAROUND",
            "nand2_equivalents"]
 
 GATE_TABLE = "generic_cells.json"
@@ -191,6 +191,35 @@ def dropped_dsp_inputs(netlist: dict) -> list[str]:
                     bad.append(name)
                     break
     return bad
+
+
+def shorted_nets(netlist: dict) -> list[str]:
+    """Nets of a Yosys JSON netlist that two drivers drive (cell outputs or module inputs),
+    each as ``"module.net[bit]: driver, driver"``.  A mapped netlist has none; Yosys 0.70
+    can join two block RAM read-data bits into one net (``docs/estimation.md``)."""
+    out = []
+    for mname, mod in netlist.get("modules", {}).items():
+        if mod.get("attributes", {}).get("blackbox"):
+            continue
+        drivers: dict[int, list[str]] = {}
+        for pname, port in mod.get("ports", {}).items():
+            if port.get("direction") == "input":
+                for b in port.get("bits", []):
+                    drivers.setdefault(b, []).append(f"input {pname}")
+        for cname, cell in mod.get("cells", {}).items():
+            dirs = cell.get("port_directions", {})
+            for pname, bits in cell.get("connections", {}).items():
+                if dirs.get(pname) == "output":
+                    for b in bits:
+                        drivers.setdefault(b, []).append(f"{cell.get('type')} {cname}.{pname}")
+        names = {}
+        for nname, net in mod.get("netnames", {}).items():
+            for i, b in enumerate(net.get("bits", [])):
+                if not net.get("hide_name") or b not in names:
+                    names[b] = f"{nname}[{i}]"
+        out += [f"{mname}.{names.get(b, b)}: {', '.join(d)}"
+                for b, d in drivers.items() if isinstance(b, int) and len(d) > 1]
+    return out
 
 
 def _retries(lines: list[str], target: Target) -> list[tuple[list[str], str]]:
@@ -357,8 +386,9 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
         hierarchical run) and ``breakdown_total``.  Generic: ``cells``, ``nand2_eq``,
         ``gates``, ``flip_flops``, ``memory_bits``, ``logic_depth``, ``breakdown``.
         Both: ``synthesis`` (the Yosys command that mapped the flat design),
-        ``workarounds`` (tool workarounds this run needed, as sentences; normally empty) and
-        ``seconds``.
+        ``workarounds`` (tool workarounds this run needed, as sentences; normally empty),
+        ``shorted_nets`` (nets of the flat netlist with two drivers, :func:`shorted_nets`: a
+        Yosys fault; normally empty) and ``seconds``.
     """
     target = get_target(target)
     check_wide_luts(wide_luts, target)
@@ -396,6 +426,7 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
             tool="yosys")
     mods = _stat_modules(work / "flat.stat.json")
     cells = _own_cells(mods[top], mods) if top in mods else {}
+    flat_json = json.loads((work / "flat.json").read_text())
     gate_table = load_gate_table() if not target.is_fpga else None
     if target.is_fpga:
         res = _fpga_figures(cells, target.family)
@@ -410,13 +441,14 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
         text = (work / "flat.ltp.txt").read_text() if (work / "flat.ltp.txt").exists() else ""
         depth = re.search(r"length=(\d+)", text)
         result = {"cells": cells, "nand2_eq": nand2, **counts,
-                  "memory_bits": _memories(json.loads((work / "flat.json").read_text())),
+                  "memory_bits": _memories(flat_json),
                   "logic_depth": int(depth.group(1)) if depth else None,
                   "nand2_source": gate_table["source"]}
     if breakdown:
         result.update(_breakdown(work / "hier.stat.json", top, target, gate_table))
     result["synthesis"] = "; ".join(mapping)
     result["workarounds"] = workarounds
+    result["shorted_nets"] = shorted_nets(flat_json)
     result["seconds"] = time.perf_counter() - t0
     return result
 

@@ -25,6 +25,7 @@ optimisation across the engine's ports may differ from the measured netlist.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -51,7 +52,8 @@ __all__ = ["cell_models", "dp16kd_model", "mult18x18d_model", "netlist_jobs", "m
 #: Keys of :func:`check_netlist`'s result (``designs.<design>.netlist_check`` in a report).
 CHECK_KEYS = ("passed", "jobs", "model_jobs", "outputs", "mismatches", "first_mismatches", "error",
               "cycles", "stall_prob", "seed", "netlist_cells", "cell_models", "synthesis",
-              "workarounds", "dropped_dsp_inputs", "build_seconds", "run_seconds", "seconds")
+              "workarounds", "dropped_dsp_inputs", "shorted_nets", "build_seconds", "run_seconds",
+              "seconds")
 
 _INCLUDE = re.compile(r'^[ \t]*`include[ \t]+"([^"]+)"[ \t]*$', re.M)
 
@@ -326,7 +328,8 @@ def map_engine(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
 
     Returns ``verilog`` (the path), ``synthesis`` (the mapping command), ``workarounds``,
     ``dropped_dsp_inputs`` (SB_MAC16 cells with an undriven adder input, in the netlist
-    written) and ``cells`` (cell counts by type).
+    written), ``shorted_nets`` (:func:`.area.shorted_nets`) and ``cells`` (cell counts by
+    type).
     """
     target = get_target(target)
     area.check_wide_luts(wide_luts, target)
@@ -347,8 +350,10 @@ def map_engine(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
         mapping = area._without_ice40_dsp_packing(mapping)
     mods = area._stat_modules(work / "netlist.stat.json")
     cells = area._own_cells(mods[ENGINE], mods) if ENGINE in mods else {}
+    shorts = area.shorted_nets(json.loads((work / "netlist.json").read_text()))
     return {"verilog": work / "netlist.v", "synthesis": "; ".join(mapping),
-            "workarounds": workarounds, "dropped_dsp_inputs": dropped, "cells": cells}
+            "workarounds": workarounds, "dropped_dsp_inputs": dropped, "cells": cells,
+            "shorted_nets": shorts}
 
 
 def reuse_area_netlist(area_dir: str | os.PathLike, area_result: dict,
@@ -375,7 +380,8 @@ def reuse_area_netlist(area_dir: str | os.PathLike, area_result: dict,
     os.replace(src / out, work / "netlist.v")
     return {"verilog": work / "netlist.v", "synthesis": area_result["synthesis"],
             "workarounds": list(area_result["workarounds"]), "dropped_dsp_inputs": [],
-            "cells": area._own_cells(mods[ENGINE], mods)}
+            "cells": area._own_cells(mods[ENGINE], mods),
+            "shorted_nets": list(area_result["shorted_nets"])}
 
 
 def _model_sources(family: str) -> list[str]:
@@ -465,5 +471,6 @@ def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp
             "cell_models": _model_sources(target.family),
             "synthesis": mapped["synthesis"], "workarounds": mapped["workarounds"],
             "dropped_dsp_inputs": len(mapped["dropped_dsp_inputs"]),
+            "shorted_nets": mapped["shorted_nets"],
             "build_seconds": t2 - t1, "run_seconds": time.perf_counter() - t2,
             "seconds": time.perf_counter() - t0}

@@ -158,6 +158,11 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
             notes.append(f"{key}: does not fit: {t['error']}")
         for w in d["area"].get("workarounds", []):
             notes.append(f"{key}: synthesised with {w}.")
+        shorts = d["area"].get("shorted_nets", [])
+        if shorts:
+            notes.append(f"{key}: Yosys' netlist has {len(shorts)} net(s) with two drivers "
+                         f"(first: {shorts[0]}): a synthesis fault; its area and Fmax are of "
+                         f"a netlist that does not compute the design.")
         chk = d.get("netlist_check")
         if chk and not chk["passed"]:
             notes.append(f"{key}: the gate-level check FAILED: the mapped netlist "

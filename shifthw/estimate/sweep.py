@@ -181,6 +181,10 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
         else:
             row.update(nand2_eq=round(syn["nand2_eq"], 1), ff=syn["flip_flops"],
                        lut=None, fits=True)
+        if syn["shorted_nets"]:
+            row["error"] = "; ".join(e for e in (row["error"], (
+                f"Yosys' netlist has {len(syn['shorted_nets'])} net(s) with two drivers "
+                f"(first: {syn['shorted_nets'][0]})")) if e)
         if check_netlist:
             _check_point(row, cfg, tgt, point, work, syn, wide_luts)
     except Exception as exc:  # noqa: BLE001 - one failed point must not stop a sweep

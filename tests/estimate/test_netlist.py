@@ -60,8 +60,25 @@ def test_ecp5_lut_mapping_fault_is_seen(tmp_path):
     bad = netlist.check_netlist(cfg, "ecp5-25k", tmp_path / "ecp5")
     assert not bad["passed"] and bad["error"] is None
     assert bad["mismatches"] == 26 and bad["outputs"] == 110
+    # the cause, seen in the netlist itself: two block RAM outputs joined into one net
+    assert len(bad["shorted_nets"]) == 1
+    assert "DP16KD" in bad["shorted_nets"][0] and "DOA2" in bad["shorted_nets"][0]
     good = netlist.check_netlist(cfg, "ice40-up5k", tmp_path / "ice40")
     assert good["passed"], good["first_mismatches"]
+    assert good["shorted_nets"] == []
+
+
+def test_shorted_nets_are_found():
+    def net(*drivers, inputs=()):
+        cells = {f"c{i}": {"type": "LUT4", "port_directions": {"Z": "output", "A": "input"},
+                           "connections": {"Z": [b], "A": [9]}}
+                 for i, b in enumerate(drivers)}
+        return {"modules": {"m": {"ports": {"i": {"direction": "input", "bits": list(inputs)}},
+                                  "cells": cells,
+                                  "netnames": {"n": {"bits": [2, 3], "hide_name": 0}}}}}
+    assert netlist.area.shorted_nets(net(2, 3)) == []
+    assert netlist.area.shorted_nets(net(2, 2)) == ["m.n[0]: LUT4 c0.Z, LUT4 c1.Z"]
+    assert netlist.area.shorted_nets(net(3, inputs=(3,))) == ["m.n[1]: input i, LUT4 c0.Z"]
 
 
 def test_dp16kd_model_stops_on_modes_it_does_not_model():
