@@ -182,9 +182,8 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
             row.update(nand2_eq=round(syn["nand2_eq"], 1), ff=syn["flip_flops"],
                        lut=None, fits=True)
         if syn["shorted_nets"]:
-            row["error"] = "; ".join(e for e in (row["error"], (
-                f"Yosys' netlist has {len(syn['shorted_nets'])} net(s) with two drivers "
-                f"(first: {syn['shorted_nets'][0]})")) if e)
+            _add_error(row, f"Yosys' netlist has {len(syn['shorted_nets'])} net(s) with two "
+                            f"drivers (first: {syn['shorted_nets'][0]})")
         if check_netlist:
             _check_point(row, cfg, tgt, point, work, syn, wide_luts)
     except Exception as exc:  # noqa: BLE001 - one failed point must not stop a sweep
@@ -195,13 +194,15 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
     return row
 
 
+def _add_error(row: dict, why: str) -> None:
+    """``why`` into the row's ``error``, after any error it has (e.g. over capacity)."""
+    row["error"] = "; ".join(e for e in (row["error"], why) if e)
+
+
 def _check_point(row: dict, cfg: EngineConfig, tgt, point: SweepPoint, work: Path, syn: dict,
                  wide_luts: bool) -> None:
     """The gate-level check of one point, into its row."""
     from . import netlist
-
-    def fail(why: str) -> None:   # after any error the row has (e.g. over capacity)
-        row["error"] = "; ".join(e for e in (row["error"], why) if e)
 
     try:
         chk = netlist.check_netlist(cfg, tgt, work / "netlist", dsp=point.dsp,
@@ -209,12 +210,12 @@ def _check_point(row: dict, cfg: EngineConfig, tgt, point: SweepPoint, work: Pat
                                     area_run=None if tgt.is_fpga else (work, syn))
     except Exception as exc:  # noqa: BLE001 - the synthesis figures stand
         row["netlist_check"] = False
-        fail(f"netlist check: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        _add_error(row, f"netlist check: {type(exc).__name__}: {str(exc).splitlines()[0]}")
         return
     row.update(netlist_check=chk["passed"], netlist_outputs=chk["outputs"],
                netlist_mismatches=chk["mismatches"])
     if chk["error"]:
-        fail(f"netlist check did not finish: {chk['error']}")
+        _add_error(row, f"netlist check did not finish: {chk['error']}")
 
 
 def netlist_failures(rows: list[dict]) -> list[dict]:
