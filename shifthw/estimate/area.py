@@ -41,7 +41,8 @@ from .hierarchy import COMPONENTS, ENGINE, annotate_for_submod, module_component
 from .targets import Target, get_target
 
 __all__ = ["GATE_TABLE", "load_gate_table", "prepare", "synthesize", "check_wide_luts",
-           "lut_equivalent", "dropped_dsp_inputs", "shorted_nets", "ICE40_DSP_WORKAROUND",
+           "lut_equivalent", "dropped_dsp_inputs", "shorted_nets", "shorted_nets_message",
+           "ICE40_DSP_WORKAROUND",
            "nand2_equivalents"]
 
 GATE_TABLE = "generic_cells.json"
@@ -220,6 +221,12 @@ def shorted_nets(netlist: dict) -> list[str]:
         out += [f"{mname}.{names.get(b, b)}: {', '.join(d)}"
                 for b, d in drivers.items() if isinstance(b, int) and len(d) > 1]
     return out
+
+
+def shorted_nets_message(shorts: list[str]) -> str:
+    """One line on :func:`shorted_nets`' findings (for a report note or a sweep row)."""
+    return (f"Yosys' netlist has {len(shorts)} net(s) with two drivers "
+            f"(first: {shorts[0]})")
 
 
 def _retries(lines: list[str], target: Target) -> list[tuple[list[str], str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .area import shorted_nets_message
 from .energy import assumed_energy
 from .hierarchy import COMPONENTS
 
@@ -160,9 +161,9 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
             notes.append(f"{key}: synthesised with {w}.")
         shorts = d["area"].get("shorted_nets", [])
         if shorts:
-            notes.append(f"{key}: Yosys' netlist has {len(shorts)} net(s) with two drivers "
-                         f"(first: {shorts[0]}): a synthesis fault; its area and Fmax are of "
-                         f"a netlist that does not compute the design.")
+            notes.append(f"{key}: {shorted_nets_message(shorts)}: a synthesis fault; "
+                         f"its area and Fmax are of a netlist that does not compute the "
+                         f"design.")
         chk = d.get("netlist_check")
         if chk and not chk["passed"]:
             notes.append(f"{key}: the gate-level check FAILED: the mapped netlist "

@@ -182,8 +182,7 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
             row.update(nand2_eq=round(syn["nand2_eq"], 1), ff=syn["flip_flops"],
                        lut=None, fits=True)
         if syn["shorted_nets"]:
-            _add_error(row, f"Yosys' netlist has {len(syn['shorted_nets'])} net(s) with two "
-                            f"drivers (first: {syn['shorted_nets'][0]})")
+            _add_error(row, area.shorted_nets_message(syn["shorted_nets"]))
         if check_netlist:
             _check_point(row, cfg, tgt, point, work, syn, wide_luts)
     except Exception as exc:  # noqa: BLE001 - one failed point must not stop a sweep
