@@ -36,7 +36,7 @@ from .. import toolchain
 from ..rtl_gen.board import BoardTop
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.engine import LayerEngine
-from ..rtl_gen.synth import fpga_resources, keep_flops
+from ..rtl_gen.synth import fpga_resources, pre_synthesis
 from .hierarchy import COMPONENTS, ENGINE, annotate_for_submod, module_component
 from .targets import Target, get_target
 
@@ -88,8 +88,8 @@ def prepare(cfg: EngineConfig, target: Target, work: Path) -> None:
 
 def _read_lines(target: Target) -> list[str]:
     if target.is_fpga:
-        return [f"read_verilog {ENGINE}.v", "read_rtlil top.il", *keep_flops("top")]
-    return [f"read_verilog {ENGINE}.v", *keep_flops(ENGINE)]
+        return [f"read_verilog {ENGINE}.v", "read_rtlil top.il", *pre_synthesis("top")]
+    return [f"read_verilog {ENGINE}.v", *pre_synthesis(ENGINE)]
 
 
 def _map_lines(target: Target, dsp: bool, *, flatten: bool, booth: bool = False,
@@ -196,8 +196,10 @@ def dropped_dsp_inputs(netlist: dict) -> list[str]:
 
 def shorted_nets(netlist: dict) -> list[str]:
     """Nets of a Yosys JSON netlist that two drivers drive (cell outputs or module inputs),
-    each as ``"module.net[bit]: driver, driver"``.  A mapped netlist has none; Yosys 0.70
-    can join two block RAM read-data bits into one net (``docs/estimation.md``)."""
+    each as ``"module.net[bit]: driver, driver"``.  A mapped netlist has none; Yosys 0.70's
+    ECP5 mapping joined two block RAM read-data bits into one net through a wire-name clash
+    that :data:`~shifthw.rtl_gen.synth.HIDE_INDEXED_NAMES` now avoids; this finds any other
+    such fault (``docs/estimation.md``)."""
     out = []
     for mname, mod in netlist.get("modules", {}).items():
         if mod.get("attributes", {}).get("blackbox"):

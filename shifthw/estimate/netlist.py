@@ -41,7 +41,7 @@ from ..program import Program
 from ..rtl_gen import host
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.engine import LayerEngine
-from ..rtl_gen.synth import keep_flops
+from ..rtl_gen.synth import pre_synthesis
 from . import area
 from .hierarchy import ENGINE
 from .targets import get_target
@@ -341,7 +341,7 @@ def map_engine(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
     (work / f"{ENGINE}.v").write_text(verilog.convert(LayerEngine(config=cfg), name=ENGINE))
     mapping = area._map_lines(target, dsp, flatten=True, booth=booth, wide_luts=wide_luts,
                               top=ENGINE)
-    lines = [f"read_verilog {ENGINE}.v", *keep_flops(ENGINE), *mapping,
+    lines = [f"read_verilog {ENGINE}.v", *pre_synthesis(ENGINE), *mapping,
              "tee -q -o netlist.stat.json stat -json", "write_json netlist.json",
              "write_verilog -noattr netlist.v"]
     workarounds, dropped, repaired = area.run_repairing_dsp(
@@ -394,6 +394,12 @@ def _model_sources(family: str) -> list[str]:
         out += ["DP16KD: shifthw's model (netlist.dp16kd_model)",
                 "MULT18X18D: shifthw's model (netlist.mult18x18d_model)"]
     return out
+
+
+def _refusal(line: str) -> str:
+    """A cell model's ``$fatal`` line from Verilator's log as "<message> (cell <instance>)"."""
+    m = re.search(r"Assertion failed in (\S+?): (.* model: .*)$", line)
+    return f"{m.group(2)} (cell {m.group(1)})" if m else line
 
 
 def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: bool = False,
@@ -458,7 +464,7 @@ def check_netlist(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp
         lines = str(exc).splitlines()
         # A cell model that stops on a mode it does not model says so in the log's tail.
         refusal = next((ln.strip() for ln in lines if " model: " in ln), None)
-        error = lines[0] if refusal is None else f"a cell model stopped it: {refusal}"
+        error = lines[0] if refusal is None else f"a cell model stopped it: {_refusal(refusal)}"
     mismatches = sum(lay["mismatches"] for lay in layers)
     first = [m for lay in layers for m in lay["listed"]][:5]
     return {"passed": error is None and mismatches == 0 and len(layers) == len(jobs),

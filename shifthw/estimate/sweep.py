@@ -24,7 +24,8 @@ from ..rtl_gen.config import EngineConfig
 from .targets import get_target
 
 __all__ = ["SweepPoint", "CSV_FIELDS", "SETTINGS", "settings_of", "parse_list", "sweep_grid",
-           "run_point", "run_sweep_points", "netlist_failures", "write_csv", "read_csv",
+           "run_point", "run_sweep_points", "netlist_failures", "synthesis_faults",
+           "write_csv", "read_csv",
            "largest_fit"]
 
 #: The engine's settings beyond R, C, A, b and G that every row records (as resolved by
@@ -38,7 +39,7 @@ SETTINGS = ("k_depth", "weight_depth", "bias_depth", "bias_lanes", "out_lanes",
 CSV_FIELDS = ("label", "pe", "dsp", "booth", "rows", "cols", "act_bits", "weight_bits",
               "guard_bits", "acc_bits", "pipeline_stages", *SETTINGS, "pes", "lut", "lut4",
               "carry", "ff", "bram", "spram", "dsp_blocks", "nand2_eq", "fits", "placed",
-              "fmax_mhz", "logic_cells", "netlist_check", "netlist_outputs",
+              "fmax_mhz", "logic_cells", "shorted_nets", "netlist_check", "netlist_outputs",
               "netlist_mismatches", "seconds", "error")
 
 
@@ -181,6 +182,7 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
         else:
             row.update(nand2_eq=round(syn["nand2_eq"], 1), ff=syn["flip_flops"],
                        lut=None, fits=True)
+        row["shorted_nets"] = len(syn["shorted_nets"])
         if syn["shorted_nets"]:
             _add_error(row, area.shorted_nets_message(syn["shorted_nets"]))
         if check_netlist:
@@ -220,6 +222,12 @@ def _check_point(row: dict, cfg: EngineConfig, tgt, point: SweepPoint, work: Pat
 def netlist_failures(rows: list[dict]) -> list[dict]:
     """The rows whose gate-level check failed (a wrong output, a hang, or no run)."""
     return [r for r in rows if r.get("netlist_check") is False]
+
+
+def synthesis_faults(rows: list[dict]) -> list[dict]:
+    """The rows whose measured netlist has nets with two drivers (``shorted_nets``: a Yosys
+    fault, :func:`.area.shorted_nets`); their figures are of a wrong netlist."""
+    return [r for r in rows if r.get("shorted_nets")]
 
 
 def run_sweep_points(points: list[SweepPoint], target, *, jobs: int | None = None,

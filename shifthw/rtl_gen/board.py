@@ -36,7 +36,7 @@ from amaranth.lib.wiring import In
 from .. import toolchain
 from .config import EngineConfig
 from .engine import LayerEngine, engine_signature
-from .synth import fpga_resources, keep_flops, read_stat
+from .synth import fpga_resources, pre_synthesis, read_stat
 
 __all__ = ["BoardInfo", "BOARDS", "BoardTop", "board_platform", "board_plan",
            "set_clock_frequency", "synthesize_board"]
@@ -233,7 +233,7 @@ def board_plan(config: EngineConfig, board: str, *, name: str = "top",
     top = BoardTop(config=config, engine_name=engine_name)
     opts = " ".join(o for o in (_board(board).synth_opts, synth_opts) if o)
     return platform.build(top, name=name, do_build=False, synth_opts=opts,
-                          script_after_read="\n".join(keep_flops(name)),
+                          script_after_read="\n".join(pre_synthesis(name)),
                           script_after_synth=f"tee -q -o {name}.stat.json stat -json")
 
 

@@ -14,20 +14,34 @@ from pathlib import Path
 
 from .. import toolchain
 
-__all__ = ["cell_counts", "read_stat", "fpga_resources", "FAMILY_CELLS", "KEEP", "keep_flops"]
+__all__ = ["cell_counts", "read_stat", "fpga_resources", "FAMILY_CELLS", "KEEP",
+           "HIDE_INDEXED_NAMES", "pre_synthesis"]
 
 #: Attributes of a signal whose flip-flop is a deliberate copy of another (to split a net of
 #: high fanout): Yosys's opt_merge would merge identical flip-flops back into one, and it
 #: spares only cells marked ``keep``, while Amaranth puts a signal's attributes on the wire.
-#: :func:`keep_flops` moves the mark onto the flip-flop; other tools read it from the signal.
+#: :func:`pre_synthesis` moves the mark onto the flip-flop; other tools read it from the signal.
 KEEP = {"keep": 1}
 
 
-def keep_flops(top: str) -> list[str]:
-    """Yosys commands, after reading the design and before synthesis, that give the ``keep``
-    attribute of a wire to the flip-flop driving it (so that copies of a register survive
-    synthesis; see :data:`KEEP`)."""
-    return [f"hierarchy -top {top}", "proc", "setattr -set keep 1 w:* a:keep %i %ci1:+[Q]"]
+#: Yosys 0.70's ECP5 LUT mapping (``abc9``, and ``abc`` with ``-noabc9``) can join bit N of a
+#: wire ``w`` and bit 0 of a wire named ``w[N]`` into one net with two drivers, silently: the
+#: netlist computes wrong values.  Amaranth names the elements of array views that way
+#: (``i__payload.w`` and ``i__payload.w[2]``); a ten-line Verilog design shows it
+#: (``tests/rtl_gen/test_synth.py``).  Hiding the names of the wires that end in ``]``
+#: (ports excepted) before synthesis avoids it.  The same kind of clash makes Yosys stop on
+#: an assertion in YosysHQ/yosys#4349; here it is silent.
+HIDE_INDEXED_NAMES = "rename -hide w:*] i:* o:* %u %d"
+
+
+def pre_synthesis(top: str) -> list[str]:
+    """Yosys commands, after reading the design and before synthesis: elaborate ``top``,
+    give the ``keep`` attribute of a wire to the flip-flop driving it (so that copies of a
+    register survive synthesis; see :data:`KEEP`), and hide the wire names that Yosys can
+    confuse with another wire's bit (:data:`HIDE_INDEXED_NAMES`)."""
+    return [f"hierarchy -top {top}", "proc", "setattr -set keep 1 w:* a:keep %i %ci1:+[Q]",
+            HIDE_INDEXED_NAMES]
+
 
 #: Cell names per family: what counts as a LUT4, a flip-flop, a block RAM, a DSP.
 FAMILY_CELLS = {

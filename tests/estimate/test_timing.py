@@ -46,7 +46,7 @@ def test_ecp5_read_registers_are_packed_into_the_block_rams(tmp_path):
     cfg = EngineConfig(rows=2, cols=4, guard_bits=0, k_depth=256, weight_depth=512)
     syn = area.synthesize(cfg, get_target("ecp5-25k"), str(tmp_path))
     assert syn["resources"]["bram"] >= 2
-    # The accumulators' per-column copies of `first` survive synthesis (synth.keep_flops).
+    # The accumulators' per-column copies of `first` survive synthesis (synth.pre_synthesis).
     netlist = (tmp_path / "flat.json").read_text()
     assert all(f"first_acc_c{c}_TRELLIS_FF" in netlist for c in range(4))
     placed = place_and_route("ecp5-25k", tmp_path, placements=2)
