@@ -266,6 +266,8 @@ def run_sweep_points(points: list[SweepPoint], target, *, jobs: int | None = Non
                             f"outputs wrong)")
                 elif row["netlist_check"] is False:
                     chk += f" ({row['error']})"
+                if row["shorted_nets"]:
+                    chk += f", SHORTED NETS: {row['shorted_nets']}"
                 say(f"[{done}/{len(points)}] {row['label']} {row['rows']}x{row['cols']} "
                     f"A={row['act_bits']}: {fig}, ff {row['ff']}{fm}{chk}"
                     + ("" if row["fits"] or row["fits"] is None else " (does not fit)")

@@ -80,10 +80,11 @@ class EngineConfig:
         enters only when its result is sure to have room: every finished column-tile goes
         into a result FIFO of :data:`RESULT_FIFO_DEPTH` words (LUT RAM on the ECP5; on the
         iCE40, which has none, ``ceil(C * acc_bits / 16)`` block RAMs: not an iCE40
-        setting), and the array hands out that many credits (a beat flagged ``last`` waits
-        for one).  The bias is then added after the FIFO, where a result may
-        wait for it, so the accumulator must be exact (``acc_bits`` at least the formula's
-        width: no saturation inside the array).  For the ECP5 high-Fmax setting.
+        setting), and the array hands out that many credits (a beat flagged ``last`` takes
+        one; every beat waits while none is left).  The bias is then added after the FIFO,
+        where a result may wait for it, so the accumulator must be exact (``acc_bits`` at
+        least the formula's width: no saturation inside the array).  For the ECP5 high-Fmax
+        setting.
     pe_register : bool
         A register inside every PE (default False), one cycle more latency: the shift PE's
         shifter is split between its upper and lower levels, the multiplier PE registers
