@@ -12,7 +12,6 @@ from shifthw.estimate.flow import estimate, mult_config
 from shifthw.estimate.targets import get_target
 from shifthw.estimate.report import markdown
 from shifthw.rtl_gen.config import EngineConfig
-from shifthw.rtl_gen.synth import HIDE_INDEXED_NAMES, pre_synthesis
 
 from .conftest import TINY, linear_program
 from .test_flow import _documented_keys
@@ -52,12 +51,14 @@ def test_ecp5_netlists_with_dsp_blocks_and_block_ram(tmp_path):
     assert shift["stall_prob"] == 0.1
 
 
-def test_ecp5_name_clash_design_computes_right(monkeypatch, tmp_path):
+def test_ecp5_name_clash_design_computes_right(tmp_path):
     """The one design of the random grid whose ECP5 netlist computed 26 of its 110 outputs
     wrongly: Yosys 0.70's LUT mapping joined two block RAM outputs into one net, through
     the wire names ``array.i__payload.w`` and ``array.i__payload.w[2]`` (docs/estimation.md;
     the Yosys fault alone: tests/rtl_gen/test_synth.py).  With those names hidden before
-    synthesis (synth.HIDE_INDEXED_NAMES) its netlist has no shorted net and is right."""
+    synthesis (synth.HIDE_INDEXED_NAMES) its netlist has no shorted net and is right.  (Since
+    the stall-free credits changed, its mapping no longer meets the clash without the step
+    either; the ten-line design of test_synth.py is what watches Yosys.)"""
     cfg = EngineConfig(rows=2, cols=3, act_bits=6, weight_bits=5, guard_bits=14,
                        input_registers=1, stall_free=True, pipeline_stages=0, k_depth=16,
                        weight_depth=64, bias_depth=8, bias_lanes=1, out_lanes=1,
@@ -66,14 +67,6 @@ def test_ecp5_name_clash_design_computes_right(monkeypatch, tmp_path):
     assert res["passed"] and res["error"] is None, res["first_mismatches"]
     assert res["mismatches"] == 0 and res["outputs"] == 110
     assert res["shorted_nets"] == [] and res["netlist_cells"]["DP16KD"] > 0
-    # Without the hiding step: the two read-data bits joined, 26 outputs wrong.
-    monkeypatch.setattr(netlist, "pre_synthesis",
-                        lambda top: [ln for ln in pre_synthesis(top) if ln != HIDE_INDEXED_NAMES])
-    bad = netlist.check_netlist(cfg, "ecp5-25k", tmp_path / "clash")
-    assert not bad["passed"] and bad["error"] is None
-    assert bad["mismatches"] == 26 and bad["outputs"] == 110
-    assert len(bad["shorted_nets"]) == 1
-    assert all(pin in bad["shorted_nets"][0] for pin in ("DP16KD", "DOA2", "DOB4"))
 
 
 def test_a_cell_model_that_stops_the_run_is_named(monkeypatch, tmp_path):
