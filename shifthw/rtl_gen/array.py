@@ -454,7 +454,7 @@ class PEArray(wiring.Component):
         credits = thermometer("credits", depth, depth, got, take_last)
         ready = credits[0]
         m.d.comb += [self.i.ready.eq(ready), self.i_ready_buf.eq(ready),
-                     take_last.eq(self.i.valid & self.i.payload.last & credits[0])]
+                     take_last.eq(self.i.valid & self.i.payload.last & ready)]
 
         # The read result (the read port's register) and its bias, then the two slots.  The
         # bias is added here: exact, as the accumulator is wide enough for bias + sum, so it
