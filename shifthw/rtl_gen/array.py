@@ -427,8 +427,15 @@ class PEArray(wiring.Component):
         def thermometer(name, size, init, up, down):
             """A count 0..size as ``size`` flip-flops, bit k set while the count > k."""
             t = Signal(size, init=(1 << init) - 1, name=name)
-            m.d.sync += t.eq(Mux(up & ~down, Cat(1, t[:-1]),
-                                 Mux(down & ~up, Cat(t[1:], 0), t)))
+            step_up, step_down = up & ~down, down & ~up
+            # Bit by bit as and / or of the neighbours (thermometer codes: t[k + 1] implies
+            # t[k]), with no constant to mux in: a multiplexer with a constant input becomes
+            # a flip-flop's synchronous set or reset, which split the credits' update over
+            # three LUTs and the ECP5 LSR input (0.4 ns of setup), the G = P limit there.
+            for k in range(size):
+                below = step_up if k == 0 else step_up & t[k - 1]
+                above = t[k + 1] if k + 1 < size else 0
+                m.d.sync += t[k].eq(above | (t[k] & ~step_down) | below)
             return t
 
         # `read` is kept as a net of its own: one LUT of three nearby flip-flops (the bias
