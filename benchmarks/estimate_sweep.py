@@ -36,7 +36,9 @@ The results go to ``shifthw/estimate/sweep_data.json``; then the model of
 :mod:`shifthw.estimate.model` is fitted per family, PE kind and metric on three quarters of
 the points of the other grids, its error measured on the quarter held out and on the
 ``check`` grid (the stated bound covers both), and everything written to
-``shifthw/estimate/area_model.json``.  ``--fit-only`` refits from the stored sweep data.
+``shifthw/estimate/area_model.json``.  ``--fit-only`` refits from the stored sweep data;
+``--grids``, ``--pe`` and ``--where`` (a boolean setting such as ``stall_free``) re-synthesise
+only the chosen points and keep the stored rows of the others.
 
 Usage: ``python benchmarks/estimate_sweep.py [--families ice40,ecp5,ecp5_nowidelut,generic]
 [--pe shift,mult,booth] [--grids base,variants,fast,settings,random,check] [--fit-only]``;
@@ -62,8 +64,9 @@ import numpy as np
 
 from shifthw import toolchain
 from shifthw.estimate import model as am
-from shifthw.estimate.sweep import SETTINGS, SweepPoint, run_sweep_points
+from shifthw.estimate.sweep import SETTINGS, SweepPoint, run_sweep_points, settings_of
 from shifthw.estimate.targets import get_target
+from shifthw.rtl_gen.config import EngineConfig
 
 DATA = Path(am.__file__).parent / am.DATA_FILE
 MODEL = Path(am.__file__).parent / am.MODEL_FILE
@@ -354,6 +357,16 @@ def dump(data: dict) -> str:
     return "{\n" + ",\n".join(head + ['"families": {\n' + ",\n".join(fams) + "\n}"]) + "\n}\n"
 
 
+#: The boolean engine settings ``--where`` may name.
+FLAGS = tuple(k for k in SETTINGS
+              if isinstance(getattr(EngineConfig(rows=2, cols=2), k), bool))
+
+
+def has_setting(settings: dict, where: str | None) -> bool:
+    """Whether a point's or row's ``settings`` have ``where`` on (every one without it)."""
+    return where is None or bool(settings.get(where))
+
+
 def _kind(pe: str, booth) -> str:
     """A point's or row's kind for ``--pe``: shift, mult or booth."""
     return "booth" if booth else pe
@@ -369,7 +382,17 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--grids", default=",".join(GRIDS),
                     help="grids to re-synthesise; stored rows of the others are kept")
+    ap.add_argument("--where", default=None, metavar="SETTING",
+                    help="re-synthesise only the points with this boolean engine setting on "
+                         "(e.g. stall_free, after a change to its logic); stored rows of the "
+                         "others are kept")
     args = ap.parse_args(argv)
+    if args.where is not None and args.where not in FLAGS:
+        ap.error(f"--where must name one of {', '.join(FLAGS)}, not {args.where!r}")
+
+    def chosen(settings) -> bool:
+        return has_setting(settings, args.where)
+
     kinds = set(args.pe.split(","))
     if not kinds or kinds - {"shift", "mult", "booth"}:
         ap.error(f"--pe must name shift, mult and/or booth, not {args.pe!r}")
@@ -384,17 +407,18 @@ def main(argv=None) -> int:
             new = []
             t0 = time.time()
             for name in grids:
-                points = [p for p in GRIDS[name](family) if _kind(p.pe, p.booth) in kinds]
+                points = [p for p in GRIDS[name](family) if _kind(p.pe, p.booth) in kinds
+                          and chosen(settings_of(p.config()))]
                 print(f"{family} {name}: {len(points)} points", flush=True)
                 rows = run_sweep_points(points, TARGET[family], jobs=args.jobs, place=False,
                                         wide_luts=WIDE_LUTS.get(family, True),
                                         progress=lambda m: print(m, flush=True))
                 new += [{"grid": name, **{k: r[k] for k in KEEP}} for r in rows]
-            # Rows of the grids and PE kinds not re-synthesised are kept (a row written
-            # before rows named their grid is of the base grid).
+            # Rows of the grids, PE kinds and settings not re-synthesised are kept (a row
+            # written before rows named their grid is of the base grid).
             kept = [r for r in data["families"].get(family, [])
                     if _kind(r["pe"], r.get("booth")) not in kinds
-                    or r.get("grid", "base") not in grids]
+                    or r.get("grid", "base") not in grids or not chosen(r)]
             data["families"][family] = kept + new
             print(f"{family}: {time.time() - t0:.0f} s", flush=True)
             DATA.write_text(dump(data))

@@ -14,8 +14,9 @@ mode it does not model, a failed build), each failure with its design; ``-o FILE
 rows as JSON.
 
 Usage: ``python benchmarks/netlist_checks.py [--families ice40,ecp5,ecp5_nowidelut,generic]
-[--grids random] [--pe shift,mult,booth] [--limit N] [--jobs N] [-o FILE]``.  About a minute
-per point on two cores (most of it the Verilator build of the netlist).  Not a test.
+[--grids random] [--pe shift,mult,booth] [--where SETTING] [--limit N] [--jobs N]
+[-o FILE]``.  About a minute per point on two cores (most of it the Verilator build of the
+netlist).  Not a test.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-from estimate_sweep import GRIDS, TARGET, WIDE_LUTS, _kind
+from estimate_sweep import FLAGS, GRIDS, TARGET, WIDE_LUTS, _kind, has_setting
 
-from shifthw.estimate.sweep import run_sweep_points
+from shifthw.estimate.sweep import run_sweep_points, settings_of
 
 
 def _design(row: dict) -> str:
@@ -46,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("--families", default="ice40,ecp5,generic")
     ap.add_argument("--grids", default="random")
     ap.add_argument("--pe", default="shift,mult,booth")
+    ap.add_argument("--where", default=None, metavar="SETTING",
+                    help="only the points with this boolean engine setting on (e.g. stall_free)")
     ap.add_argument("--limit", type=int, default=None, help="the first N points of each grid")
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("-o", "--output", type=Path, default=None)
@@ -59,10 +62,13 @@ def main(argv=None) -> int:
         ap.error(f"--families must name {' and/or '.join(TARGET)}, not {args.families!r}")
     if not kinds or kinds - {"shift", "mult", "booth"}:
         ap.error(f"--pe must name shift, mult and/or booth, not {args.pe!r}")
+    if args.where is not None and args.where not in FLAGS:
+        ap.error(f"--where must name one of {', '.join(FLAGS)}, not {args.where!r}")
     results, bad = [], 0
     for family in families:
         for name in grids:
-            points = [p for p in GRIDS[name](family) if _kind(p.pe, p.booth) in kinds]
+            points = [p for p in GRIDS[name](family) if _kind(p.pe, p.booth) in kinds
+                      and has_setting(settings_of(p.config()), args.where)]
             points = points[:args.limit] if args.limit else points
             print(f"{family} {name}: {len(points)} points", flush=True)
             t0 = time.time()
