@@ -5,6 +5,11 @@ arguments, Verilator and cocotb versions), so it is rebuilt only when the genera
 changed. A build that fails is deleted, so that the next attempt starts clean (a failed
 Verilator build can leave a truncated object file behind). Builds live under
 ``$SHIFTHW_CACHE`` or ``~/.cache/shifthw/sim``.
+
+The cache is bounded: after each new build, the least recently used builds are removed
+until the rest fit ``$SHIFTHW_CACHE_MAX_GB`` (default :data:`DEFAULT_CACHE_MAX_GB`; 0 keeps
+everything).  A build is "used" when it is made or reused.  Gate-level checks make one build
+per mapped netlist (a few hundred MB each), which filled a 250 GB disk before the bound.
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ from pathlib import Path
 
 from .. import toolchain
 
-__all__ = ["SimBuild", "cache_root", "build", "BuildError", "fst_available"]
+__all__ = ["SimBuild", "cache_root", "cache_limit_bytes", "prune_cache", "build",
+           "BuildError", "fst_available", "DEFAULT_CACHE_MAX_GB"]
+
+#: The build cache's bound in GB when ``$SHIFTHW_CACHE_MAX_GB`` is not set.
+DEFAULT_CACHE_MAX_GB = 20.0
 
 #: Bump when the way builds are made changes (forces rebuilds).
 _BUILD_RECIPE = 2
@@ -56,6 +65,67 @@ def cache_root() -> Path:
     base = os.environ.get("SHIFTHW_CACHE")
     root = Path(base) if base else Path.home() / ".cache" / "shifthw"
     return root / "sim"
+
+
+def cache_limit_bytes() -> int | None:
+    """The build cache's bound: ``$SHIFTHW_CACHE_MAX_GB`` GB, or None if it is 0."""
+    raw = os.environ.get("SHIFTHW_CACHE_MAX_GB")
+    gb = DEFAULT_CACHE_MAX_GB
+    if raw is not None and raw.strip():
+        try:
+            gb = float(raw)
+        except ValueError:
+            gb = -1.0
+        if not gb >= 0 or gb == float("inf"):
+            raise ValueError(f"SHIFTHW_CACHE_MAX_GB must be a number of GB >= 0 (0: no "
+                             f"bound), not {raw!r}")
+    return int(gb * 1e9) if gb > 0 else None
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def prune_cache(root: Path, limit: int | None, keep: str | None = None) -> list[str]:
+    """Remove the least recently used finished builds under ``root`` until the others take
+    ``limit`` bytes at most; returns the keys removed.
+
+    Recency is the time the build was made or last reused (its done file's).  ``keep`` (the
+    build just made) and builds another process holds the lock of are never removed;
+    unfinished folders are left to the build that owns them.
+    """
+    if limit is None or not root.is_dir():
+        return []
+    builds = []
+    for done in root.glob(f"*/{_DONE}"):
+        try:
+            used = done.stat().st_mtime
+        except OSError:
+            continue
+        builds.append((used, done.parent.name, _size(done.parent)))
+    total = sum(size for _, _, size in builds)
+    removed = []
+    for _, key, size in sorted(builds):
+        if total <= limit:
+            break
+        if key == keep:
+            continue
+        with open(root / f"{key}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue                     # in use: being rebuilt or reused right now
+            toolchain.remove_build_dir(root / key)
+        total -= size
+        removed.append(key)
+    return removed
 
 
 def _key(files: dict[str, str], top: str, args: list[str], waves: bool) -> str:
@@ -117,12 +187,14 @@ def build(files: dict[str, str], top: str, *, waves: bool = False,
     make_vars = f"OPT_FAST={cxx_opt} OPT_SLOW=-O0 OPT_GLOBAL={cxx_opt}"
     key = _key(files, top, args + [make_vars, f"public={public}"], waves)
     root = Path(root) if root else cache_root()
+    limit = cache_limit_bytes()
     folder = root / key
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         sources = tuple(folder / "src" / name for name in sorted(files))
         if (folder / _DONE).exists():
+            os.utime(folder / _DONE)         # used now (the cache drops the least recent)
             return SimBuild(top, folder / "sim_build", sources, key, True, waves)
         if folder.exists():
             toolchain.remove_build_dir(folder)
@@ -147,8 +219,9 @@ def build(files: dict[str, str], top: str, *, waves: bool = False,
             log_text = (folder / "build.log").read_text(errors="replace") \
                 if (folder / "build.log").exists() else out.getvalue()
             shutil.rmtree(folder, ignore_errors=True)
-            tail = "\n".join(log_text.strip().splitlines()[-25:])
+            tail = "\n".join(log_text.strip().splitlines()[-25:]) or "(the build wrote none)"
             raise BuildError(f"Verilator build of {top} failed ({exc}); the build folder was "
                              f"removed. Log tail:\n{tail}") from None
         (folder / _DONE).write_text(json.dumps({"top": top, "args": args}))
-        return SimBuild(top, folder / "sim_build", sources, key, False, waves)
+    prune_cache(root, limit, keep=key)
+    return SimBuild(top, folder / "sim_build", sources, key, False, waves)

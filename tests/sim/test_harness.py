@@ -62,3 +62,19 @@ def test_harness_sees_a_wrong_design(tmp_path):
     res = run_cocotb(sim, "shifthw.sim.harness_bench", tmp_path,
                      job={"plan": "shifthw.sim.plans:echo_plan", "args": {"words": [1, 2, 3]}})
     assert res[0]["words"] == [3, 4, 5]  # +2: the bench reports what the design did
+
+
+def test_a_new_build_drops_the_least_recently_used_one(tmp_path, monkeypatch):
+    from shifthw.sim.build import _size
+
+    a = build(_files(1), HARNESS_TOP, root=tmp_path)
+    b = build(_files(2), HARNESS_TOP, root=tmp_path)
+    # Room for two and a half such builds: the third drops one, the least recently used.
+    room = 2.5 * max(_size(tmp_path / a.key), _size(tmp_path / b.key))
+    monkeypatch.setenv("SHIFTHW_CACHE_MAX_GB", str(room / 1e9))
+    assert build(_files(1), HARNESS_TOP, root=tmp_path).reused      # a is used again
+    c = build(_files(3), HARNESS_TOP, root=tmp_path)
+    assert [(tmp_path / k.key).exists() for k in (a, b, c)] == [True, False, True]
+    res = run_cocotb(a, "shifthw.sim.harness_bench", tmp_path / "run",
+                     job={"plan": "shifthw.sim.plans:echo_plan", "args": {"words": [1]}})
+    assert res[0]["words"] == [2]
