@@ -389,10 +389,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.where is not None and args.where not in FLAGS:
         ap.error(f"--where must name one of {', '.join(FLAGS)}, not {args.where!r}")
-
-    def chosen(settings) -> bool:
-        return has_setting(settings, args.where)
-
     kinds = set(args.pe.split(","))
     if not kinds or kinds - {"shift", "mult", "booth"}:
         ap.error(f"--pe must name shift, mult and/or booth, not {args.pe!r}")
@@ -408,7 +404,7 @@ def main(argv=None) -> int:
             t0 = time.time()
             for name in grids:
                 points = [p for p in GRIDS[name](family) if _kind(p.pe, p.booth) in kinds
-                          and chosen(settings_of(p.config()))]
+                          and has_setting(settings_of(p.config()), args.where)]
                 print(f"{family} {name}: {len(points)} points", flush=True)
                 rows = run_sweep_points(points, TARGET[family], jobs=args.jobs, place=False,
                                         wide_luts=WIDE_LUTS.get(family, True),
@@ -418,7 +414,8 @@ def main(argv=None) -> int:
             # written before rows named their grid is of the base grid).
             kept = [r for r in data["families"].get(family, [])
                     if _kind(r["pe"], r.get("booth")) not in kinds
-                    or r.get("grid", "base") not in grids or not chosen(r)]
+                    or r.get("grid", "base") not in grids
+                    or not has_setting(r, args.where)]
             data["families"][family] = kept + new
             print(f"{family}: {time.time() - t0:.0f} s", flush=True)
             DATA.write_text(dump(data))
