@@ -70,7 +70,8 @@ def simulate_program(program: Program, cfg: EngineConfig, xq: np.ndarray, *, cha
     sim = sim or build_engine(cfg, waves=waves)
     t_build = time.perf_counter() - t0
     owned = work_dir is None
-    folder = Path(tempfile.mkdtemp(prefix="shifthw-sim-")) if owned else Path(work_dir)
+    # Absolute: the simulator runs in another folder and reads the job's files by these paths.
+    folder = Path(tempfile.mkdtemp(prefix="shifthw-sim-")) if owned else Path(work_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     save_program(program, folder / "program.shiftprog")
     np.save(folder / "inputs.npy", np.asarray(xq, dtype=np.int64))
