@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -15,6 +16,37 @@ __all__ = ["main", "build_parser"]
 
 class CliError(Exception):
     """An error to print as one line (no traceback) with exit code 2."""
+
+
+def check_output(path, option: str, *, folder: bool) -> Path:
+    """``path`` as an output of ``option``, checked before the command does any work: a
+    folder output that is a file, a file output that is a folder, a path under a file, or a
+    place where nothing can be written (a probe file is made and removed there) is a
+    :class:`CliError` naming the option.  Nothing is left behind."""
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise CliError(f"{option} {p}: exists and is not a folder")
+    if not folder and p.is_dir():
+        raise CliError(f"{option} {p}: is a folder; give a file name")
+    base = p if folder and p.is_dir() else p.parent
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise CliError(f"{option} {p}: {base} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as exc:
+        raise CliError(f"{option} {p}: cannot write in {base} ({exc.strerror})") from None
+    return p
+
+
+def _error_text(exc: BaseException) -> str:
+    # An OSError from the system ("[Errno 2] No such file or directory: 'x'") as
+    # "x: No such file or directory"; the library's own messages as they are.
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 def _positive_int(text: str) -> int:
@@ -55,6 +87,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _cmd_train(args) -> int:
     from .models.train import train
 
+    if args.output:
+        check_output(args.output, "-o", folder=False)
     _, metrics = train(arch=args.arch, mode=args.mode, weight_bits=args.weight_bits,
                        act_bits=args.act_bits, epochs=args.epochs, seed=args.seed,
                        dataset=args.dataset, data_dir=args.data_dir, exponent=args.exponent,
@@ -70,6 +104,8 @@ def _cmd_train(args) -> int:
 def _cmd_convert(args) -> int:
     from .models.train import convert_and_finetune
 
+    if args.output:
+        check_output(args.output, "-o", folder=False)
     _, metrics = convert_and_finetune(args.checkpoint, mode=args.mode,
                                       weight_bits=args.weight_bits,
                                       finetune_epochs=args.finetune_epochs, seed=args.seed,
@@ -86,6 +122,7 @@ def _cmd_export(args) -> int:
     from .models.checkpoint import export_checkpoint
     from .program import save_program
 
+    check_output(args.output, "-o", folder=False)
     prog = export_checkpoint(args.model)
     path = save_program(prog, args.output)
     kinds = ", ".join(f"{s.name} {s.out_features}x{s.fan_in}" for s in prog.layers)
@@ -98,6 +135,7 @@ def _cmd_export(args) -> int:
 def _cmd_generate(args) -> int:
     from .rtl_gen.generate import config_from_args, generate
 
+    check_output(args.output, "-o", folder=True)
     cfg = config_from_args(args)
     manifest = generate(cfg, args.output, board=args.board, name=args.name)
     print(f"wrote {args.output}: {', '.join(manifest.get('files', []))}")
@@ -151,6 +189,8 @@ def _run_verify(args, model: str) -> int:
 
     if not 0.0 <= args.stall_prob < 1.0:
         raise CliError(f"--stall-prob must be in [0, 1), not {args.stall_prob}")
+    if args.work_dir is not None:
+        check_output(args.work_dir, "--work-dir", folder=True)
     program, _ = load_source(model)
     cfg = _engine_config(args, program)
     report = verify_model(model, cfg, images=args.images, stall_prob=args.stall_prob,
@@ -254,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (CliError, ProgramError, ValueError, FileNotFoundError) as exc:
-        print(f"shifthw {args.command}: error: {exc}", file=sys.stderr)
+    except (CliError, ProgramError, ValueError, OSError) as exc:
+        print(f"shifthw {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 2
 
 

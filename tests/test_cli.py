@@ -1,6 +1,10 @@
 """The command line: train, convert, export, generate; errors are one line and exit code 2."""
 
+import importlib
 import json
+from pathlib import Path
+
+import pytest
 
 from shifthw.cli import main
 from shifthw.program import load_program
@@ -40,3 +44,52 @@ def test_generate(tmp_path, capsys):
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["parameters"]["guard_bits"] == 0
     assert "G=0" in capsys.readouterr().out
+
+
+# Each command's output path, checked before it does any work: the heavy step it would run
+# is replaced by a failure, so a check that comes too late fails the test.
+_HEAVY = {
+    "generate": ("shifthw.rtl_gen.generate", "generate"),
+    "estimate": ("shifthw.estimate.flow", "estimate"),
+    "sweep": ("shifthw.estimate.sweep", "run_sweep_points"),
+    "verify": ("shifthw.sim.flow", "verify_model"),
+    "export": ("shifthw.models.checkpoint", "export_checkpoint"),
+    "train": ("shifthw.models.train", "train"),
+    "convert": ("shifthw.models.train", "convert_and_finetune"),
+}
+
+
+@pytest.mark.parametrize("argv, where, why", [
+    (["generate", "--rows", "2", "-o", "{file}"], "-o {file}", "exists and is not a folder"),
+    (["estimate", "--target", "generic", "-o", "{file}"], "-o {file}",
+     "exists and is not a folder"),
+    (["estimate", "--target", "generic", "--analytic", "-o", "{file}/sub"], "-o {file}/sub",
+     "{file} is a file, not a folder"),
+    (["sweep", "--rows", "2", "--cols", "2", "--target", "generic", "-o", "{file}"],
+     "-o {file}", "exists and is not a folder"),
+    (["verify", "mlp", "--work-dir", "{file}/run"], "--work-dir {file}/run",
+     "{file} is a file, not a folder"),
+    (["export", "mlp", "-o", "{dir}"], "-o {dir}", "is a folder; give a file name"),
+    (["train", "--arch", "mlp", "-o", "{file}/m.pt"], "-o {file}/m.pt",
+     "{file} is a file, not a folder"),
+    (["convert", "float.pt", "-o", "{dir}"], "-o {dir}", "is a folder; give a file name"),
+    (["generate", "-o", "/proc/shifthw-out"], "-o /proc/shifthw-out", "cannot write in /proc"),
+])
+def test_bad_output_paths_fail_before_any_work(tmp_path, capsys, monkeypatch, argv, where,
+                                               why):
+    if "/proc" in where and not Path("/proc/self").exists():
+        pytest.skip("no /proc here")
+    module, name = _HEAVY[argv[0]]
+    monkeypatch.setattr(importlib.import_module(module), name,
+                        lambda *a, **k: pytest.fail(f"{argv[0]} worked before its output "
+                                                    "path was checked"))
+    afile, adir = tmp_path / "afile", tmp_path / "adir"
+    afile.write_text("keep")
+    adir.mkdir()
+    fill = {"file": str(afile), "dir": str(adir)}
+    assert main([a.format(**fill) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"error: {where.format(**fill)}: {why.format(**fill)}" in err
+    assert afile.read_text() == "keep" and not any(adir.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from .. import numerics as nx
+from ..cli import check_output
 from ..rtl_gen.config import EngineConfig
 from .targets import TARGET_NAMES, get_target
 
@@ -186,6 +187,8 @@ def run_estimate(args: argparse.Namespace) -> int:
     from .report import markdown
 
     target = get_target(args.target)
+    if args.output:
+        check_output(args.output, "-o", folder=True)
     if args.analytic:
         return _run_analytic(args, _estimate_config(args), target)
     if args.images < 1:
@@ -320,6 +323,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     target = get_target(args.target)
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be a positive integer, not {args.jobs}")
+    if args.output:
+        check_output(args.output, "-o", folder=True)
     points, skipped = sweep_grid(
         parse_list(args.rows, "--rows"), parse_list(args.cols, "--cols"),
         parse_list(args.weight_bits, "--weight-bits"),
