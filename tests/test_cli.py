@@ -1,6 +1,7 @@
 """The command line: train, convert, export, generate; errors are one line and exit code 2."""
 
 import importlib
+import importlib.resources
 import json
 from pathlib import Path
 
@@ -31,6 +32,17 @@ def test_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such checkpoint" in err
     assert not (tmp_path / "x.shiftprog").exists()
+    # A file that is not a checkpoint, and a truncated one: what is wrong, in one line.
+    (tmp_path / "text.pt").write_text("hello")
+    (tmp_path / "cut.pt").write_bytes(
+        importlib.resources.files("shifthw").joinpath("zoo", "mlp.pt").read_bytes()[:100])
+    for bad in ("text.pt", "cut.pt"):
+        assert main(["export", str(tmp_path / bad), "-o", str(tmp_path / "x.shiftprog")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not a PyTorch checkpoint file" in err, err
+        assert not (tmp_path / "x.shiftprog").exists()
+    assert main(["estimate", str(tmp_path / "text.pt"), "--target", "generic"]) == 2
+    assert "'" + str(tmp_path / "text.pt") + "': a file, not a folder" in capsys.readouterr().err
     out_dir = tmp_path / "gen"
     assert main(["generate", "--rows", "0", "-o", str(out_dir)]) == 2
     assert "rows" in capsys.readouterr().err

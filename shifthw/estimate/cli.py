@@ -152,7 +152,8 @@ def config_from_design_dir(folder) -> EngineConfig:
     """The :class:`EngineConfig` recorded in a ``shifthw generate`` folder's manifest."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"design folder {str(folder)!r}: no such folder")
+        raise FileNotFoundError(f"design folder {str(folder)!r}: "
+                                + ("a file, not a folder" if folder.exists() else "no such folder"))
     manifest = folder / "manifest.json"
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest}: no manifest.json; DESIGN must be a folder "

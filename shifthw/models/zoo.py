@@ -234,8 +234,17 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ShiftSequential, dict]:
     ckpt : dict
         The checkpoint dict.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    return _from_ckpt(ckpt, f"checkpoint {os.fspath(path)!r}")
+    where = f"checkpoint {os.fspath(path)!r}"
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:
+        # A file that is not a torch.save file: pickle and zip readers fail with anything
+        # from KeyError to RuntimeError, whose text alone does not say what happened.
+        raise ValueError(f"{where}: not a PyTorch checkpoint file ({type(exc).__name__}: "
+                         f"{exc})") from exc
+    return _from_ckpt(ckpt, where)
 
 
 def _zoo_bytes(name: str) -> bytes:
