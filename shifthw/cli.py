@@ -146,16 +146,26 @@ def _cmd_generate(args) -> int:
 
 # -- verify / flow --------------------------------------------------------------------------
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rows", type=_positive_int, default=8, help="array rows R")
-    p.add_argument("--cols", type=_positive_int, default=8, help="array columns C")
-    p.add_argument("--act-bits", type=int, default=None,
+    from .estimate.cli import add_engine_extra
+
+    p.add_argument("--design", type=Path, default=None,
+                   help="a folder written by `shifthw generate`: verify that engine (instead "
+                        "of the engine options)")
+    g = p.add_argument_group("engine options (instead of --design)")
+    g.add_argument("--rows", type=_positive_int, default=None, help="array rows R (default 8)")
+    g.add_argument("--cols", type=_positive_int, default=None,
+                   help="array columns C (default 8)")
+    g.add_argument("--act-bits", type=int, default=None,
                    help="activation bits A (default: the model's; must match it)")
-    p.add_argument("--weight-bits", type=int, default=None,
+    g.add_argument("--weight-bits", type=int, default=None,
                    help="weight bits b (default: the model's; must match it)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--guard-bits", type=int, default=None, help="G, 0..P (default P, exact)")
-    g.add_argument("--mode", choices=["exact", "truncate"], default=None,
+    m = g.add_mutually_exclusive_group()
+    m.add_argument("--guard-bits", type=int, default=None, help="G, 0..P (default P, exact)")
+    m.add_argument("--mode", choices=["exact", "truncate"], default=None,
                    help="exact: G = P; truncate: G = 0 (DeepShift's CUDA kernel)")
+    g.add_argument("--acc-bits", type=int, default=None,
+                   help="accumulator bits (default: the contract's formula for max K)")
+    add_engine_extra(g)
     p.add_argument("--images", type=_positive_int, default=None,
                    help="the first N images of the digits test split (default: all 360)")
     p.add_argument("--stall-prob", type=float, default=0.0,
@@ -169,19 +179,38 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
 
 
 def _engine_config(args, program):
+    """The engine to verify ``program`` on: ``--design``'s, or the engine options' (any not
+    given: the default engine, with the model's A and b)."""
     from . import numerics as nx
+    from .estimate.cli import config_from_design_dir, engine_extra
     from .rtl_gen.config import EngineConfig
 
-    a = args.act_bits if args.act_bits is not None else program.act_bits
-    b = args.weight_bits if args.weight_bits is not None else program.weight_bits
+    given = {k: getattr(args, k) for k in ("rows", "cols", "act_bits", "weight_bits",
+                                           "guard_bits", "mode", "acc_bits")
+             if getattr(args, k) is not None}
+    given.update(engine_extra(args))
+    if args.design is not None:
+        if given:
+            raise CliError(f"give either --design {args.design} or engine options "
+                           f"(--{', --'.join(k.replace('_', '-') for k in given)}), not both")
+        cfg = config_from_design_dir(args.design)
+        if cfg.pe != "shift":
+            raise CliError(f"--design {args.design}: a {cfg.pe} engine; verify runs shift "
+                           f"programs, on a shift engine")
+        if (cfg.act_bits, cfg.weight_bits) != (program.act_bits, program.weight_bits):
+            raise CliError(f"--design {args.design}: its engine (A={cfg.act_bits}, "
+                           f"b={cfg.weight_bits}) does not match the model "
+                           f"(A={program.act_bits}, b={program.weight_bits})")
+        return cfg
+    a = given.pop("act_bits", program.act_bits)
+    b = given.pop("weight_bits", program.weight_bits)
     if (a, b) != (program.act_bits, program.weight_bits):
         raise CliError(f"--act-bits {a} / --weight-bits {b} do not match the model "
                        f"(A={program.act_bits}, b={program.weight_bits})")
-    guard = args.guard_bits
-    if args.mode is not None:
-        guard = nx.max_shift(b) if args.mode == "exact" else 0
-    return EngineConfig(rows=args.rows, cols=args.cols, act_bits=a, weight_bits=b,
-                        guard_bits=guard, pe="shift")
+    mode = given.pop("mode", None)
+    if mode is not None:
+        given["guard_bits"] = nx.max_shift(b) if mode == "exact" else 0
+    return EngineConfig(act_bits=a, weight_bits=b, pe="shift", **given)
 
 
 def _run_verify(args, model: str) -> int:

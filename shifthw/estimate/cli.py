@@ -19,7 +19,7 @@ from ..rtl_gen.config import EngineConfig
 from .targets import TARGET_NAMES, get_target
 
 __all__ = ["add_estimate_arguments", "run_estimate", "add_sweep_arguments", "run_sweep",
-           "config_from_design_dir"]
+           "config_from_design_dir", "add_engine_extra", "engine_extra"]
 
 #: Engine options shared by both commands: (flag, type, help).
 _ENGINE_OPTIONS = (
@@ -54,7 +54,8 @@ def _say(args, command: str):
     return lambda msg: print(f"shifthw {command}: {msg}", flush=True)
 
 
-def _engine_extra(args) -> dict:
+def engine_extra(args) -> dict:
+    """The engine options of :func:`add_engine_extra` that were given, by field name."""
     out = {}
     for flag, *_ in _ENGINE_OPTIONS + _ENGINE_FLAGS:
         dest = flag[2:].replace("-", "_")
@@ -64,7 +65,9 @@ def _engine_extra(args) -> dict:
     return out
 
 
-def _add_engine_extra(p: argparse.ArgumentParser) -> None:
+def add_engine_extra(p) -> None:
+    """Add the engine options beyond the array's size and widths (buffers, lanes, pipeline,
+    the high-Fmax switches) to ``p``, a parser or argument group; all default to unset."""
     for flag, kind, help_ in _ENGINE_OPTIONS:
         p.add_argument(flag, type=kind, default=None, help=help_)
     for flag, help_ in _ENGINE_FLAGS:
@@ -99,7 +102,7 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--mode", choices=["exact", "truncate"], default=None,
                    help="exact: G = P; truncate: G = 0")
     g.add_argument("--acc-bits", type=int, default=None, help="accumulator bits")
-    _add_engine_extra(g)
+    add_engine_extra(g)
     p.add_argument("--model", default=None,
                    help="energy per inference of this model: zoo name (mlp, cnn), "
                         ".shiftprog or checkpoint")
@@ -169,7 +172,7 @@ def _estimate_config(args) -> EngineConfig:
     given = {k: getattr(args, k) for k in ("rows", "cols", "act_bits", "weight_bits",
                                            "guard_bits", "mode", "acc_bits")
              if getattr(args, k, None) is not None}
-    given.update(_engine_extra(args))
+    given.update(engine_extra(args))
     if args.design is not None:
         if given:
             raise ValueError(f"give either DESIGN ({args.design}) or engine options "
@@ -300,7 +303,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                    help="multiplier baseline weight bits, comma-separated")
     p.add_argument("--no-baseline", action="store_true", help="shift designs only")
     _add_synthesis_options(p, "point", "")
-    _add_engine_extra(p)
+    add_engine_extra(p)
     p.add_argument("--jobs", type=int, default=None,
                    help="points synthesised at once (default: one per core)")
     p.add_argument("--no-place", action="store_true", help="synthesis only (no Fmax)")
@@ -332,7 +335,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         parse_list(args.guard_bits, "--guard-bits", allow_p=True),
         parse_list(args.act_bits, "--act-bits"), target=target,
         mult_bits=parse_list(args.mult_weight_bits, "--mult-weight-bits"),
-        baseline=not args.no_baseline, engine=_engine_extra(args),
+        baseline=not args.no_baseline, engine=engine_extra(args),
         mult_booth=args.mult_booth)
     say = _say(args, "sweep")
     if say:

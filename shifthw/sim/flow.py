@@ -143,16 +143,26 @@ def _bar(total: int, desc: str, *, show: bool):
 
 
 def _config_dict(cfg: EngineConfig) -> dict:
-    d = cfg.to_dict()
-    return {k: d[k] for k in ("rows", "cols", "act_bits", "weight_bits", "guard_bits", "pe",
-                              "acc_bits") if k in d}
+    return cfg.to_dict()
+
+
+_SIZE_KEYS = ("rows", "cols", "act_bits", "weight_bits", "guard_bits", "pe")
+
+
+def engine_settings(config: dict) -> list[str]:
+    """``key=value`` for each engine parameter of ``config`` (a ``to_dict``) that differs from
+    the default engine of the same size and widths: what else was verified."""
+    base = EngineConfig(**{k: config[k] for k in _SIZE_KEYS}).to_dict()
+    return [f"{k}={v}" for k, v in config.items() if k not in _SIZE_KEYS and base.get(k) != v]
 
 
 def format_report(rep: VerifyReport) -> str:
     """The summary table ``shifthw verify`` prints."""
     c = rep.config
+    settings = engine_settings(c)
     lines = [f"model {rep.model}: {rep.images} images, engine {c['rows']}x{c['cols']} "
-             f"A={c['act_bits']} b={c['weight_bits']} G={c['guard_bits']}, "
+             f"A={c['act_bits']} b={c['weight_bits']} G={c['guard_bits']}"
+             + (f" ({', '.join(settings)})" if settings else "") + ", "
              f"stall probability {rep.stall_prob}, layer inputs from {rep.layer_inputs}",
              "",
              f"{'layer':<10} {'K':>4} {'N':>4} {'vectors':>8} {'cycles':>8} {'ideal':>8} "

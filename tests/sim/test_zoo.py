@@ -38,3 +38,33 @@ def test_verify_command(capsys):
     assert "RESULT: PASS" in out and "linear2" in out and "accuracy: hardware" in out
     assert main(["verify", "mlp", "--weight-bits", "4"]) == 2
     assert "do not match the model" in capsys.readouterr().err
+
+
+def test_verify_a_generated_design(tmp_path, capsys):
+    # The high-Fmax settings, verified on the very engine `shifthw generate` wrote.
+    design = tmp_path / "design"
+    assert main(["generate", "--rows", "2", "--cols", "4", "--registered-stall", "--stall-free",
+                 "--pe-register", "--input-registers", "2", "--out-depth", "0",
+                 "--bias-lanes", "2", "--out-lanes", "2", "-o", str(design)]) == 0
+    capsys.readouterr()
+    assert main(["verify", "mlp", "--design", str(design), "--images", "3",
+                 "--stall-prob", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "RESULT: PASS" in out
+    assert ("engine 2x4 A=8 b=5 G=14 (input_registers=2, registered_stall=True, "
+            "stall_free=True, pe_register=True, bias_lanes=2, out_lanes=2, out_depth=0)") in out
+    # The same settings as options.
+    assert main(["verify", "mlp", "--rows", "2", "--cols", "4", "--stall-free", "--images", "2",
+                 "--mode", "truncate"]) == 0
+    assert "engine 2x4 A=8 b=5 G=0 (stall_free=True)" in capsys.readouterr().out
+    # One clear line for a design that cannot run the model, or that comes with options.
+    assert main(["verify", "mlp", "--design", str(design), "--rows", "4"]) == 2
+    assert "give either --design" in capsys.readouterr().err
+    for extra, why in ((["--weight-bits", "4"], "does not match the model"),
+                       (["--pe", "mult"], "a mult engine; verify runs shift programs")):
+        other = tmp_path / extra[-1]
+        assert main(["generate", "--rows", "2", "--cols", "2", *extra, "-o", str(other)]) == 0
+        capsys.readouterr()
+        assert main(["verify", "mlp", "--design", str(other)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and why in err, err
