@@ -66,9 +66,10 @@ class HardwareModel:
         ``x``: real-valued inputs (B, *input shape), preprocessed as ``program.input``
         says; or A-bit integers with ``quantized=True``.
         """
+        from .rtl_gen.host import golden_program
+
         xq = self._quantize(x, quantized)
-        return golden.run_program(self.program, xq, quantized=True,
-                                  guard_bits=self.config.guard_bits).logits
+        return golden_program(self.program, self.config, xq).logits
 
     def simulate(self, x, *, quantized: bool = False, stall_prob: float = 0.0, seed: int = 0,
                  waves: bool = False, work_dir: str | os.PathLike | None = None) -> dict:
@@ -78,13 +79,13 @@ class HardwareModel:
         (outputs that differ from golden, per layer), per-layer ``layers`` reports (cycles,
         utilisation, stalls) and timing.
         """
+        from .rtl_gen.host import golden_program
         from .sim.verify import simulate_program
 
         xq = self._quantize(x, quantized)
         res = simulate_program(self.program, self.config, xq, stall_prob=stall_prob, seed=seed,
                                waves=waves, work_dir=work_dir)
-        gold = golden.run_program(self.program, xq, quantized=True,
-                                  guard_bits=self.config.guard_bits)
+        gold = golden_program(self.program, self.config, xq)
         return {"logits": res["hw_steps"][-1], "golden_logits": gold.logits,
                 "mismatches": {lay["name"]: lay["mismatches"] for lay in res["layers"]},
                 "layers": res["layers"], "total_cycles": res["total_cycles"],

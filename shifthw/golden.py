@@ -7,6 +7,7 @@ The hardware, the testbenches and the PyTorch model are all compared against
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,7 +149,7 @@ class GoldenRun:
 
 
 def run_program(program: Program, x, *, guard_bits: int | None = None, quantized: bool = False,
-                acc_bits: int | None = None, chunk: int | None = None) -> GoldenRun:
+                acc_bits=None, chunk: int | None = None) -> GoldenRun:
     """Run a whole program on a batch.
 
     Parameters
@@ -156,7 +157,10 @@ def run_program(program: Program, x, *, guard_bits: int | None = None, quantized
     x : real-valued inputs (B, *input.shape), or integers with ``quantized=True``.
     guard_bits : G; default P (exact accumulation).
     acc_bits, chunk : a narrower accumulator than the contract's natural width and the
-        hardware rows that order its saturation (see :func:`shift_matmul`).
+        hardware rows that order its saturation (see :func:`shift_matmul`); ``acc_bits`` is
+        one width for every layer, or a mapping of layer names to widths (None: the layer's
+        natural width), as an engine gives them
+        (:func:`shifthw.rtl_gen.host.golden_program`).
     """
     g = program.max_shift if guard_bits is None else nx.check_guard_bits(
         guard_bits, program.weight_bits)
@@ -169,8 +173,8 @@ def run_program(program: Program, x, *, guard_bits: int | None = None, quantized
     cur, outs = q, []
     for s in program.steps:
         if isinstance(s, ShiftLayer):
-            cur, _ = layer_forward(s, program, cur, guard_bits=g, acc_bits=acc_bits,
-                                   chunk=chunk)
+            acc = acc_bits.get(s.name) if isinstance(acc_bits, Mapping) else acc_bits
+            cur, _ = layer_forward(s, program, cur, guard_bits=g, acc_bits=acc, chunk=chunk)
         elif isinstance(s, MaxPool2d):
             cur = maxpool2d(cur, s)
         elif isinstance(s, Flatten):

@@ -28,11 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import golden
 from .. import numerics as nx
 from ..program import Program, ShiftLayer
 from ..rtl_gen.config import EngineConfig
-from ..rtl_gen.host import LayerJob, layer_job, layer_rows
+from ..rtl_gen.host import LayerJob, golden_program, layer_job, layer_rows
 from .hierarchy import COMPONENTS, ENGINE, net_rules, scope_component
 
 __all__ = ["VcdData", "read_vcd", "verilog_ports", "verilog_dataflow", "net_toggles",
@@ -275,7 +274,7 @@ def mult_weights(codes: np.ndarray, weight_bits: int, mult_bits: int) -> np.ndar
 def shift_jobs(program: Program, cfg: EngineConfig, xq) -> list:
     """``[(LayerJob, rows)]``: every shift layer of ``program`` as a job for the shift engine
     ``cfg``, on the images ``xq``, each layer on the golden model's input to it."""
-    ref = golden.run_program(program, xq, quantized=True, guard_bits=cfg.guard_bits)
+    ref = golden_program(program, cfg, xq)
     inputs = [ref.input] + ref.outputs[:-1]
     return [(layer_job(program, step, cfg), layer_rows(step, x)[0])
             for step, x in zip(program.steps, inputs) if isinstance(step, ShiftLayer)]

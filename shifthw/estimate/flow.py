@@ -27,6 +27,7 @@ import numpy as np
 from .. import golden
 from ..program import Program, load_program
 from ..rtl_gen.config import EngineConfig
+from ..rtl_gen.host import check_program
 from . import activity as act
 from . import area, energy, netlist, report, timing
 from .model import load_area_model
@@ -85,6 +86,7 @@ def _check_model(program: Program, cfg: EngineConfig) -> None:
         raise ValueError(f"model has A={program.act_bits}, b={program.weight_bits}; the "
                          f"design has A={cfg.act_bits}, b={cfg.weight_bits}: generate the "
                          f"engine with the model's widths")
+    check_program(program, cfg)            # every layer fits the buffers
 
 
 def _check_baseline(config: EngineConfig, baseline, mult_booth: bool = False) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import golden
 from .. import numerics as nx
 from ..golden import im2col, shift_matmul
 from ..program import Program, ShiftLayer
@@ -32,8 +33,9 @@ from .layouts import (act_word_layout, bias_entry_layout, out_word_layout, pack,
                       pack_descriptor, split_words, unpack, weight_entry_layout)
 
 __all__ = [
-    "LayerJob", "Segment", "EngineStreams", "effective_acc_bits", "layer_job", "layer_rows",
-    "mult_matmul", "golden_job", "clamp_out_shift", "plan_tiles", "encode_job",
+    "LayerJob", "Segment", "EngineStreams", "effective_acc_bits", "check_program", "layer_job",
+    "layer_rows",
+    "mult_matmul", "golden_program", "golden_job", "clamp_out_shift", "plan_tiles", "encode_job",
     "decode_outputs", "zero_weight", "random_weights", "random_inputs", "random_job",
     "random_program",
 ]
@@ -120,8 +122,17 @@ def _check_layer_fits(cfg: EngineConfig, fan_in: int, name: str) -> int:
     k_tiles = -(-fan_in // cfg.rows)
     if k_tiles > cfg.max_k_tiles:
         raise ValueError(f"{name}: fan-in K={fan_in} needs {k_tiles} row-tiles of R={cfg.rows}, "
-                         f"the buffers take at most {cfg.max_k_tiles} (K <= {cfg.max_k})")
+                         f"the buffers take at most {cfg.max_k_tiles} (K <= {cfg.max_k}; "
+                         f"k_depth {cfg.k_depth}, weight_depth {cfg.weight_depth})")
     return k_tiles
+
+
+def check_program(program: Program, cfg: EngineConfig) -> None:
+    """A ``ValueError`` that names the layer if ``program`` cannot run on the engine ``cfg``
+    (widths, PE kind, a fan-in larger than the buffers take), so that a run fails before
+    anything is built or simulated."""
+    for layer in program.layers:
+        _check_layer_fits(cfg, layer_job(program, layer, cfg).fan_in, f"layer {layer.name}")
 
 
 def layer_job(program: Program, layer: ShiftLayer, cfg: EngineConfig) -> LayerJob:
@@ -183,6 +194,17 @@ def mult_matmul(x, weights, bias, *, act_bits: int, weight_bits: int, acc_bits: 
         if narrow:
             acc = nx.saturate(acc, acc_bits)
     return acc
+
+
+def golden_program(program: Program, cfg: EngineConfig, xq) -> golden.GoldenRun:
+    """The golden model of the whole ``program`` on integer inputs ``xq`` as the shift engine
+    ``cfg`` computes it: its G, and each layer's accumulator as :func:`effective_acc_bits`
+    gives it (saturating after every R terms where the engine's is narrower than the
+    layer's natural width), so that a network's outputs are those of :func:`golden_job`
+    layer after layer."""
+    widths = {s.name: effective_acc_bits(cfg, s.fan_in) for s in program.layers}
+    return golden.run_program(program, xq, quantized=True, guard_bits=cfg.guard_bits,
+                              acc_bits=widths, chunk=cfg.rows)
 
 
 def golden_job(cfg: EngineConfig, job: LayerJob, x):

@@ -17,7 +17,8 @@ import numpy as np
 from .. import golden
 from ..program import Flatten, MaxPool2d, ShiftLayer, load_program
 from ..rtl_gen.config import EngineConfig
-from ..rtl_gen.host import (decode_outputs, encode_job, golden_job, layer_job, layer_rows)
+from ..rtl_gen.host import (decode_outputs, encode_job, golden_job, golden_program, layer_job,
+                            layer_rows)
 from .plans import RunRequest
 
 __all__ = ["Mismatch", "LayerReport", "Scoreboard", "network_plan", "jobs_plan", "ideal_cycles"]
@@ -119,7 +120,7 @@ def network_plan(*, program: str, config: dict, inputs: str, chain: bool = True,
     prog = load_program(program)
     cfg = EngineConfig(**config)
     xq = np.load(inputs)
-    ref = golden.run_program(prog, xq, quantized=True, guard_bits=cfg.guard_bits)
+    ref = golden_program(prog, cfg, xq)
     board = Scoreboard()
     cur = ref.input
     saved = {}

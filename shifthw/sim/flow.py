@@ -17,6 +17,7 @@ import numpy as np
 from .. import golden
 from ..program import Program, load_program
 from ..rtl_gen.config import EngineConfig
+from ..rtl_gen.host import check_program, golden_program
 
 __all__ = ["VerifyReport", "load_source", "verify_model", "format_report"]
 
@@ -93,9 +94,10 @@ def verify_model(source: str | os.PathLike, cfg: EngineConfig, *, images: int | 
     start = time.perf_counter()
     say = progress or (lambda msg: None)
     program, model = load_source(source)
+    check_program(program, cfg)
     x, y = _digits_test(program, images)
     xq = golden.quantize_input(program, x.numpy())
-    ref = golden.run_program(program, xq, quantized=True, guard_bits=cfg.guard_bits)
+    ref = golden_program(program, cfg, xq)
     say(f"building the {cfg.rows}x{cfg.cols} engine (Verilator, cached per design)")
     t0 = time.perf_counter()
     sim = build_engine(cfg, waves=waves)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..program import Program, save_program
 from ..rtl_gen.config import EngineConfig
+from ..rtl_gen.host import check_program
 from ..rtl_gen.layouts import act_word_layout, descriptor_layout, out_word_layout
 from .build import SimBuild, build
 from .harness import HARNESS_TOP, StreamPort, harness_verilog
@@ -66,6 +67,7 @@ def simulate_program(program: Program, cfg: EngineConfig, xq: np.ndarray, *, cha
     """
     if not 0.0 <= stall_prob < 1.0:
         raise ValueError(f"stall_prob must be in [0, 1), not {stall_prob!r}")
+    check_program(program, cfg)
     t0 = time.perf_counter()
     sim = sim or build_engine(cfg, waves=waves)
     t_build = time.perf_counter() - t0

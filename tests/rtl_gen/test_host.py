@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 
 from shifthw import numerics as nx
-from shifthw.golden import layer_forward
+from shifthw.golden import layer_forward, maxpool2d, run_program
+from shifthw.program import MaxPool2d, ShiftLayer
 from shifthw.rtl_gen.config import EngineConfig
-from shifthw.rtl_gen.host import (LayerJob, decode_outputs, effective_acc_bits, encode_job,
-                                  golden_job, layer_job, layer_rows, mult_matmul, plan_tiles,
-                                  random_inputs, random_job, random_program)
+from shifthw.rtl_gen.host import (LayerJob, check_program, decode_outputs, effective_acc_bits,
+                                  encode_job, golden_job, golden_program, layer_job, layer_rows,
+                                  mult_matmul, plan_tiles, random_inputs, random_job,
+                                  random_program)
 from shifthw.rtl_gen.layouts import unpack_descriptor
 
 
@@ -103,3 +105,38 @@ def test_layer_job_checks_the_engine():
         layer_job(prog, prog.layers[0], EngineConfig(pe="mult"))
     with pytest.raises(ValueError, match="b=5"):
         layer_job(prog, prog.layers[0], EngineConfig(weight_bits=4))
+
+
+@pytest.mark.parametrize("acc_bits", [None, 10])
+def test_golden_program_is_the_layers_golden_jobs_chained(acc_bits, rng):
+    # The whole network's golden model as an engine computes it: with a narrow (saturating)
+    # accumulator too, layer after layer what golden_job gives, which the hardware matches.
+    prog = random_program("cnn", seed=5)
+    cfg = EngineConfig(rows=4, cols=4, guard_bits=2, acc_bits=acc_bits)
+    assert (acc_bits is not None) == any(effective_acc_bits(cfg, s.fan_in) for s in prog.layers)
+    xq = rng.integers(0, 128, size=(6, *prog.input.shape))
+    run = golden_program(prog, cfg, xq)
+    wide = run_program(prog, xq, quantized=True, guard_bits=2)
+    # 10 bits saturate (the layers' natural widths are 16-19): not the wide model's outputs.
+    assert np.array_equal(run.logits, wide.logits) == (acc_bits is None)
+    cur = run.input
+    for step, want in zip(prog.steps, run.outputs):
+        if isinstance(step, ShiftLayer):
+            rows, reshape = layer_rows(step, cur)
+            cur = reshape(golden_job(cfg, layer_job(prog, step, cfg), rows)[0])
+        elif isinstance(step, MaxPool2d):
+            cur = maxpool2d(cur, step)
+        else:
+            cur = cur.reshape(len(cur), -1)
+        assert np.array_equal(cur, want), step.name
+
+
+def test_check_program_names_the_layer_that_does_not_fit():
+    prog = random_program("cnn", seed=5)
+    check_program(prog, EngineConfig())
+    big = max(prog.layers, key=lambda s: s.fan_in)
+    small = EngineConfig(k_depth=-(-big.fan_in // 8) - 1)
+    with pytest.raises(ValueError, match=f"layer {big.name}: fan-in K={big.fan_in} needs"):
+        check_program(prog, small)
+    with pytest.raises(ValueError, match="b=5"):
+        check_program(prog, EngineConfig(weight_bits=4))

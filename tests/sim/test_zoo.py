@@ -38,6 +38,10 @@ def test_verify_command(capsys):
     assert "RESULT: PASS" in out and "linear2" in out and "accuracy: hardware" in out
     assert main(["verify", "mlp", "--weight-bits", "4"]) == 2
     assert "do not match the model" in capsys.readouterr().err
+    # A layer the engine's buffers cannot take: named before anything is built.
+    assert main(["verify", "cnn", "--k-depth", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "layer conv2d2: fan-in K=72 needs 9 row-tiles" in err
 
 
 def test_verify_a_generated_design(tmp_path, capsys):
