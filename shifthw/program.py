@@ -115,8 +115,10 @@ class ShiftLayer:
         a = self.arith(program, guard_bits, acc_bits)
         drop = nx.max_shift(program.weight_bits) - a.guard_bits
         lim = nx.bias_limit(a.acc_bits)
+        # Above 62 bits (wide guard bits at weight_bits 7..8) Python ints, as the golden
+        # model's accumulators.
         return np.array([min(max(v >> drop, -lim - 1), lim) for v in self.bias_fine],
-                        dtype=np.int64)
+                        dtype=np.int64 if a.acc_bits <= 62 else object)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,11 @@ class LayerJob:
 
     def __post_init__(self):
         self.weights = np.asarray(self.weights, dtype=np.int64)
-        self.bias = np.asarray(self.bias, dtype=np.int64)
+        # Biases of accumulators above 62 bits (wide G at weight_bits 7..8) stay Python ints.
+        try:
+            self.bias = np.asarray(self.bias, dtype=np.int64)
+        except OverflowError:
+            self.bias = np.asarray([int(v) for v in np.ravel(self.bias)], dtype=object)
         if self.weights.ndim != 2 or min(self.weights.shape) < 1:
             raise ValueError(f"{self.name}: weights must be a non-empty (N, K) array, not "
                              f"shape {self.weights.shape}")
@@ -256,7 +260,7 @@ def _bias_words(cfg: EngineConfig, bias: np.ndarray, n_tiles: int) -> list[int]:
     lim = nx.bias_limit(cfg.acc_bits)
     if bias.size and (bias.min() < -lim - 1 or bias.max() > lim):
         raise ValueError(f"bias must be within +-{lim} for acc_bits={cfg.acc_bits}")
-    padded = np.zeros(n_tiles * cfg.cols, dtype=np.int64)
+    padded = np.zeros(n_tiles * cfg.cols, dtype=bias.dtype)
     padded[:bias.size] = bias
     q = cfg.bias_lanes
     words = []
@@ -406,7 +410,10 @@ def random_program(arch: str, *, seed: int = 0, act_bits: int = 8,
         sign = rng.choice([-1, 0, 1], size=(n, k), p=[0.45, 0.1, 0.45])
         shift = np.minimum(rng.geometric(0.35, size=(n, k)), big)
         codes = nx.encode_weight(sign, np.where(sign == 0, 0, shift), weight_bits)
-        bias = [int(v) for v in rng.integers(-(1 << (big + frac)), 1 << (big + frac), n)]
+        # Biases within +-2**(P + F) (drawn at 62 bits and shifted up where wider: b = 7, 8).
+        scale = big + frac
+        top = min(scale, 62)
+        bias = [int(v) << (scale - top) for v in rng.integers(-(1 << top), 1 << top, n)]
         return ShiftLayer(name=name, kind=kind, codes=np.asarray(codes), bias_fine=bias,
                           exponent=0, frac_in=frac, frac_out=frac, relu=relu,
                           round_half_up=bool(rng.integers(0, 2)), **conv)

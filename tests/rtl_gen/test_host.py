@@ -140,3 +140,19 @@ def test_check_program_names_the_layer_that_does_not_fit():
         check_program(prog, small)
     with pytest.raises(ValueError, match="b=5"):
         check_program(prog, EngineConfig(weight_bits=4))
+
+
+def test_accumulators_wider_than_int64(rng):
+    # b = 8, A = 16, G = P = 126: 151-bit accumulators, whose biases numpy's int64 cannot
+    # hold (an OverflowError before): Python ints through the golden model and the streams.
+    prog = random_program("mlp", seed=2, act_bits=16, weight_bits=8)
+    cfg = EngineConfig(rows=2, cols=2, act_bits=16, weight_bits=8)
+    assert cfg.acc_bits > 62
+    xq = rng.integers(-2**15, 2**15, size=(3, *prog.input.shape))
+    run = golden_program(prog, cfg, xq)
+    job = layer_job(prog, prog.layers[0], cfg)
+    assert max(abs(int(b)) for b in job.bias) >= 2**63
+    rows, reshape = layer_rows(prog.layers[0], run.input)
+    assert np.array_equal(reshape(golden_job(cfg, job, rows)[0]), run.outputs[0])
+    assert encode_job(cfg, job, rows).params
+
