@@ -199,9 +199,19 @@ def generate(config: EngineConfig, out_dir: str | os.PathLike, *, board: str | N
     if board is not None and board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     out = Path(out_dir)
+    if out.is_symlink():
+        out = out.resolve()                 # replace the folder it points to, not the link
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise ValueError(f"out_dir {os.fspath(out_dir)!r} is the current folder or holds it: "
+                         f"generate replaces its output folder as a whole; give another")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
     try:
+        # mkdtemp makes the folder private; give it the mode a plain mkdir would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         engine = LayerEngine(config=config)
         text = verilog.convert(engine, name=name)
         files = [f"{name}.v", "verilator_waivers.vlt"]

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 
 import pytest
 
@@ -47,6 +48,30 @@ def test_replaces_only_its_own_output(tmp_path):
     with pytest.raises(FileExistsError):
         generate(EngineConfig(**SMALL), other)
     assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_output_folder_mode_links_and_the_current_folder(tmp_path, monkeypatch):
+    # The folder gets the mode a plain mkdir gives (the temporary folder it was made as is
+    # private), a link to a folder is kept and its folder replaced, and the current folder
+    # (which would be renamed away under the shell) is refused.
+    umask = os.umask(0o022)
+    try:
+        out = tmp_path / "eng"
+        generate(EngineConfig(**SMALL), out)
+        assert out.stat().st_mode & 0o777 == 0o755
+    finally:
+        os.umask(umask)
+    link = tmp_path / "link"
+    link.symlink_to(out)
+    generate(EngineConfig(pe="mult", **SMALL), link)
+    assert link.is_symlink()
+    assert json.loads((out / "manifest.json").read_text())["parameters"]["pe"] == "mult"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eng", "link"]
+    monkeypatch.chdir(out)
+    for here in (".", str(out), ".."):
+        with pytest.raises(ValueError, match="the current folder or holds it"):
+            generate(EngineConfig(**SMALL), here)
+    assert json.loads((out / "manifest.json").read_text())["parameters"]["pe"] == "mult"
 
 
 def test_nothing_half_written_on_error(tmp_path, monkeypatch):
