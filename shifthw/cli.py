@@ -28,6 +28,8 @@ def check_output(path, option: str, *, folder: bool) -> Path:
         raise CliError(f"{option} {p}: exists and is not a folder")
     if not folder and p.is_dir():
         raise CliError(f"{option} {p}: is a folder; give a file name")
+    if not folder and p.exists() and not p.is_file():
+        raise CliError(f"{option} {p}: exists and is not a regular file")
     base = p if folder and p.is_dir() else p.parent
     while not base.exists():
         base = base.parent

@@ -393,8 +393,14 @@ def _from_json(obj, source: str) -> Program:
 
 
 def save_program(program: Program, path: str | os.PathLike) -> Path:
-    """Write a .shiftprog atomically (a temporary file renamed into place)."""
+    """Write a .shiftprog atomically (a temporary file renamed into place; a link is followed
+    and its file replaced, anything else but a regular file is refused)."""
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{os.fspath(path)}: exists and is not a regular file; not "
+                         f"replacing it")
     text = json.dumps(program.to_json(), indent=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)

@@ -1,6 +1,7 @@
 """The .shiftprog format: packing, round trip, and one clear error per malformed field."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -83,3 +84,19 @@ def test_save_leaves_nothing_half_written(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_program(prog, target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_follows_links_and_refuses_other_files(tmp_path):
+    prog = tiny_program()
+    real = tmp_path / "real.shiftprog"
+    real.write_text("")
+    link = tmp_path / "link.shiftprog"
+    link.symlink_to(real)
+    save_program(prog, link)
+    assert link.is_symlink() and load_program(real).to_json() == prog.to_json()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="exists and is not a regular file"):
+        save_program(prog, fifo)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.shiftprog",
+                                                          "real.shiftprog"]
