@@ -28,7 +28,8 @@ from . import numerics as nx
 
 __all__ = [
     "FORMAT", "VERSION", "ProgramError", "InputSpec", "ShiftLayer", "MaxPool2d", "Flatten",
-    "Program", "pack_codes", "unpack_codes", "load_program", "save_program",
+    "Program", "pack_codes", "unpack_codes", "is_program_file", "load_program",
+    "save_program",
 ]
 
 FORMAT = "shifthw.shiftprog"
@@ -416,6 +417,21 @@ def save_program(program: Program, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def is_program_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a program: a ``.shiftprog`` (any case), or an existing file that
+    begins as a JSON object does (a program saved under another name; PyTorch checkpoints
+    are zip or pickle files)."""
+    path = Path(path)
+    if path.suffix.lower() == ".shiftprog":
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return False
+    return head.lstrip().startswith(b"{")
 
 
 def load_program(path: str | os.PathLike) -> Program:

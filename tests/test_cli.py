@@ -41,6 +41,10 @@ def test_errors_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "not a PyTorch checkpoint file" in err, err
         assert not (tmp_path / "x.shiftprog").exists()
+    prog = importlib.resources.files("shifthw").joinpath("zoo", "mlp.shiftprog")
+    assert main(["export", str(prog), "-o", str(tmp_path / "x.shiftprog")]) == 2
+    assert "a JSON file (a .shiftprog program?), not a PyTorch checkpoint" in \
+        capsys.readouterr().err
     assert main(["estimate", str(tmp_path / "text.pt"), "--target", "generic"]) == 2
     assert "'" + str(tmp_path / "text.pt") + "': a file, not a folder" in capsys.readouterr().err
     out_dir = tmp_path / "gen"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shifthw.program import (ProgramError, load_program, pack_codes, save_program,
+from shifthw.program import (ProgramError, is_program_file, load_program, pack_codes, save_program,
                              unpack_codes)
 from tests.test_golden import tiny_program
 
@@ -100,3 +100,18 @@ def test_save_follows_links_and_refuses_other_files(tmp_path):
         save_program(prog, fifo)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.shiftprog",
                                                           "real.shiftprog"]
+
+
+def test_a_program_is_known_by_its_suffix_or_its_json(tmp_path):
+    from shifthw.estimate.flow import load_model
+    from shifthw.sim.flow import load_source
+
+    prog = tiny_program()
+    for name in ("m.shiftprog", "m.SHIFTPROG", "m"):
+        path = save_program(prog, tmp_path / name)
+        assert is_program_file(path)
+        assert load_source(path)[0].to_json() == prog.to_json()
+        assert load_model(str(path))[0].to_json() == prog.to_json()
+    (tmp_path / "w.pt").write_bytes(b"PK\x03\x04 a zip")
+    assert not is_program_file(tmp_path / "w.pt")
+    assert not is_program_file(tmp_path / "missing")

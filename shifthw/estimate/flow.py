@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import golden
-from ..program import Program, load_program
+from ..program import Program, is_program_file, load_program
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.host import check_program
 from . import activity as act
@@ -59,7 +59,7 @@ def load_model(model) -> tuple[Program, str]:
     name = os.fspath(model)
     if name in ("mlp", "cnn") and not Path(name).exists():
         return load_program(_ZOO / f"{name}.shiftprog"), name
-    if name.endswith(".shiftprog"):
+    if is_program_file(name):
         if not Path(name).is_file():
             raise FileNotFoundError(f"model {name!r}: no such .shiftprog file")
         return load_program(name), name

@@ -39,6 +39,7 @@ from __future__ import annotations
 import importlib.resources
 import io
 import os
+import re
 from collections.abc import Sequence
 
 import torch
@@ -242,8 +243,15 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ShiftSequential, dict]:
     except Exception as exc:
         # A file that is not a torch.save file: pickle and zip readers fail with anything
         # from KeyError to RuntimeError, whose text alone does not say what happened.
+        from ..program import is_program_file
+
+        if is_program_file(path):
+            raise ValueError(f"{where}: a JSON file (a .shiftprog program?), not a PyTorch "
+                             f"checkpoint") from exc
+        # torch's first sentence only: the rest can run to lines of advice.
+        first = re.split(r"(?<=\.)\s", str(exc).strip(), maxsplit=1)[0][:160]
         raise ValueError(f"{where}: not a PyTorch checkpoint file ({type(exc).__name__}: "
-                         f"{exc})") from exc
+                         f"{first})") from exc
     return _from_ckpt(ckpt, where)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import golden
-from ..program import Program, load_program
+from ..program import Program, is_program_file, load_program
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.host import check_program, golden_program
 
@@ -54,7 +54,7 @@ class VerifyReport:
 
 def load_source(source: str | os.PathLike):
     """(program, torch model or None) from a .shiftprog, a checkpoint or a zoo name."""
-    if str(source).endswith(".shiftprog"):
+    if is_program_file(source):
         return load_program(source), None
     from ..models.checkpoint import export_checkpoint, load_model
 
