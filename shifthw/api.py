@@ -113,9 +113,17 @@ def compile(model, *, rows: int = 8, cols: int = 8, guard_bits: int | None = Non
     engine : further :class:`~shifthw.rtl_gen.config.EngineConfig` fields (buffer depths...).
     """
     from .rtl_gen.config import EngineConfig
+    from .rtl_gen.host import check_program
 
     program, torch_model = _program_of(model)
-    cfg = EngineConfig(rows=rows, cols=cols, act_bits=program.act_bits,
-                       weight_bits=program.weight_bits, guard_bits=guard_bits, pe="shift",
-                       **engine)
+    fixed = {"act_bits": program.act_bits, "weight_bits": program.weight_bits, "pe": "shift"}
+    for key, value in fixed.items():
+        if key in engine and engine[key] != value:
+            raise ValueError(f"{key}={engine[key]!r}: the engine takes its {key} from the "
+                             f"model ({value!r})" if key != "pe" else
+                             f"pe={engine[key]!r}: compile builds shift engines for shift "
+                             f"programs")
+        engine.pop(key, None)
+    cfg = EngineConfig(rows=rows, cols=cols, guard_bits=guard_bits, **fixed, **engine)
+    check_program(program, cfg)
     return HardwareModel(program=program, config=cfg, torch_model=torch_model)

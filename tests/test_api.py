@@ -54,3 +54,14 @@ def test_write(tmp_path):
 def test_bad_model_type():
     with pytest.raises(TypeError, match="model must be"):
         shifthw.compile(42)
+
+
+def test_engine_options_the_model_fixes():
+    assert shifthw.compile("mlp", act_bits=8, pe="shift").config.act_bits == 8
+    with pytest.raises(ValueError, match=r"act_bits=4: the engine takes its act_bits from the "
+                                         r"model \(8\)"):
+        shifthw.compile("mlp", act_bits=4)
+    with pytest.raises(ValueError, match="pe='mult': compile builds shift engines"):
+        shifthw.compile("mlp", pe="mult")
+    with pytest.raises(ValueError, match="layer linear1: fan-in K=64 needs"):
+        shifthw.compile("mlp", k_depth=2)
