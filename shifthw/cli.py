@@ -91,6 +91,8 @@ def _cmd_train(args) -> int:
 
     if args.output:
         check_output(args.output, "-o", folder=False)
+        check_output(Path(args.output).with_suffix(".json"), "-o (its metrics file)",
+                     folder=False)
     _, metrics = train(arch=args.arch, mode=args.mode, weight_bits=args.weight_bits,
                        act_bits=args.act_bits, epochs=args.epochs, seed=args.seed,
                        dataset=args.dataset, data_dir=args.data_dir, exponent=args.exponent,
@@ -108,6 +110,8 @@ def _cmd_convert(args) -> int:
 
     if args.output:
         check_output(args.output, "-o", folder=False)
+        check_output(Path(args.output).with_suffix(".json"), "-o (its metrics file)",
+                     folder=False)
     _, metrics = convert_and_finetune(args.checkpoint, mode=args.mode,
                                       weight_bits=args.weight_bits,
                                       finetune_epochs=args.finetune_epochs, seed=args.seed,

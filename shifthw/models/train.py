@@ -154,6 +154,22 @@ def _finish(model: ShiftSequential, data) -> tuple[ShiftSequential, dict]:
     }
 
 
+def _check_out(out) -> None:
+    """Refuse, before any training, an ``out`` whose checkpoint or metrics file cannot be
+    written: the metrics go to ``out.with_suffix(".json")``, so ``out`` may not end in .json
+    (the metrics would overwrite the model), and neither path may be a folder."""
+    if out is None:
+        return
+    out = Path(out)
+    if out.suffix.lower() == ".json":
+        raise ValueError(f"out {os.fspath(out)!r}: a checkpoint name may not end in .json "
+                         f"(the metrics are written beside it as <name>.json)")
+    for path, what in ((out, "checkpoint"), (out.with_suffix(".json"), "metrics file")):
+        if path.exists() and not path.is_file():
+            raise ValueError(f"out {os.fspath(out)!r}: the {what} {os.fspath(path)!r} exists "
+                             f"and is not a regular file")
+
+
 def _write(out, ckpt: dict, metrics: dict) -> None:
     out = Path(out)
     save_checkpoint(ckpt, out)
@@ -235,6 +251,7 @@ def train(arch: str = "mlp", mode: str = "ps", weight_bits: int = 5, act_bits: i
     _check_positive("batch_size", batch_size)
     if exponent != "auto" and (isinstance(exponent, bool) or not isinstance(exponent, int)):
         raise ValueError(f"exponent must be an integer or 'auto', not {exponent!r}")
+    _check_out(out)
     data = _limit(load_dataset(dataset, data_dir), train_limit)
     image_size = int(data[0].shape[-1])
     start = time.perf_counter()
@@ -290,6 +307,7 @@ def convert_and_finetune(float_ckpt_path: str | os.PathLike, mode: str = "ps",
     check_weight_bits(weight_bits)
     _check_positive("finetune_epochs", finetune_epochs)
     lr = DEFAULT_LR[mode] / 10 if lr is None else _check_positive("lr", float(lr), float)
+    _check_out(out)
     float_net, ck = load_checkpoint(float_ckpt_path)
     if ck["mode"] != "float":
         raise ValueError(f"checkpoint {os.fspath(float_ckpt_path)!r} has mode "

@@ -82,3 +82,17 @@ def test_evaluate_counts_correct():
     model = torch.nn.Sequential(torch.nn.Flatten())
     x = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]])
     assert evaluate(model, x, torch.tensor([1, 0, 1])) == pytest.approx(2 / 3)
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_training(tmp_path):
+    # m.json: the metrics (m.json) would overwrite the model; a folder where the metrics go:
+    # the model was written and the metrics failed, after the training.
+    with pytest.raises(ValueError, match="may not end in .json"):
+        train(out=tmp_path / "m.json", epochs=1, progress=False)
+    (tmp_path / "half.json").mkdir()
+    for run in (lambda out: train(out=out, epochs=1, progress=False),
+                lambda out: convert_and_finetune(tmp_path / "none.pt", out=out)):
+        with pytest.raises(ValueError, match="the metrics file .*half.json' exists and is "
+                                             "not a regular file"):
+            run(tmp_path / "half.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half.json"]
