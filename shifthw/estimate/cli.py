@@ -337,6 +337,9 @@ def run_sweep(args: argparse.Namespace) -> int:
         mult_bits=parse_list(args.mult_weight_bits, "--mult-weight-bits"),
         baseline=not args.no_baseline, engine=engine_extra(args),
         mult_booth=args.mult_booth)
+    if not points:
+        raise ValueError(f"no point to synthesise: every combination was skipped "
+                         f"({'; '.join(skipped)})")
     say = _say(args, "sweep")
     if say:
         say(f"{len(points)} points on {target.name}"
