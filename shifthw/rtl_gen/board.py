@@ -38,7 +38,7 @@ from .config import EngineConfig
 from .engine import LayerEngine, engine_signature
 from .synth import fpga_resources, pre_synthesis, read_stat
 
-__all__ = ["BoardInfo", "BOARDS", "BoardTop", "board_platform", "board_plan",
+__all__ = ["BoardInfo", "BOARD_TOP", "BOARDS", "BoardTop", "board_platform", "board_plan",
            "set_clock_frequency", "synthesize_board"]
 
 
@@ -221,7 +221,11 @@ class BoardTop(Elaboratable):
         return m
 
 
-def board_plan(config: EngineConfig, board: str, *, name: str = "top",
+#: The board top's module name in the build plans (the engine's must differ).
+BOARD_TOP = "top"
+
+
+def board_plan(config: EngineConfig, board: str, *, name: str = BOARD_TOP,
                engine_name: str = "shifthw_engine", synth_opts: str = ""):
     """The amaranth build plan (engine Verilog, top RTLIL, Yosys script, constraints).
 
@@ -229,6 +233,9 @@ def board_plan(config: EngineConfig, board: str, *, name: str = "top",
     ``synth_opts`` are extra options of ``synth_ice40`` / ``synth_ecp5`` (e.g. ``-dsp``),
     after the board's own (its device: ``-device u`` for the UP5K).
     """
+    if engine_name == name:
+        raise ValueError(f"engine name {engine_name!r} is the board top's module name: give "
+                         f"the engine another")
     platform = board_platform(board)
     top = BoardTop(config=config, engine_name=engine_name)
     opts = " ".join(o for o in (_board(board).synth_opts, synth_opts) if o)
@@ -238,7 +245,7 @@ def board_plan(config: EngineConfig, board: str, *, name: str = "top",
 
 
 def synthesize_board(config: EngineConfig, board: str, work_dir: str | os.PathLike, *,
-                     place: bool = False, freq_mhz: float | None = None, name: str = "top",
+                     place: bool = False, freq_mhz: float | None = None, name: str = BOARD_TOP,
                      synth_opts: str = "", timeout: float | None = 3600):
     """Synthesise (and optionally place and route) the board top; return its figures.
 

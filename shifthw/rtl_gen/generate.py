@@ -22,7 +22,7 @@ from amaranth.hdl import Shape, Value
 from amaranth.lib.wiring import In
 
 from .. import numerics as nx
-from .board import BOARDS, board_plan
+from .board import BOARD_TOP, BOARDS, board_plan
 from .config import PE_KINDS, EngineConfig
 from .engine import LayerEngine
 from .layouts import (act_word_layout, bias_entry_layout, bias_entry_words, descriptor_layout,
@@ -198,6 +198,9 @@ def generate(config: EngineConfig, out_dir: str | os.PathLike, *, board: str | N
         raise ValueError(f"name must be a Verilog identifier, not {name!r}")
     if board is not None and board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
+    if board is not None and name == BOARD_TOP:
+        raise ValueError(f"name {name!r} is the board top's module name: give the engine "
+                         f"another name (--name) or leave out the board")
     out = Path(out_dir)
     if out.is_symlink():
         out = out.resolve()                 # replace the folder it points to, not the link

@@ -97,6 +97,10 @@ def test_bad_arguments(tmp_path):
         generate(EngineConfig(**SMALL), tmp_path / "x", board="nexys")
     with pytest.raises(ValueError, match="name"):
         generate(EngineConfig(**SMALL), tmp_path / "x", name="2bad")
+    # The engine cannot share the board top's module name (the plan would not synthesise).
+    with pytest.raises(ValueError, match="name 'top' is the board top's module name"):
+        generate(EngineConfig(**SMALL), tmp_path / "x", board="icebreaker", name="top")
+    assert not (tmp_path / "x").exists()
     with pytest.raises(TypeError, match="config"):
         generate({"rows": 2}, tmp_path / "x")
 
