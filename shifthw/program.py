@@ -289,8 +289,9 @@ def _check_layer(s: ShiftLayer, prog: Program) -> None:
         if s.in_channels < 1 or s.in_channels * kh * kw != codes.shape[1]:
             raise ProgramError(f"{where}: in_channels*kh*kw = {s.in_channels}*{kh}*{kw} "
                                f"does not match fan_in {codes.shape[1]}")
-        if min(*s.stride) < 1 or min(*s.padding) < 0:
-            raise ProgramError(f"{where}: stride must be >= 1 and padding >= 0")
+        if min(*s.kernel_size) < 1 or min(*s.stride) < 1 or min(*s.padding) < 0:
+            raise ProgramError(f"{where}: kernel_size and stride must be >= 1 and padding "
+                               f">= 0")
 
 
 def _pair(v, where: str, name: str) -> tuple[int, int]:
@@ -330,6 +331,8 @@ def _from_json(obj, source: str) -> Program:
         raise ProgramError(f"{source}: {exc}") from None
     inp = _get(obj, "input", dict, source)
     shape = _get(inp, "shape", list, f"{source}: input")
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise ProgramError(f"{source}: input: shape must be a list of integers, not {shape!r}")
     spec = InputSpec(shape=tuple(shape), frac_bits=_get(inp, "frac_bits", int, f"{source}: input"),
                      preprocess=str(inp.get("preprocess", "")))
     steps: list[Step] = []
@@ -372,7 +375,8 @@ def _from_json(obj, source: str) -> Program:
                                frac_in=_get(d, "frac_in", int, where),
                                frac_out=_get(d, "frac_out", int, where),
                                relu=_get(d, "relu", bool, where),
-                               round_half_up=bool(d.get("round_half_up", False)), **extra)
+                               round_half_up=(_get(d, "round_half_up", bool, where)
+                                              if "round_half_up" in d else False), **extra)
             if "out_shift_exact" in d:
                 want = nx.out_shift_for(exponent=layer.exponent,
                                         guard_bits=nx.max_shift(weight_bits),

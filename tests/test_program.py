@@ -55,6 +55,11 @@ def _write(tmp_path, obj):
     (lambda o: o["steps"][0].update(out_shift_exact=0), "out_shift_exact=0 disagrees"),
     (lambda o: o.update(weight_bits=9), "weight_bits must be in 2..8"),
     (lambda o: o["steps"][0].update(kernel_size=[3]), "kernel_size must be a list of two"),
+    (lambda o: o["steps"][0].update(kernel_size=[-k for k in o["steps"][0]["kernel_size"]]),
+     "layer c1: kernel_size and stride must be >= 1"),
+    (lambda o: o["steps"][0].update(round_half_up="false"), "'round_half_up' has the wrong type"),
+    (lambda o: o["input"].update(shape=[str(d) for d in o["input"]["shape"]]),
+     "input: shape must be a list of integers"),
 ])
 def test_malformed_files_get_one_clear_error(tmp_path, mutate, message):
     obj = tiny_program().to_json()
