@@ -280,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exponent", type=_exponent, default="auto",
                    help="per-layer exponent e, or 'auto' (default: the largest weight fits)")
     p.add_argument("--last-n", type=_positive_int, default=None,
-                   help="convert only the last N layers (DeepShift's shift depth)")
+                   help="convert only the last N layers (DeepShift's shift depth); a "
+                        "checkpoint that runs on the engine needs every layer shifted, so N "
+                        "below the layer count is refused (mixed networks: convert_to_shift "
+                        "in Python)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("-o", "--output", type=Path, default=None)
     p.add_argument("-q", "--quiet", action="store_true")

@@ -312,6 +312,12 @@ def convert_and_finetune(float_ckpt_path: str | os.PathLike, mode: str = "ps",
     if ck["mode"] != "float":
         raise ValueError(f"checkpoint {os.fspath(float_ckpt_path)!r} has mode "
                          f"{ck['mode']!r}; convert_and_finetune needs a float checkpoint")
+    layers = sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in float_net.modules())
+    if last_n is not None and last_n < layers:
+        raise ValueError(f"last_n={last_n} converts {last_n} of the network's {layers} "
+                         f"layers, but a shifthw checkpoint (and the engine) needs every "
+                         f"layer shifted; for a mixed float / shift network use "
+                         f"shifthw.models.convert_to_shift(model, last_n=...) in Python")
     data = _limit(load_dataset(dataset, data_dir), train_limit)
     start = time.perf_counter()
     with _reproducible(seed):

@@ -65,6 +65,11 @@ def test_convert_and_finetune(tmp_path):
     assert "converted_test_accuracy" in metrics and out.exists()
     with pytest.raises(ValueError, match="needs a float checkpoint"):
         convert_and_finetune(out, "ps", 4, 1, progress=False, train_limit=96)
+    # Part of the layers only: a checkpoint the engine cannot run, refused before training.
+    with pytest.raises(ValueError, match="last_n=1 converts 1 of the network's 2 layers"):
+        convert_and_finetune(float_ckpt, "ps", 4, 1, last_n=1, out=tmp_path / "part.pt")
+    assert not (tmp_path / "part.pt").exists()
+    convert_and_finetune(float_ckpt, "ps", 4, 1, last_n=2, progress=False, train_limit=96)
 
 
 @pytest.mark.parametrize("kwargs,match", [
