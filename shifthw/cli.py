@@ -74,6 +74,11 @@ def _exponent(text: str):
 def _cmd_doctor(args) -> int:
     from .doctor import run_doctor
 
+    if args.workdir is not None:
+        check_output(args.workdir, "--workdir", folder=True)
+        if " " in str(Path(args.workdir).resolve()):
+            raise CliError(f"--workdir {args.workdir}: Verilator cannot build in a path with "
+                           f"a space; give a folder without one")
     return run_doctor(workdir=args.workdir)
 
 
@@ -329,10 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .program import ProgramError
+    from .sim.build import BuildError
+    from .sim.runner import SimError
 
     try:
         return int(args.func(args) or 0)
-    except (CliError, ProgramError, ValueError, OSError) as exc:
+    except (CliError, ProgramError, ValueError, OSError, BuildError, SimError) as exc:
+        # A build or simulation that failed to run (not a mismatch, which is exit code 1)
+        # keeps its log's tail after the first line.
         print(f"shifthw {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 2
 

@@ -72,6 +72,7 @@ _HEAVY = {
     "export": ("shifthw.models.checkpoint", "export_checkpoint"),
     "train": ("shifthw.models.train", "train"),
     "convert": ("shifthw.models.train", "convert_and_finetune"),
+    "doctor": ("shifthw.doctor", "run_doctor"),
 }
 
 
@@ -90,6 +91,9 @@ _HEAVY = {
      "{file} is a file, not a folder"),
     (["convert", "float.pt", "-o", "{dir}"], "-o {dir}", "is a folder; give a file name"),
     (["generate", "-o", "/proc/shifthw-out"], "-o /proc/shifthw-out", "cannot write in /proc"),
+    (["doctor", "--workdir", "{file}"], "--workdir {file}", "exists and is not a folder"),
+    (["doctor", "--workdir", "{dir}/a b"], "--workdir {dir}/a b",
+     "Verilator cannot build in a path with a space"),
 ])
 def test_bad_output_paths_fail_before_any_work(tmp_path, capsys, monkeypatch, argv, where,
                                                why):

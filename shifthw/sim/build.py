@@ -186,7 +186,12 @@ def build(files: dict[str, str], top: str, *, waves: bool = False,
     cxx_opt = cxx_opt or os.environ.get("SHIFTHW_CXX_OPT", "-O1")
     make_vars = f"OPT_FAST={cxx_opt} OPT_SLOW=-O0 OPT_GLOBAL={cxx_opt}"
     key = _key(files, top, args + [make_vars, f"public={public}"], waves)
+    where = "" if root else " (SHIFTHW_CACHE, or the home folder's .cache)"
     root = Path(root) if root else cache_root()
+    if " " in str(root.resolve()):
+        # GNU Make, which runs Verilator's makefiles, cannot build in such a folder.
+        raise BuildError(f"build folder {root}{where}: Verilator cannot build in a path "
+                         f"with a space; set SHIFTHW_CACHE to a folder without one")
     limit = cache_limit_bytes()
     folder = root / key
     root.mkdir(parents=True, exist_ok=True)

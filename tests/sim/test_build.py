@@ -53,3 +53,18 @@ def test_cache_limit_comes_from_the_environment(monkeypatch):
         monkeypatch.setenv("SHIFTHW_CACHE_MAX_GB", bad)
         with pytest.raises(ValueError, match="SHIFTHW_CACHE_MAX_GB must be a number"):
             b.cache_limit_bytes()
+
+
+def test_a_path_with_a_space_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    # GNU Make cannot build there: said before Verilator runs, naming SHIFTHW_CACHE; the
+    # command line prints it as one error (exit code 2), no traceback.
+    with pytest.raises(b.BuildError, match="Verilator cannot build in a path with a space"):
+        b.build({"t.v": "module t; endmodule\n"}, "t", root=tmp_path / "a b")
+    from shifthw.cli import main
+
+    monkeypatch.setenv("SHIFTHW_CACHE", str(tmp_path / "c d"))
+    assert main(["verify", "mlp", "--rows", "2", "--cols", "2", "--images", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "(SHIFTHW_CACHE, or the home folder's .cache): Verilator cannot build" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "c d").exists()
