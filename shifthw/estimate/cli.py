@@ -185,6 +185,11 @@ def _estimate_config(args) -> EngineConfig:
     return EngineConfig(pe="shift", weight_bits=b, **given)
 
 
+def _check_freq(args) -> None:
+    if args.freq is not None and not args.freq > 0:
+        raise ValueError(f"--freq must be a clock above 0 MHz, not {args.freq:g}")
+
+
 def run_estimate(args: argparse.Namespace) -> int:
     """``shifthw estimate``: measure, print the comparison, write the reports."""
     from .flow import estimate
@@ -203,6 +208,7 @@ def run_estimate(args: argparse.Namespace) -> int:
         raise ValueError(f"--timing-weight must be a positive integer, not {args.timing_weight}")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be a positive integer, not {args.jobs}")
+    _check_freq(args)
     if args.opt_timing and target.family != "ice40":
         raise ValueError(f"--opt-timing is nextpnr-ice40's post-placement pass; target "
                          f"{target.name!r} has none")
@@ -327,6 +333,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     target = get_target(args.target)
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be a positive integer, not {args.jobs}")
+    _check_freq(args)
     if args.output:
         check_output(args.output, "-o", folder=True)
     points, skipped = sweep_grid(

@@ -110,6 +110,10 @@ def test_sweep_options_are_checked_before_any_tool(tmp_path):
                                         "2", "--no-wide-luts", "-o", str(tmp_path / "s")])
     with pytest.raises(ValueError, match="--no-wide-luts.* ECP5 option .*'ice40-hx8k'"):
         run_sweep(args)
+    for freq in ("0", "-5", "nan"):
+        args = _parse(add_sweep_arguments, ["--target", "generic", "--freq", freq])
+        with pytest.raises(ValueError, match="--freq must be a clock above 0 MHz"):
+            run_sweep(args)
     # Every combination skipped: an error, not an empty CSV and exit code 0.
     args = _parse(add_sweep_arguments, ["--target", "generic", "--rows", "2", "--cols", "2",
                                         "--weight-bits", "3", "--guard-bits", "5",
