@@ -183,7 +183,8 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="probability of a valid/ready stall on every stream, per cycle")
     p.add_argument("--layer-inputs", choices=["hardware", "golden"], default="hardware",
                    help="each layer's input: the previous layer's hardware output, or golden")
-    p.add_argument("--waves", action="store_true", help="write an FST waveform (slower)")
+    p.add_argument("--waves", action="store_true",
+                   help="write a waveform, FST where Verilator can, else VCD (slower)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stall generators")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="keep the run's files here (default: a temporary folder)")
@@ -280,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path,
                    help="float checkpoint from `shifthw train --mode float`")
     p.add_argument("--mode", choices=["ps", "q"], default="ps")
-    p.add_argument("--finetune-epochs", type=int, default=10)
+    p.add_argument("--finetune-epochs", type=_positive_int, default=10)
     p.add_argument("--weight-bits", type=int, default=5, help="weight code bits b (2..8)")
     p.add_argument("--exponent", type=_exponent, default="auto",
                    help="per-layer exponent e, or 'auto' (default: the largest weight fits)")

@@ -145,10 +145,12 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
 
 
-#: Options of ``shifthw estimate`` that run tools, with their defaults: --analytic runs none.
+#: Options of ``shifthw estimate`` that only placement uses (--no-place runs none), and all
+#: that run tools (--analytic runs none), with their defaults.
+_PLACE_OPTIONS = (("freq", None), ("placements", 1), ("timing_weight", None), ("jobs", None),
+                  ("opt_timing", False))
 _TOOL_OPTIONS = (("model", None), ("images", 4), ("no_activity", False), ("no_place", False),
-                 ("freq", None), ("placements", 1), ("timing_weight", None), ("jobs", None),
-                 ("opt_timing", False), ("energy_table", None), ("check_netlist", False))
+                 *_PLACE_OPTIONS, ("energy_table", None), ("check_netlist", False))
 
 
 def config_from_design_dir(folder) -> EngineConfig:
@@ -166,6 +168,8 @@ def config_from_design_dir(folder) -> EngineConfig:
         return EngineConfig(**params)
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{manifest}: not a shifthw generate manifest ({exc})") from None
+    except ValueError as exc:
+        raise ValueError(f"{manifest}: {exc}") from None
 
 
 def _estimate_config(args) -> EngineConfig:
@@ -209,6 +213,16 @@ def run_estimate(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be a positive integer, not {args.jobs}")
     _check_freq(args)
+    if args.no_place:
+        given = [f"--{d.replace('_', '-')}" for d, default in _PLACE_OPTIONS
+                 if getattr(args, d) != default]
+        if given:
+            raise ValueError(f"--no-place runs no placement, so {', '.join(given)} "
+                             f"{'does' if len(given) == 1 else 'do'} not apply")
+    try:
+        nx.check_weight_bits(args.mult_weight_bits)
+    except ValueError as exc:
+        raise ValueError(f"--mult-weight-bits: {exc}") from None
     if args.opt_timing and target.family != "ice40":
         raise ValueError(f"--opt-timing is nextpnr-ice40's post-placement pass; target "
                          f"{target.name!r} has none")

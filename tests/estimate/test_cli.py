@@ -2,6 +2,7 @@
 
 import argparse
 import csv
+import json
 
 import pytest
 
@@ -187,3 +188,21 @@ def test_analytic_estimate_names_tool_options_and_uncalibrated_settings(tmp_path
     out = capsys.readouterr().out
     assert "nand2_eq ratio mult / shift" in out
     assert "outside the calibration: k_depth=1024" in out
+
+
+def test_options_that_do_not_apply_or_are_out_of_range_name_the_option(tmp_path):
+    for argv, match in (
+            (["--no-place", "--placements", "3", "--freq", "90"],
+             "--no-place runs no placement, so --freq, --placements do not apply"),
+            (["--mult-weight-bits", "20"], "--mult-weight-bits: weight_bits must be in 2..8")):
+        args = _parse(add_estimate_arguments, ["--target", "ice40-up5k", *argv])
+        with pytest.raises(ValueError, match=match):
+            run_estimate(args)
+    design = tmp_path / "d"
+    generate(EngineConfig(**TINY), design)
+    manifest = design / "manifest.json"
+    obj = json.loads(manifest.read_text())
+    obj["parameters"]["rows"] = 0
+    manifest.write_text(json.dumps(obj))
+    with pytest.raises(ValueError, match=r"manifest.json: rows must be"):
+        config_from_design_dir(design)
