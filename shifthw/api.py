@@ -57,8 +57,18 @@ class HardwareModel:
 
     def _quantize(self, x, quantized: bool):
         x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
-        return (np.asarray(x, dtype=np.int64) if quantized
-                else golden.quantize_input(self.program, x))
+        if x.ndim == 0 or len(x) == 0:
+            raise ValueError(f"x: a batch of at least one input, not shape {x.shape}")
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"x: real numbers, not {x.dtype}")
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ValueError("x: NaN or infinite values")
+        if quantized:
+            if x.dtype.kind == "f" and (x != np.round(x)).any():
+                raise ValueError("x: quantized=True takes integers (A-bit activations), not "
+                                 "fractions")
+            return x.astype(np.int64)
+        return golden.quantize_input(self.program, x)
 
     def predict(self, x, *, quantized: bool = False) -> np.ndarray:
         """Integer logits from the golden model (bit-identical to the hardware).

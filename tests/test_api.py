@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 import shifthw
@@ -65,3 +66,15 @@ def test_engine_options_the_model_fixes():
         shifthw.compile("mlp", pe="mult")
     with pytest.raises(ValueError, match="layer linear1: fan-in K=64 needs"):
         shifthw.compile("mlp", k_depth=2)
+
+
+@pytest.mark.parametrize("x, quantized, match", [
+    (np.zeros((0, 64)), False, "a batch of at least one input"),
+    (np.full((1, 64), np.nan), False, "NaN or infinite"),
+    (np.full((1, 64), 1 + 2j), False, "real numbers, not complex"),
+    (np.full((1, 64), 3.7), True, "quantized=True takes integers"),
+])
+def test_bad_inputs_to_predict(x, quantized, match):
+    with pytest.raises(ValueError, match=match):
+        shifthw.compile("mlp").predict(x, quantized=quantized)
+    assert shifthw.compile("mlp").predict(np.full((1, 64), 3.0), quantized=True).shape == (1, 10)
