@@ -345,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         # keeps its log's tail after the first line.
         print(f"shifthw {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"shifthw {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

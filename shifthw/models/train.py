@@ -72,6 +72,9 @@ def load_dataset(dataset: str = "digits", data_dir=None
     :func:`~shifthw.models.data.load_digits_split` with its default seed 0, whatever the
     training seed) or ``"mnist"`` (IDX files in ``data_dir``)."""
     if dataset == "digits":
+        if data_dir is not None:
+            raise ValueError(f"data_dir {os.fspath(data_dir)!r} applies to dataset='mnist'; "
+                             f"digits ships with scikit-learn")
         return load_digits_split()
     if dataset == "mnist":
         if data_dir is None:

@@ -101,3 +101,8 @@ def test_outputs_that_cannot_be_written_are_refused_before_training(tmp_path):
                                              "not a regular file"):
             run(tmp_path / "half.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["half.json"]
+
+
+def test_data_dir_is_for_mnist():
+    with pytest.raises(ValueError, match="data_dir 'x' applies to dataset='mnist'"):
+        train(data_dir="x", epochs=1, progress=False)
