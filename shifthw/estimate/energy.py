@@ -38,6 +38,7 @@ __all__ = ["DEFAULT_TABLE", "OpCount", "load_table", "add_energy", "mult_energy"
 
 #: The shipped table (Horowitz, ISSCC 2014, 45 nm).
 DEFAULT_TABLE = "energy_45nm.json"
+TABLE_FORMAT, TABLE_VERSION = "shifthw.energy_table", 1
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,59 @@ def load_table(path: str | os.PathLike | None = None) -> dict:
         table = json.loads(p.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"energy table {p}: not JSON ({exc})") from None
-    for key in ("int_add", "int_mult", "sram_64bit_access", "assumptions"):
-        if key not in table:
-            raise ValueError(f"energy table {p}: missing key {key!r}")
+    check_table(table, f"energy table {p}")
     table["file"] = str(p)
     return table
+
+
+#: Keys of ``assumptions`` the estimate reads (each ``{"value": number, ...}``).
+ASSUMPTIONS = ("shifter_stage_bit", "mux_bit", "xor_bit", "register_bit",
+               "activity_reference")
+
+
+def _positive(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and v > 0)
+
+
+def check_table(table, where: str) -> None:
+    """A ``ValueError`` naming the key for anything in an energy table that the estimate
+    cannot use: checked when the table is loaded, before any synthesis."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: not a JSON object")
+    if table.get("format", TABLE_FORMAT) != TABLE_FORMAT:
+        raise ValueError(f"{where}: format is {table['format']!r}, expected {TABLE_FORMAT!r}")
+    if table.get("version", TABLE_VERSION) != TABLE_VERSION:
+        raise ValueError(f"{where}: version {table['version']!r} is not supported (this "
+                         f"shifthw reads version {TABLE_VERSION})")
+    if table.get("unit", "pJ") != "pJ":
+        raise ValueError(f"{where}: unit is {table['unit']!r}; the estimate reads pJ "
+                         f"(convert the figures)")
+    for key in ("int_add", "int_mult", "sram_64bit_access"):
+        if key not in table:
+            raise ValueError(f"{where}: missing key {key!r}")
+        rows = table[key]
+        if (not isinstance(rows, list) or not rows
+                or not all(isinstance(r, list) and len(r) == 2 and all(map(_positive, r))
+                           for r in rows)):
+            raise ValueError(f"{where}: {key} must be a non-empty list of [width, pJ] rows "
+                             f"of positive numbers, not {rows!r}")
+        widths = [r[0] for r in rows]
+        if len(set(widths)) != len(widths):
+            raise ValueError(f"{where}: {key} has two rows of one width ({rows!r})")
+    dram = table.get("dram_64bit_access")
+    if dram is not None and not (_positive(dram) or (
+            isinstance(dram, list) and dram and all(map(_positive, dram)))):
+        raise ValueError(f"{where}: dram_64bit_access must be a positive number or a list of "
+                         f"them (low, high), not {dram!r}")
+    ass = table.get("assumptions")
+    if not isinstance(ass, dict):
+        raise ValueError(f"{where}: missing key 'assumptions' (an object)")
+    for key in ASSUMPTIONS:
+        a = ass.get(key)
+        if not isinstance(a, dict) or not _positive(a.get("value")):
+            raise ValueError(f"{where}: assumptions.{key} must be an object with a positive "
+                             f"'value', not {a!r}")
 
 
 def _power_law(points, x: float) -> tuple[float, str]:

@@ -138,3 +138,40 @@ def test_a_replacement_table(tmp_path, table):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="missing key 'int_add'"):
         energy.load_table(tmp_path / "bad.json")
+
+
+def _edit(table, key, value):
+    t = json.loads(json.dumps(table))
+    if value is None:
+        del t[key]
+    else:
+        t[key] = value
+    return t
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda t: _edit(t, "int_add", [[8, 0.03], [8, 0.05]]), "int_add has two rows of one width"),
+    (lambda t: _edit(t, "int_add", [[8, 0]]), "int_add must be a non-empty list of .width, pJ."),
+    (lambda t: _edit(t, "int_mult", [[8, -0.2]]), "int_mult must be"),
+    (lambda t: _edit(t, "int_add", []), "int_add must be"),
+    (lambda t: _edit(t, "sram_64bit_access", 10), "sram_64bit_access must be"),
+    (lambda t: _edit(t, "int_add", [["8", 0.03]]), "int_add must be"),
+    (lambda t: _edit(t, "dram_64bit_access", [[1, 2]]), "dram_64bit_access must be"),
+    (lambda t: {**t, "assumptions": {k: v for k, v in t["assumptions"].items()
+                                     if k != "mux_bit"}}, "assumptions.mux_bit must be"),
+    (lambda t: {**t, "assumptions": {**t["assumptions"], "xor_bit": 0.5}},
+     "assumptions.xor_bit must be an object"),
+    (lambda t: _edit(t, "unit", "fJ"), "unit is 'fJ'; the estimate reads pJ"),
+    (lambda t: _edit(t, "version", 99), "version 99 is not supported"),
+    (lambda t: _edit(t, "format", "other"), "format is 'other'"),
+])
+def test_a_table_the_estimate_cannot_use_is_refused_when_loaded(tmp_path, table, edit, match):
+    # Before: a ZeroDivisionError, a math domain error or a KeyError after all synthesis.
+    raw = {k: v for k, v in table.items() if k != "file"}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(edit(raw)))
+    with pytest.raises(ValueError, match=f"energy table {path}: {match}"):
+        energy.load_table(path)
+    # The shipped table passes the same checks, and a table without DRAM rows is fine.
+    path.write_text(json.dumps(_edit(raw, "dram_64bit_access", None)))
+    energy.load_table(path)
