@@ -2,10 +2,10 @@
 
 FPGA targets synthesise the board top of :class:`~shifthw.rtl_gen.board.BoardTop` (the
 generated engine Verilog, with pseudo-random stimulus on its streams and its outputs
-XOR-reduced onto one LED, so that nothing is optimised away and no more than two pins are
-used) exactly as :func:`~shifthw.rtl_gen.board.synthesize_board` does, with ``synth_ice40``
-or ``synth_ecp5`` (flattened).  That run gives the totals, the netlist for place and route
-and the share of the device used.
+folded into a rotating signature register on one LED, so that nothing is optimised away and
+no more than two pins are used) exactly as :func:`~shifthw.rtl_gen.board.synthesize_board`
+does, with ``synth_ice40`` or ``synth_ecp5`` (flattened).  That run gives the totals, the
+netlist for place and route and the share of the device used.
 
 A second run gives the breakdown per component: the design is read in, processed
 (``proc; memory -nomap``), its array cells are labelled by :mod:`.hierarchy` and moved into

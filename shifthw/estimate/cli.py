@@ -213,11 +213,13 @@ def run_estimate(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be a positive integer, not {args.jobs}")
     _check_freq(args)
-    if args.no_place:
+    if args.no_place or not target.is_fpga:
         given = [f"--{d.replace('_', '-')}" for d, default in _PLACE_OPTIONS
                  if getattr(args, d) != default]
         if given:
-            raise ValueError(f"--no-place runs no placement, so {', '.join(given)} "
+            why = ("--no-place runs no placement" if args.no_place else
+                   f"target {target.name!r} is not placed (gates, no Fmax)")
+            raise ValueError(f"{why}, so {', '.join(given)} "
                              f"{'does' if len(given) == 1 else 'do'} not apply")
     try:
         nx.check_weight_bits(args.mult_weight_bits)

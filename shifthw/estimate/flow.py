@@ -94,7 +94,8 @@ def _check_baseline(config: EngineConfig, baseline, mult_booth: bool = False) ->
         raise ValueError(f"baseline must be 'mult' or None, not {baseline!r}")
     if baseline == "mult" and config.pe != "shift":
         raise ValueError("the design to estimate has pe='mult'; compare a shift design with "
-                         "its multiplier twin (or pass baseline=None)")
+                         "its multiplier twin (or no baseline: baseline=None, "
+                         "--baseline none)")
     if mult_booth and baseline is None and config.pe == "shift":
         raise ValueError("mult_booth needs the multiplier baseline (baseline='mult')")
 

@@ -138,8 +138,8 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
                      f"pipeline and target.")
     if target.is_fpga:
         notes.append("FPGA figures are of the board top (rtl_gen.board.BoardTop: the engine "
-                     "with pseudo-random stimulus and an XOR-reduced LED output); the "
-                     "harness part is listed apart in the breakdown.")
+                     "with pseudo-random stimulus and its outputs folded into a signature "
+                     "register on an LED); the harness part is listed apart in the breakdown.")
         notes.append("lut: iCE40 SB_LUT4; ECP5 LUT4 + 2 per CCU2C + 2 per TRELLIS_DPR16X4.")
         if "mult_dsp" in designs:
             notes.append("mult_lut builds its multipliers from LUTs; mult_dsp maps them to "

@@ -7,14 +7,15 @@ somewhere that synthesis cannot optimise away:
 * every input stream (payload and valid) and the output's ready are driven from a serial-in
   shift register fed by a 31-bit LFSR (x^31 + x^28 + 1), so every input bit is a distinct,
   unpredictable register;
-* every output bit (payload, valid, busy) is registered, then XOR-reduced into one register
-  on an LED (so the harness adds no logic after an engine output).
+* every output bit (payload, valid, busy) is registered, then folded into a rotating
+  signature register (a MISR) whose bit drives an LED (so the harness adds no logic after an
+  engine output, and no deep path of its own).
 
 The clock is the board's default clock; the engine's reset is a power-on reset (one cycle,
 from register initial values).  Placement may ask for another clock frequency than the board
 oscillator's: :func:`set_clock_frequency` rewrites it in the pin constraints.  The
-harness costs one shift register as wide as the widest input stream plus an XOR tree: small
-next to the engine, and it is counted in the figures.
+harness costs one shift register as wide as the widest input stream plus the signature
+register: small next to the engine, and it is counted in the figures.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def set_clock_frequency(constraints: str, family: str, freq_mhz: float) -> str:
 
 
 class BoardTop(Elaboratable):
-    """The engine with pseudo-random stimulus and an XOR-reduced LED output.
+    """The engine with pseudo-random stimulus and its outputs folded onto an LED.
 
     The engine enters as the very Verilog that :func:`~.generate.generate` writes (an
     ``Instance`` of module ``engine_name``, added to the platform's files), so the board

@@ -39,7 +39,8 @@ def test_bad_placement_option_is_one_clear_error(tmp_path, flag):
 def test_opt_timing_is_for_ice40_alone(tmp_path, target):
     args = _parse(add_estimate_arguments, ["--target", target, "--rows", "2", "--opt-timing",
                                            "-o", str(tmp_path / "r")])
-    with pytest.raises(ValueError, match=f"--opt-timing is nextpnr-ice40's .* {target!r}"):
+    with pytest.raises(ValueError, match=f"--opt-timing is nextpnr-ice40's .* {target!r}"
+                       if target != "generic" else "'generic' is not placed .* --opt-timing"):
         run_estimate(args)
     assert not (tmp_path / "r").exists()
 
@@ -194,7 +195,9 @@ def test_options_that_do_not_apply_or_are_out_of_range_name_the_option(tmp_path)
     for argv, match in (
             (["--no-place", "--placements", "3", "--freq", "90"],
              "--no-place runs no placement, so --freq, --placements do not apply"),
-            (["--mult-weight-bits", "20"], "--mult-weight-bits: weight_bits must be in 2..8")):
+            (["--mult-weight-bits", "20"], "--mult-weight-bits: weight_bits must be in 2..8"),
+            (["--target", "generic", "--placements", "3"],
+             "target 'generic' is not placed .gates, no Fmax., so --placements does not")):
         args = _parse(add_estimate_arguments, ["--target", "ice40-up5k", *argv])
         with pytest.raises(ValueError, match=match):
             run_estimate(args)
