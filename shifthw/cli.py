@@ -107,6 +107,8 @@ def _cmd_train(args) -> int:
           f"({metrics['wall_seconds']:.1f} s)")
     if args.output:
         print(f"wrote {args.output} and {Path(args.output).with_suffix('.json')}")
+    else:
+        print("(nothing saved: give -o FILE.pt to keep the model)")
     return 0
 
 
@@ -125,7 +127,9 @@ def _cmd_convert(args) -> int:
     print(f"converted to {args.mode} b={args.weight_bits}: test accuracy "
           f"{100 * metrics['test_accuracy']:.2f} %")
     if args.output:
-        print(f"wrote {args.output}")
+        print(f"wrote {args.output} and {Path(args.output).with_suffix('.json')}")
+    else:
+        print("(nothing saved: give -o FILE.pt to keep the model)")
     return 0
 
 
@@ -150,8 +154,9 @@ def _cmd_generate(args) -> int:
     cfg = config_from_args(args)
     manifest = generate(cfg, args.output, board=args.board, name=args.name)
     print(f"wrote {args.output}: {', '.join(manifest.get('files', []))}")
-    print(f"engine {cfg.rows}x{cfg.cols} pe={cfg.pe} A={cfg.act_bits} b={cfg.weight_bits} "
-          f"G={cfg.guard_bits} acc_bits={cfg.acc_bits}; largest layer: K <= {cfg.max_k}")
+    guard = f" G={cfg.guard_bits}" if cfg.pe == "shift" else ""
+    print(f"engine {cfg.rows}x{cfg.cols} pe={cfg.pe} A={cfg.act_bits} b={cfg.weight_bits}"
+          f"{guard} acc_bits={cfg.acc_bits}; largest layer: K <= {cfg.max_k}")
     return 0
 
 
@@ -217,8 +222,10 @@ def _engine_config(args, program):
     a = given.pop("act_bits", program.act_bits)
     b = given.pop("weight_bits", program.weight_bits)
     if (a, b) != (program.act_bits, program.weight_bits):
-        raise CliError(f"--act-bits {a} / --weight-bits {b} do not match the model "
-                       f"(A={program.act_bits}, b={program.weight_bits})")
+        given = [f"--act-bits {a}"] * (a != program.act_bits) + \
+            [f"--weight-bits {b}"] * (b != program.weight_bits)
+        raise CliError(f"{' / '.join(given)} {'does' if len(given) == 1 else 'do'} not match "
+                       f"the model (A={program.act_bits}, b={program.weight_bits})")
     mode = given.pop("mode", None)
     if mode is not None:
         given["guard_bits"] = nx.max_shift(b) if mode == "exact" else 0

@@ -120,9 +120,10 @@ def weight_code_layout(weight_bits: int) -> data.StructLayout:
 
 
 def encode_weight(sign, shift, weight_bits: int):
-    """Pack (sign, shift) into codes; ``shift=None`` or sign 0 is not allowed here.
+    """Pack (sign, shift) into codes.
 
-    ``sign`` is -1/+1 (or 0 for a zero weight), ``shift`` is p in 0..P.  Works on ints and
+    ``sign`` is -1/+1, or 0 for a zero weight (the zero code; its ``shift`` is ignored);
+    ``shift`` is p in 0..P.  Works on ints and
     on numpy arrays.  The bit positions follow :func:`weight_code_layout`.
     """
     b = check_weight_bits(weight_bits)

@@ -37,7 +37,8 @@ def test_verify_command(capsys):
     out = capsys.readouterr().out
     assert "RESULT: PASS" in out and "linear2" in out and "accuracy: hardware" in out
     assert main(["verify", "mlp", "--weight-bits", "4"]) == 2
-    assert "do not match the model" in capsys.readouterr().err
+    assert "error: --weight-bits 4 does not match the model (A=8, b=5)" in \
+        capsys.readouterr().err
     # A layer the engine's buffers cannot take: named before anything is built.
     assert main(["verify", "cnn", "--k-depth", "2"]) == 2
     err = capsys.readouterr().err
