@@ -219,7 +219,8 @@ def markdown(rep: dict) -> str:
         name = r["metric"] + (f" ({r['unit']})" if r["unit"] else "")
         rows.append([name] + [r["values"].get(k) for k in cols]
                     + [r["ratio_mult_over_shift"].get(k) for k in cols if k != "shift"])
-    lines += ["## Shift vs multiplier", ""] + _table(header, rows) + [""]
+    lines += ["## Shift vs multiplier" if len(cols) > 1 else "## Figures", ""] \
+        + _table(header, rows) + [""]
     fpga = t["family"] != "generic"
     lines += ["## Area by component", ""]
     unit = "lut" if fpga else "nand2_eq"
@@ -288,10 +289,12 @@ def markdown(rep: dict) -> str:
         for k in cols:
             tm = rep["designs"][k]["timing"] or {}
             cp = tm.get("critical_path") or {}
-            path = (f"{cp.get('start_signal')} ({cp.get('start_component')}) -> "
-                    f"{cp.get('end_signal')} ({cp.get('end_component')}), through "
-                    f"{', '.join(cp.get('through', []))}; "
-                    + ", ".join(cp.get("source_lines", [])) if cp else (tm.get("error") or "-"))
+            path = "; ".join(part for part in (
+                f"{cp.get('start_signal')} ({cp.get('start_component')}) -> "
+                f"{cp.get('end_signal')} ({cp.get('end_component')}), through "
+                f"{', '.join(cp.get('through', []))}",
+                ", ".join(cp.get("source_lines", []))) if part) if cp else \
+                (tm.get("error") or "-")
             rows.append([k, tm.get("fits"), tm.get("fmax_mhz"), tm.get("target_mhz"),
                          tm.get("logic_cells"), path])
         lines += _table(header, rows) + [""]
@@ -303,6 +306,14 @@ def markdown(rep: dict) -> str:
                 f"seed {t['seed']} {t['fmax_mhz']:.1f}" if t["fmax_mhz"] else
                 f"seed {t['seed']} not placed" for t in ts) for k, ts in tries.items() if ts]
             lines += [""]
+        placer = {(tm.get("timing_weight"), tm.get("opt_timing"))
+                  for tm in (rep["designs"][k]["timing"] or {} for k in cols) if tm}
+        for weight, opt in sorted(placer, key=str):
+            if weight is not None or opt:
+                lines += ["nextpnr: " + ", ".join(
+                    ([f"placer timing weight {weight}"] if weight is not None else [])
+                    + (["post-placement timing optimisation (--opt-timing)"] if opt else []))
+                    + ".", ""]
     checks = {k: rep["designs"][k].get("netlist_check") for k in cols}
     if any(checks.values()):
         lines += ["## Gate-level check of the mapped netlists", ""]

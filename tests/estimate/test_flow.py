@@ -63,7 +63,17 @@ def _check_ice40_energy_and_files(rep, out):
     for name in rep["files"]:
         assert (out / name).stat().st_size > 0
     assert json.loads((out / "estimate.json").read_text())["format"] == "shifthw.estimate"
-    assert "## Shift vs multiplier" in (out / "estimate.md").read_text()
+    text = (out / "estimate.md").read_text()
+    assert "## Shift vs multiplier" in text and "nextpnr: " not in text
+    # The placer's settings, when given, are in the Markdown as in the JSON.
+    for d in rep["designs"].values():
+        d["timing"].update(timing_weight=30, opt_timing=True)
+    assert "nextpnr: placer timing weight 30, post-placement timing optimisation " \
+        "(--opt-timing)." in markdown(rep)
+    assert not re.search(r";\s*\|", text)         # no empty part after a ';'
+    for d in rep["designs"].values():
+        d["timing"]["critical_path"]["source_lines"] = []
+    assert not re.search(r";\s*\|", markdown(rep))
 
 
 def test_ecp5():
@@ -198,6 +208,8 @@ def test_without_baseline():
     rep = estimate(EngineConfig(**TINY), "generic", baseline=None)
     assert list(rep["designs"]) == ["shift"] and rep["baseline"] is None
     assert rep["comparison"]["columns"] == ["shift"]
+    text = markdown(rep)
+    assert "## Figures" in text and "## Shift vs multiplier" not in text
 
 
 @pytest.mark.slow
