@@ -204,6 +204,8 @@ def run_estimate(args: argparse.Namespace) -> int:
         check_output(args.output, "-o", folder=True)
     if args.analytic:
         return _run_analytic(args, _estimate_config(args), target)
+    if args.model is None and args.images != 4:
+        raise ValueError("--images sets the images of --model's energy runs; give --model")
     if args.images < 1:
         raise ValueError(f"--images must be a positive integer, not {args.images}")
     if args.placements < 1:
@@ -314,15 +316,19 @@ def _run_analytic(args, cfg: EngineConfig, target) -> int:
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``shifthw sweep`` to ``parser``."""
     p = parser
-    p.add_argument("--rows", default="2,4,8", help="array rows, comma-separated")
-    p.add_argument("--cols", default="2,4,8", help="array columns, comma-separated")
-    p.add_argument("--weight-bits", default="5", help="shift weight bits, comma-separated")
+    p.add_argument("--rows", default="2,4,8",
+                   help="array rows, comma-separated (default 2,4,8)")
+    p.add_argument("--cols", default="2,4,8",
+                   help="array columns, comma-separated (default 2,4,8)")
+    p.add_argument("--weight-bits", default="5",
+                   help="shift weight bits, comma-separated (default 5)")
     p.add_argument("--guard-bits", default="0,P",
-                   help="guard bits, comma-separated; P means G = P (exact)")
-    p.add_argument("--act-bits", default="8", help="activation bits, comma-separated")
+                   help="guard bits, comma-separated; P means G = P (exact) (default 0,P)")
+    p.add_argument("--act-bits", default="8",
+                   help="activation bits, comma-separated (default 8)")
     p.add_argument("--target", required=True, help=_TARGET_HELP)
     p.add_argument("--mult-weight-bits", default="8",
-                   help="multiplier baseline weight bits, comma-separated")
+                   help="multiplier baseline weight bits, comma-separated (default 8)")
     p.add_argument("--no-baseline", action="store_true", help="shift designs only")
     _add_synthesis_options(p, "point", "")
     add_engine_extra(p)
