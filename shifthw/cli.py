@@ -91,13 +91,17 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (data split and init)")
 
 
+def _check_checkpoint_output(output) -> None:
+    # A checkpoint and its metrics file beside it (<name>.json).
+    if output:
+        check_output(output, "-o", folder=False)
+        check_output(Path(output).with_suffix(".json"), "-o (its metrics file)", folder=False)
+
+
 def _cmd_train(args) -> int:
     from .models.train import train
 
-    if args.output:
-        check_output(args.output, "-o", folder=False)
-        check_output(Path(args.output).with_suffix(".json"), "-o (its metrics file)",
-                     folder=False)
+    _check_checkpoint_output(args.output)
     _, metrics = train(arch=args.arch, mode=args.mode, weight_bits=args.weight_bits,
                        act_bits=args.act_bits, epochs=args.epochs, seed=args.seed,
                        dataset=args.dataset, data_dir=args.data_dir, exponent=args.exponent,
@@ -115,10 +119,7 @@ def _cmd_train(args) -> int:
 def _cmd_convert(args) -> int:
     from .models.train import convert_and_finetune
 
-    if args.output:
-        check_output(args.output, "-o", folder=False)
-        check_output(Path(args.output).with_suffix(".json"), "-o (its metrics file)",
-                     folder=False)
+    _check_checkpoint_output(args.output)
     _, metrics = convert_and_finetune(args.checkpoint, mode=args.mode,
                                       weight_bits=args.weight_bits,
                                       finetune_epochs=args.finetune_epochs, seed=args.seed,
