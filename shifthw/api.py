@@ -128,12 +128,12 @@ def compile(model, *, rows: int = 8, cols: int = 8, guard_bits: int | None = Non
     program, torch_model = _program_of(model)
     fixed = {"act_bits": program.act_bits, "weight_bits": program.weight_bits, "pe": "shift"}
     for key, value in fixed.items():
-        if key in engine and engine[key] != value:
-            raise ValueError(f"{key}={engine[key]!r}: the engine takes its {key} from the "
-                             f"model ({value!r})" if key != "pe" else
-                             f"pe={engine[key]!r}: compile builds shift engines for shift "
-                             f"programs")
-        engine.pop(key, None)
+        given = engine.pop(key, value)
+        if given != value and key == "pe":
+            raise ValueError(f"pe={given!r}: compile builds shift engines for shift programs")
+        if given != value:
+            raise ValueError(f"{key}={given!r}: the engine takes its {key} from the model "
+                             f"({value!r})")
     cfg = EngineConfig(rows=rows, cols=cols, guard_bits=guard_bits, **fixed, **engine)
     check_program(program, cfg)
     return HardwareModel(program=program, config=cfg, torch_model=torch_model)

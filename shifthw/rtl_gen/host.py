@@ -34,9 +34,8 @@ from .layouts import (act_word_layout, bias_entry_layout, out_word_layout, pack,
 
 __all__ = [
     "LayerJob", "Segment", "EngineStreams", "effective_acc_bits", "check_program", "layer_job",
-    "layer_rows",
-    "mult_matmul", "golden_program", "golden_job", "clamp_out_shift", "plan_tiles", "encode_job",
-    "decode_outputs", "zero_weight", "random_weights", "random_inputs", "random_job",
+    "layer_rows", "mult_matmul", "golden_program", "golden_job", "clamp_out_shift", "plan_tiles",
+    "encode_job", "decode_outputs", "zero_weight", "random_weights", "random_inputs", "random_job",
     "random_program",
 ]
 
