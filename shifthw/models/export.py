@@ -10,6 +10,7 @@ compared with the golden model step by step.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -145,9 +146,28 @@ def export_program(model: nn.Module, input_shape, *, preprocess: str = "",
         frac_in = frac_out
     if weight_bits is None:
         raise ExportError("the network has no shift layer")
-    return Program(act_bits=act_bits, weight_bits=weight_bits,
-                   input=InputSpec(tuple(int(d) for d in input_shape), input_frac, preprocess),
-                   steps=steps, meta=dict(meta or {}))
+    program = Program(act_bits=act_bits, weight_bits=weight_bits,
+                      input=InputSpec(tuple(int(d) for d in input_shape), input_frac,
+                                      preprocess),
+                      steps=steps, meta=dict(meta or {}))
+    _warn_saturated_biases(program)
+    return program
+
+
+def _warn_saturated_biases(program: Program) -> None:
+    """Warn where the contract saturates a bias (to what the accumulator holds, §4 of
+    docs/numerics.md) and the torch layer does not: the program, and the hardware, then
+    differ from the torch model at that layer even at G = P."""
+    for s in program.layers:
+        lim = nx.bias_limit(s.arith(program, program.max_shift).acc_bits)
+        over = sum(1 for v in s.bias_fine if not -lim - 1 <= v <= lim)
+        if over:
+            warnings.warn(
+                f"layer {s.name}: {over} of {s.out_features} biases exceed what its accumulator "
+                f"holds (+-{lim} units of 2^-{program.max_shift + s.frac_in - s.exponent}) and "
+                f"are saturated: the program and the hardware differ from the torch model "
+                f"there (a bias far beyond every sum its inputs can reach, often from an input "
+                f"calibrated on near-zero activations: F_in={s.frac_in})", stacklevel=3)
 
 
 @torch.no_grad()

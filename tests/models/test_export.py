@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from shifthw import golden
@@ -97,3 +98,31 @@ def test_float_checkpoint_is_refused(tmp_path):
         export_checkpoint(out)
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         export_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_bias_the_accumulator_cannot_hold_is_warned_of():
+    # The contract saturates a bias to what the accumulator holds; the torch layer does not,
+    # so a bias far beyond every reachable sum (inputs calibrated on tiny values) makes the
+    # program differ from torch even at G = P: export says so.
+    import warnings
+
+    from shifthw.models import LinearShift, ShiftSequential
+
+    lin = LinearShift(1, 1, mode="q")
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+        lin.bias.fill_(1.0)
+    m = ShiftSequential(ActQuant(8), lin, ActQuant(8)).double()
+    x = torch.linspace(-0.01, 0.01, 32, dtype=torch.float64)[:, None]
+    m.calibrate([x])
+    m.eval()
+    with pytest.warns(UserWarning, match="layer linear1: 1 of 1 biases exceed what its "
+                                         "accumulator holds .* differ from the torch model"):
+        prog = export_program(m, (1,))
+    got = golden.run_program(prog, x.numpy()).logits[:, 0] / 2 ** prog.layers[-1].frac_out
+    assert abs(got.max() - float(m(x).detach().max())) > 0.5     # what the warning is about
+    with torch.no_grad():
+        lin.bias.fill_(0.001)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        export_program(m, (1,))
