@@ -119,15 +119,23 @@ def layer_forward(layer: ShiftLayer, program: Program, x, *, guard_bits: int,
     return out, acc
 
 
+def _input_batch(program: Program, x: np.ndarray) -> np.ndarray:
+    """``x`` as (B, *program.input.shape): flat rows for an image input, or images for a
+    flat input (an MLP on images), reshaped in the same element order; any other shape of
+    the same size (channels last, say) would scramble the elements, so it is refused."""
+    shape = tuple(program.input.shape)
+    if x.shape[1:] == shape:
+        return x
+    flat = x.ndim == 2 or len(shape) == 1
+    if flat and x.ndim >= 2 and int(np.prod(x.shape[1:])) == int(np.prod(shape)):
+        return x.reshape((x.shape[0],) + shape)
+    raise ValueError(f"input batch has shape {x.shape}, program expects (B,) + {shape} (or "
+                     f"flat rows (B, {int(np.prod(shape))}))")
+
+
 def quantize_input(program: Program, x):
     """Real-valued network input (already preprocessed) to A-bit integers."""
-    x = np.asarray(x, dtype=np.float64)
-    shape = tuple(program.input.shape)
-    if x.shape[1:] != shape:
-        if x.ndim >= 2 and int(np.prod(x.shape[1:])) == int(np.prod(shape)):
-            x = x.reshape((x.shape[0],) + shape)
-        else:
-            raise ValueError(f"input batch has shape {x.shape}, program expects (B,) + {shape}")
+    x = _input_batch(program, np.asarray(x, dtype=np.float64))
     return nx.quantize_act(x, program.input.frac_bits, program.act_bits)
 
 
@@ -165,9 +173,7 @@ def run_program(program: Program, x, *, guard_bits: int | None = None, quantized
     g = program.max_shift if guard_bits is None else nx.check_guard_bits(
         guard_bits, program.weight_bits)
     if quantized:
-        q = np.asarray(x, dtype=np.int64)
-        if q.shape[1:] != tuple(program.input.shape):
-            q = q.reshape((q.shape[0],) + tuple(program.input.shape))
+        q = _input_batch(program, np.asarray(x, dtype=np.int64))
     else:
         q = quantize_input(program, x)
     cur, outs = q, []

@@ -115,3 +115,19 @@ def test_run_program_rejects_bad_inputs():
         golden.run_program(prog, np.zeros((1, 3, 5, 5)))
     with pytest.raises(ValueError, match="guard_bits"):
         golden.run_program(prog, np.zeros((1, 2, 5, 5)), guard_bits=15)
+
+
+def test_input_batches_are_reshaped_only_in_their_element_order():
+    from shifthw.golden import quantize_input, run_program
+    from shifthw.rtl_gen.host import random_program
+
+    cnn, mlp = random_program("cnn"), random_program("mlp")        # (1, 8, 8) and (64,)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(2, 1, 8, 8))
+    flat = quantize_input(cnn, x.reshape(2, 64))                   # flat rows: fine
+    assert np.array_equal(flat, quantize_input(cnn, x))
+    assert quantize_input(mlp, x).shape == (2, 64)                 # images into an MLP
+    with pytest.raises(ValueError, match=r"input batch has shape \(2, 8, 8, 1\), program "
+                                         r"expects \(B,\) \+ \(1, 8, 8\)"):
+        quantize_input(cnn, x.transpose(0, 2, 3, 1))               # channels last: refused
+    with pytest.raises(ValueError, match="input batch has shape"):
+        run_program(cnn, np.zeros((2, 8, 8, 1), dtype=np.int64), quantized=True)
