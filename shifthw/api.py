@@ -21,20 +21,23 @@ from .program import Program, save_program
 __all__ = ["compile", "HardwareModel"]
 
 
-def _program_of(model) -> tuple[Program, object]:
+def _program_of(model, input_shape=None) -> tuple[Program, object]:
     """(program, torch model or None) from any accepted model form."""
+    from torch import nn
+
+    if input_shape is not None and not isinstance(model, nn.Module):
+        raise ValueError("input_shape applies to a torch model; a program or checkpoint "
+                         "records its own")
     if isinstance(model, Program):
         return model, None
     if isinstance(model, (str, os.PathLike)):
         from .sim.flow import load_source
 
         return load_source(model)
-    from torch import nn
-
     if isinstance(model, nn.Module):
         from .models.export import export_program
 
-        shape = getattr(model, "input_shape", None) or (1, 8, 8)
+        shape = input_shape or getattr(model, "input_shape", None) or (1, 8, 8)
         return export_program(model, shape), model
     raise TypeError(f"model must be a Program, a path, a zoo name or a ShiftSequential, not "
                     f"{type(model).__name__}")
@@ -111,7 +114,7 @@ class HardwareModel:
 
 
 def compile(model, *, rows: int = 8, cols: int = 8, guard_bits: int | None = None,
-            **engine) -> HardwareModel:
+            input_shape: tuple | None = None, **engine) -> HardwareModel:
     """Bind a model to a generated shift engine.
 
     Parameters
@@ -120,12 +123,14 @@ def compile(model, *, rows: int = 8, cols: int = 8, guard_bits: int | None = Non
         :class:`~shifthw.program.Program`), or a calibrated ShiftSequential.
     rows, cols : the PE array (R x C).
     guard_bits : G (default P: exact accumulation; 0: DeepShift's truncation).
+    input_shape : a torch model's input, (C, H, W) or (K,), without the batch (default: the
+        digits images, (1, 8, 8)); programs and checkpoints record theirs.
     engine : further :class:`~shifthw.rtl_gen.config.EngineConfig` fields (buffer depths...).
     """
     from .rtl_gen.config import EngineConfig
     from .rtl_gen.host import check_program
 
-    program, torch_model = _program_of(model)
+    program, torch_model = _program_of(model, input_shape)
     fixed = {"act_bits": program.act_bits, "weight_bits": program.weight_bits, "pe": "shift"}
     for key, value in fixed.items():
         given = engine.pop(key, value)

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import shifthw
 from shifthw import golden
@@ -55,6 +56,19 @@ def test_write(tmp_path):
 def test_bad_model_type():
     with pytest.raises(TypeError, match="model must be"):
         shifthw.compile(42)
+
+
+def test_input_shape_of_a_torch_model():
+    from shifthw.models import ActQuant, LinearShift, ShiftSequential
+    from shifthw.program import ProgramError
+
+    m = ShiftSequential(ActQuant(8), LinearShift(16, 4), ActQuant(8))
+    m.calibrate([torch.rand(8, 16)])
+    assert shifthw.compile(m, input_shape=(16,)).program.input.shape == (16,)
+    with pytest.raises(ProgramError, match=r"linear expects \(16,\) input"):
+        shifthw.compile(m)                                  # the digits default: (1, 8, 8)
+    with pytest.raises(ValueError, match="input_shape applies to a torch model"):
+        shifthw.compile("mlp", input_shape=(64,))
 
 
 def test_engine_options_the_model_fixes():
