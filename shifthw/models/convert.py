@@ -177,10 +177,19 @@ def convert_to_shift(model: nn.Module, *, mode: str = "ps", weight_bits: int = 5
     if last_n is not None and (isinstance(last_n, bool) or not isinstance(last_n, int)
                                or last_n < 0):
         raise ValueError(f"last_n must be None or a non-negative integer, not {last_n!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
     if not inplace:
         model = copy.deepcopy(model)
     fold_batchnorm(model)
     targets = [(name, m) for name, m in model.named_modules() if type(m) in _FLOAT]
+    # Layers with weights that are not plain Linear / Conv2d stay float: say which.
+    left = [f"{name or 'model'} ({type(m).__name__})" for name, m in model.named_modules()
+            if type(m) not in _FLOAT and not isinstance(m, (LinearShift, Conv2dShift))
+            and isinstance(getattr(m, "weight", None), torch.Tensor)]
+    if left:
+        warnings.warn(f"convert_to_shift converts nn.Linear and nn.Conv2d only; these layers "
+                      f"stay float: {', '.join(left)}", stacklevel=2)
     if last_n is not None:
         targets = targets[len(targets) - min(last_n, len(targets)):]
     for name, layer in targets:

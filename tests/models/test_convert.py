@@ -227,3 +227,12 @@ def test_import_zero_weights_ignore_their_shift_and_warn_on_extra_keys():
     with pytest.warns(UserWarning, match="extra.running_mean"):
         import_deepshift_checkpoint(state, model, weight_bits=5)
     assert (model[5].sign_and_shift()[0] == 0).all()
+
+
+def test_layers_left_float_are_named():
+    m = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Linear(3, 2))
+    with pytest.warns(UserWarning, match=r"these layers stay float: 0 \(Conv1d\)"):
+        out = convert_to_shift(m)
+    assert type(out[0]) is nn.Conv1d and isinstance(out[1], LinearShift)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, not str"):
+        convert_to_shift("hello")
