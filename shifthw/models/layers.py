@@ -238,6 +238,12 @@ class ShiftMixin:
         return s
 
 
+def _check_sizes(**sizes) -> None:
+    for name, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, not {v!r}")
+
+
 def _check_shift_args(mode, weight_bits, exponent) -> tuple[str, int, int]:
     return _check_mode(mode), check_weight_bits(weight_bits), _check_exponent(exponent)
 
@@ -263,6 +269,7 @@ class LinearShift(ShiftMixin, nn.Linear):
                  mode: str = "ps", weight_bits: int = 5, exponent: int = 0,
                  device=None, dtype=None):
         mode, weight_bits, exponent = _check_shift_args(mode, weight_bits, exponent)
+        _check_sizes(in_features=in_features, out_features=out_features)
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self._setup_shift(mode, weight_bits, exponent)
 
@@ -306,6 +313,7 @@ padding_mode
                  padding_mode: str = "zeros", *, mode: str = "ps", weight_bits: int = 5,
                  exponent: int = 0, device=None, dtype=None):
         mode, weight_bits, exponent = _check_shift_args(mode, weight_bits, exponent)
+        _check_sizes(in_channels=in_channels, out_channels=out_channels)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
                          padding=padding, dilation=dilation, groups=groups, bias=bias,
                          padding_mode=padding_mode, device=device, dtype=dtype)

@@ -165,6 +165,15 @@ def test_arguments_are_checked(kwargs, exc, match):
         Conv2dShift(1, 1, 3, **kwargs)
 
 
+def test_sizes_are_checked():
+    # Zero outputs failed in the PS initialisation with an IndexError.
+    for make, match in ((lambda: LinearShift(4, 0), "out_features must be a positive integer"),
+                        (lambda: LinearShift(0, 4), "in_features must be a positive integer"),
+                        (lambda: Conv2dShift(1, 0, 3), "out_channels must be a positive")):
+        with pytest.raises(ValueError, match=match):
+            make()
+
+
 def test_float64_forward_is_exact_with_extreme_scales():
     # products x * 2**-p and their sums must be exact in float64: compare with integers
     layer = LinearShift(64, 1, bias=False, mode="ps", weight_bits=5).double()
