@@ -135,7 +135,8 @@ def check_program(program: Program, cfg: EngineConfig) -> None:
     (widths, PE kind, a fan-in larger than the buffers take), so that a run fails before
     anything is built or simulated."""
     for layer in program.layers:
-        _check_layer_fits(cfg, layer_job(program, layer, cfg).fan_in, f"layer {layer.name}")
+        layer_job(program, layer, cfg)                # widths and PE kind
+        _check_layer_fits(cfg, layer.fan_in, f"layer {layer.name}")
 
 
 def layer_job(program: Program, layer: ShiftLayer, cfg: EngineConfig) -> LayerJob:

@@ -128,7 +128,7 @@ def verify_model(source: str | os.PathLike, cfg: EngineConfig, *, images: int | 
         layers.append(lay)
     hw_pred = np.asarray(res["hw_predictions"])
     return VerifyReport(
-        model=str(source), config=_config_dict(cfg), images=len(x), layers=layers,
+        model=str(source), config=cfg.to_dict(), images=len(x), layers=layers,
         hw_accuracy=float((hw_pred == y.numpy()).mean()),
         golden_accuracy=float((ref.predictions() == y.numpy()).mean()),
         torch_accuracy=torch_acc, images_differing=res["images_differing"],
@@ -142,10 +142,6 @@ def _bar(total: int, desc: str, *, show: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="layer", disable=not show, leave=False)
-
-
-def _config_dict(cfg: EngineConfig) -> dict:
-    return cfg.to_dict()
 
 
 _SIZE_KEYS = ("rows", "cols", "act_bits", "weight_bits", "guard_bits", "pe")
