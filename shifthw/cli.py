@@ -149,8 +149,10 @@ def _cmd_export(args) -> int:
 
 # -- generate -------------------------------------------------------------------------------
 def _cmd_generate(args) -> int:
+    from .rtl_gen.config import check_verilog_name
     from .rtl_gen.generate import config_from_args, generate
 
+    check_verilog_name(args.name, "--name")
     check_output(args.output, "-o", folder=True)
     cfg = config_from_args(args)
     manifest = generate(cfg, args.output, board=args.board, name=args.name)

@@ -60,6 +60,10 @@ def test_generate(tmp_path, capsys):
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["parameters"]["guard_bits"] == 0
     assert "G=0" in capsys.readouterr().out
+    # A keyword as the module name: one line naming --name, nothing written.
+    assert main(["generate", "--name", "wire", "-o", str(tmp_path / "kw")]) == 2
+    assert "--name 'wire' is a Verilog / SystemVerilog keyword" in capsys.readouterr().err
+    assert not (tmp_path / "kw").exists()
 
 
 # Each command's output path, checked before it does any work: the heavy step it would run

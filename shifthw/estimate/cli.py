@@ -206,6 +206,9 @@ def run_estimate(args: argparse.Namespace) -> int:
         return _run_analytic(args, _estimate_config(args), target)
     if args.model is None and args.images != 4:
         raise ValueError("--images sets the images of --model's energy runs; give --model")
+    if args.model is None and args.no_activity:
+        raise ValueError("--no-activity leaves out --model's switching-activity runs; "
+                         "without --model there are none (give --model or leave it out)")
     if args.images < 1:
         raise ValueError(f"--images must be a positive integer, not {args.images}")
     if args.placements < 1:

@@ -35,7 +35,7 @@ from amaranth.lib import io
 from amaranth.lib.wiring import In
 
 from .. import toolchain
-from .config import EngineConfig
+from .config import EngineConfig, check_verilog_name
 from .engine import LayerEngine, engine_signature
 from .synth import fpga_resources, pre_synthesis, read_stat
 
@@ -157,8 +157,7 @@ class BoardTop(Elaboratable):
     def __init__(self, *, config: EngineConfig, engine_name: str = "shifthw_engine"):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
-        if not isinstance(engine_name, str) or not engine_name.isidentifier():
-            raise ValueError(f"engine_name must be a Verilog identifier, not {engine_name!r}")
+        check_verilog_name(engine_name, "engine_name")
         self._cfg = config
         self._name = engine_name
 

@@ -9,13 +9,15 @@ the bad value.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 from amaranth.utils import ceil_log2
 
 from .. import numerics as nx
 
-__all__ = ["PE_KINDS", "RESULT_FIFO_DEPTH", "EngineConfig", "resolve_config"]
+__all__ = ["PE_KINDS", "RESULT_FIFO_DEPTH", "EngineConfig", "resolve_config",
+           "check_verilog_name"]
 
 #: The processing-element kinds: DeepShift shift-and-add, or the integer-multiplier baseline.
 PE_KINDS = ("shift", "mult")
@@ -25,6 +27,48 @@ PE_KINDS = ("shift", "mult")
 #: trip (array latency + 4 cycles) of an array of up to 16 rows at its deepest pipeline, so
 #: credits do not hold back the issue of a layer whose results the output side keeps up with.
 RESULT_FIFO_DEPTH = 16
+
+#: The reserved words of Verilog (IEEE 1364-2005) and SystemVerilog (IEEE 1800-2017): a
+#: module named after one does not parse in Verilator, Yosys or a vendor tool.
+_VERILOG_KEYWORDS = frozenset("""
+    accept_on alias always always_comb always_ff always_latch and assert assign assume automatic
+    before begin bind bins binsof bit break buf bufif0 bufif1 byte case casex casez cell chandle
+    checker class clocking cmos config const constraint context continue cover covergroup
+    coverpoint cross deassign default defparam design disable dist do edge else end endcase
+    endchecker endclass endclocking endconfig endfunction endgenerate endgroup endinterface
+    endmodule endpackage endprimitive endprogram endproperty endspecify endsequence endtable
+    endtask enum event eventually expect export extends extern final first_match for force
+    foreach forever fork forkjoin function generate genvar global highz0 highz1 if iff ifnone
+    ignore_bins illegal_bins implements implies import incdir include initial inout input inside
+    instance int integer interconnect interface intersect join join_any join_none large let
+    liblist library local localparam logic longint macromodule matches medium modport module
+    nand negedge nettype new nexttime nmos nor noshowcancelled not notif0 notif1 null or output
+    package packed parameter pmos posedge primitive priority program property protected pull0
+    pull1 pulldown pullup pulsestyle_ondetect pulsestyle_onevent pure rand randc randcase
+    randsequence rcmos real realtime ref reg reject_on release repeat restrict return rnmos
+    rpmos rtran rtranif0 rtranif1 s_always s_eventually s_nexttime s_until s_until_with
+    scalared sequence shortint shortreal showcancelled signed small soft solve specify specparam
+    static string strong strong0 strong1 struct super supply0 supply1 sync_accept_on
+    sync_reject_on table tagged task this throughout time timeprecision timeunit tran tranif0
+    tranif1 tri tri0 tri1 triand trior trireg type typedef union unique unique0 unsigned until
+    until_with untyped use uwire var vectored virtual void wait wait_order wand weak weak0 weak1
+    while wildcard wire with within wor xnor xor
+""".split())
+
+
+def check_verilog_name(name, what: str = "name") -> str:
+    """``name`` if it can name a Verilog module, else a ``ValueError`` naming ``what``.
+
+    A simple identifier (ASCII letters, digits and ``_``, not starting with a digit) that is
+    not a Verilog or SystemVerilog keyword.
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"{what} must be a Verilog identifier (ASCII letters, digits and _, "
+                         f"not starting with a digit), not {name!r}")
+    if name in _VERILOG_KEYWORDS:
+        raise ValueError(f"{what} {name!r} is a Verilog / SystemVerilog keyword: give another")
+    return name
+
 
 #: Default weight width per PE kind (shift: DeepShift's 5-bit codes; mult: 8-bit integers).
 _DEFAULT_WEIGHT_BITS = {"shift": 5, "mult": 8}

@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In
 
 from .. import numerics as nx
 from .board import BOARD_TOP, BOARDS, board_plan
-from .config import PE_KINDS, EngineConfig
+from .config import PE_KINDS, EngineConfig, check_verilog_name
 from .engine import LayerEngine
 from .layouts import (act_word_layout, bias_entry_layout, bias_entry_words, descriptor_layout,
                       describe_layout, out_word_layout, param_word_shape, weight_entry_layout,
@@ -194,8 +194,7 @@ def generate(config: EngineConfig, out_dir: str | os.PathLike, *, board: str | N
     """
     if not isinstance(config, EngineConfig):
         raise TypeError(f"config must be an EngineConfig, not {config!r}")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"name must be a Verilog identifier, not {name!r}")
+    check_verilog_name(name, "name")
     if board is not None and board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     if board is not None and name == BOARD_TOP:

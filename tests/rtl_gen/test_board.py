@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from shifthw.rtl_gen.board import BOARDS, board_plan, set_clock_frequency, synthesize_board
+from shifthw.rtl_gen.board import (BOARDS, BoardTop, board_plan, set_clock_frequency,
+                                   synthesize_board)
 from shifthw.rtl_gen.config import EngineConfig
 from shifthw.rtl_gen.generate import generate
 
@@ -39,6 +40,13 @@ def test_generate_with_board(tmp_path):
 def test_unknown_board():
     with pytest.raises(ValueError, match="board must be one of"):
         board_plan(TINY, "nexys4")
+
+
+def test_engine_name_must_be_a_verilog_name():
+    with pytest.raises(ValueError, match="engine_name 'reg' is a Verilog / SystemVerilog"):
+        BoardTop(config=TINY, engine_name="reg")
+    with pytest.raises(ValueError, match="engine_name must be a Verilog identifier"):
+        BoardTop(config=TINY, engine_name="a-b")
 
 
 @pytest.mark.slow

@@ -97,6 +97,12 @@ def test_bad_arguments(tmp_path):
         generate(EngineConfig(**SMALL), tmp_path / "x", board="nexys")
     with pytest.raises(ValueError, match="name"):
         generate(EngineConfig(**SMALL), tmp_path / "x", name="2bad")
+    # Yosys would write a keyword as an escaped identifier (``\\module``) that no one can
+    # instantiate by its name; a non-ASCII letter passes str.isidentifier but not Verilog.
+    with pytest.raises(ValueError, match="name 'module' is a Verilog / SystemVerilog keyword"):
+        generate(EngineConfig(**SMALL), tmp_path / "x", name="module")
+    with pytest.raises(ValueError, match="name must be a Verilog identifier"):
+        generate(EngineConfig(**SMALL), tmp_path / "x", name="engine_\u00e9")
     # The engine cannot share the board top's module name (the plan would not synthesise).
     with pytest.raises(ValueError, match="name 'top' is the board top's module name"):
         generate(EngineConfig(**SMALL), tmp_path / "x", board="icebreaker", name="top")
