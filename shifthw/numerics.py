@@ -127,6 +127,12 @@ def encode_weight(sign, shift, weight_bits: int):
     on numpy arrays.  The bit positions follow :func:`weight_code_layout`.
     """
     b = check_weight_bits(weight_bits)
+    for name, v in (("sign", sign), ("shift", shift)):
+        # int64 casting would truncate 2.7 to 2 silently: only whole numbers are codes.
+        arr = np.asarray(v)
+        whole = arr.dtype.kind == "f" and np.all(np.isfinite(arr) & (arr == np.round(arr)))
+        if arr.dtype.kind not in "iub" and not whole:
+            raise ValueError(f"weight {name} must be whole numbers, not {arr.ravel()[:4]!r}")
     sign = np.asarray(sign, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
     big = max_shift(b)
@@ -178,7 +184,13 @@ def saturate(value, bits: int):
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if isinstance(value, (int, np.integer)):
         return int(min(max(int(value), lo), hi))
-    return np.clip(np.asarray(value, dtype=np.int64), lo, hi)
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        # Python ints (accumulators above 62 bits): exact at any width.
+        return np.clip(arr, lo, hi)
+    if arr.dtype.kind not in "iub":
+        raise TypeError(f"saturate takes integers, not {arr.dtype} values")
+    return np.clip(arr.astype(np.int64), lo, hi)
 
 
 def _floor_ldexp(x, exp: int):
@@ -193,7 +205,10 @@ def quantize_act(x, frac_bits: int, act_bits: int):
     """``clamp(floor(x * 2**F), -2**(A-1), 2**(A-1)-1)`` as int64 (exact in float64)."""
     check_act_bits(act_bits)
     _check_int("frac_bits", frac_bits, *FRAC_BITS_RANGE)
-    scaled = _floor_ldexp(np.asarray(x, dtype=np.float64), frac_bits)
+    x = np.asarray(x, dtype=np.float64)
+    if np.isnan(x).any():
+        raise ValueError("quantize_act: NaN has no fixed-point value (the input holds NaN)")
+    scaled = _floor_ldexp(x, frac_bits)
     scaled = np.clip(scaled, act_min(act_bits), act_max(act_bits))
     return scaled.astype(np.int64)
 
@@ -208,13 +223,16 @@ def calibrate_frac_bits(max_abs: float, act_bits: int) -> int:
         raise ValueError(f"max_abs must be a finite non-negative number, not {max_abs!r}")
     if max_abs == 0:
         return FRAC_BITS_RANGE[1]
-    f = math.floor(math.log2(top / max_abs))
-    # log2 in floating point can be off by one near exact powers: fix with exact checks.
-    while max_abs * 2.0 ** (f + 1) <= top:
+    lo, hi = FRAC_BITS_RANGE
+    # log2(top) - log2(max_abs), not log2(top / max_abs): the quotient overflows for a
+    # subnormal max_abs.  log2 can be off by one near exact powers: exact checks fix that
+    # (ldexp is exact, and within the clamped range it cannot overflow).
+    f = min(max(math.floor(math.log2(top) - math.log2(max_abs)), lo), hi)
+    while f < hi and math.ldexp(max_abs, f + 1) <= top:
         f += 1
-    while max_abs * 2.0 ** f > top:
+    while f > lo and math.ldexp(max_abs, f) > top:
         f -= 1
-    return int(min(max(f, FRAC_BITS_RANGE[0]), FRAC_BITS_RANGE[1]))
+    return f
 
 
 def shift_term(x, code, weight_bits: int, guard_bits: int):

@@ -60,6 +60,22 @@ def test_narrow_accumulator_saturates_in_chunk_order():
     assert int(got2[0, 0]) == 257
 
 
+def test_narrow_accumulator_above_62_bits_saturates_exactly():
+    # b = 8 with every guard bit: a 150-bit natural width, held as Python ints; a 100-bit
+    # accumulator saturates them without going through int64.
+    b, a, k = 8, 8, 6
+    g = nx.max_shift(b)
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, (2, k))
+    codes = np.array([[nx.encode_weight(1, 0, b)] * k, list(rng.integers(0, 2 ** b, k))])
+    arith = nx.LayerArith(act_bits=a, weight_bits=b, guard_bits=g, exponent=0, frac_in=0,
+                          frac_out=0, fan_in=k, acc_bits=100)
+    bias = np.array([2 ** 98, -(2 ** 99)], dtype=object)
+    got = golden.shift_matmul(x, codes, bias, arith, chunk=2)
+    assert (got == ref_acc(x, codes, bias, b, g, 100, 2)).all()
+    assert got.max() <= 2 ** 99 - 1 and got.min() >= -(2 ** 99)
+
+
 def tiny_program(relu=True, g_frac=3):
     rng = np.random.default_rng(1)
     conv = ShiftLayer(name="c1", kind="conv2d", codes=rng.integers(0, 32, (3, 2 * 9)),

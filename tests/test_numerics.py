@@ -95,6 +95,33 @@ def test_calibrate_frac_bits_is_tight(m, a):
         assert Fraction(m) * Fraction(2) ** f <= top < Fraction(m) * Fraction(2) ** (f + 1)
 
 
+def test_calibration_and_quantisation_at_the_float_range_ends():
+    # A subnormal maximum used to overflow top / max_abs to infinity (OverflowError).
+    assert nx.calibrate_frac_bits(1e-310, 8) == nx.FRAC_BITS_RANGE[1]
+    assert nx.calibrate_frac_bits(1.7e308, 8) == nx.FRAC_BITS_RANGE[0]
+    assert nx.calibrate_frac_bits(127.0, 8) == 0
+    assert nx.calibrate_frac_bits(127.0 * (1 + 2 ** -52), 8) == -1
+    # NaN has no fixed-point value (it was cast to -2**63 with a RuntimeWarning).
+    with pytest.raises(ValueError, match="NaN"):
+        nx.quantize_act(np.array([0.5, np.nan]), 4, 8)
+    assert nx.quantize_act(np.array([np.inf, -np.inf]), 4, 8).tolist() == [127, -128]
+
+
+def test_codes_and_saturation_take_whole_numbers_only():
+    # int64 casting truncated a shift of 2.7 to 2 and a sign of 0.6 to 0, silently.
+    with pytest.raises(ValueError, match="weight shift must be whole numbers"):
+        nx.encode_weight(1, 2.7, 5)
+    with pytest.raises(ValueError, match="weight sign must be whole numbers"):
+        nx.encode_weight(np.array([0.6, 1.0]), np.array([2, 2]), 5)
+    assert nx.encode_weight(np.array([-1.0, 1.0]), np.array([3.0, 2.0]), 5).tolist() == [19, 2]
+    with pytest.raises(TypeError, match="saturate takes integers"):
+        nx.saturate(np.array([1.5]), 8)
+    # Python ints beyond int64 (object arrays) saturate exactly.
+    got = nx.saturate(np.array([2 ** 70, -(2 ** 70), 3], dtype=object), 8)
+    assert got.tolist() == [127, -128, 3]
+    assert nx.saturate(2 ** 70, 100) == 2 ** 70
+
+
 @given(acc=st.integers(-(2 ** 40), 2 ** 40), s=st.integers(-20, 30), a=A_BITS,
        relu=st.booleans(), rnd=st.booleans())
 @settings(max_examples=300)
