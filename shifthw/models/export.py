@@ -73,6 +73,36 @@ def _groups(model: nn.Module):
                               f"network holds shift layers, ReLU, ActQuant, MaxPool2d, Flatten")
 
 
+def _check_quant(name: str, q: ActQuant) -> None:
+    """A quantiser the program can take its F from: enabled, and (warning) calibrated."""
+    if not q.enabled:
+        raise ExportError(f"module {name} (ActQuant): disabled (a float baseline's pass-through "
+                          f"has no F); enable it and calibrate the model before exporting")
+    if q.frac == 0 and float(q.max_abs.item()) == 0.0:
+        warnings.warn(f"module {name} (ActQuant): F = 0 and no activation recorded: it looks "
+                      f"never calibrated (train the model or call its calibrate(batches) "
+                      f"before exporting)", stacklevel=3)
+
+
+def _conv_padding(name: str, layer: Conv2dShift) -> tuple[int, int]:
+    """The layer's zero padding as (rows, columns); ``"valid"`` is 0 and ``"same"`` (stride 1)
+    is (k - 1) / 2 for odd kernels.  ``"same"`` with an even kernel pads one side more, which
+    the program's symmetric padding cannot state."""
+    if layer.padding_mode != "zeros":
+        raise ExportError(f"module {name} (Conv2dShift): padding_mode {layer.padding_mode!r}; "
+                          f"only zero padding")
+    if layer.padding == "valid":
+        return (0, 0)
+    if layer.padding == "same":
+        kernel = _pair(layer.kernel_size)
+        if any(k % 2 == 0 for k in kernel):
+            raise ExportError(f"module {name} (Conv2dShift): padding='same' with the even "
+                              f"kernel {kernel} pads one side more than the other; only "
+                              f"symmetric padding is supported (give a number)")
+        return (kernel[0] // 2, kernel[1] // 2)
+    return _pair(layer.padding)
+
+
 def export_program(model: nn.Module, input_shape, *, preprocess: str = "",
                    meta: dict | None = None) -> Program:
     """Turn a calibrated shift network into a :class:`~shifthw.program.Program`.
@@ -90,6 +120,7 @@ def export_program(model: nn.Module, input_shape, *, preprocess: str = "",
     for kind, group in _groups(model):
         if kind == "input":
             q = group[0][1]
+            _check_quant(group[0][0], q)
             act_bits, frac_in = int(q.act_bits), int(q.frac_bits)
             input_frac = frac_in
             continue
@@ -106,6 +137,7 @@ def export_program(model: nn.Module, input_shape, *, preprocess: str = "",
             continue
         (name, layer), quant = group[0], group[-1][1]
         relu = any(isinstance(m, nn.ReLU) for _, m in group)
+        _check_quant(group[-1][0], quant)
         if int(quant.act_bits) != act_bits:
             raise ExportError(f"module {group[-1][0]} (ActQuant): act_bits {quant.act_bits} "
                               f"differs from the network's {act_bits}")
@@ -126,11 +158,9 @@ def export_program(model: nn.Module, input_shape, *, preprocess: str = "",
         if kind_name == "conv2d":
             if _pair(layer.dilation) != (1, 1) or layer.groups != 1:
                 raise ExportError(f"module {name} (Conv2dShift): dilation and groups must be 1")
-            if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
-                raise ExportError(f"module {name} (Conv2dShift): only numeric zero padding")
             extra = dict(in_channels=int(layer.in_channels),
                          kernel_size=_pair(layer.kernel_size), stride=_pair(layer.stride),
-                         padding=_pair(layer.padding))
+                         padding=_conv_padding(name, layer))
         bias_shift = nx.max_shift(weight_bits) + frac_in - e
         if layer.bias is None:
             bias = [0] * n

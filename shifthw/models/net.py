@@ -9,8 +9,9 @@ The grammar (checked by :meth:`ShiftSequential.check_structure`)::
 
 The first ActQuant quantises the network input; every group's ActQuant quantises that
 layer's output, and the last one gives the logits.  A MaxPool2d must have integer kernel
-and stride, no padding, no dilation, no ceil mode.  Max-pooling and flattening commute
-with the quantiser, so a layer's input F is that of the nearest ActQuant before it.
+and stride (or pairs of them), no padding, no dilation, no ceil mode.  Max-pooling and
+flattening commute with the quantiser, so a layer's input F is that of the nearest ActQuant
+before it.
 """
 
 from __future__ import annotations
@@ -33,15 +34,24 @@ def _describe(i: int, m: nn.Module) -> str:
     return f"module {i} ({type(m).__name__})"
 
 
+def _ints(v) -> tuple | None:
+    """``v`` as a (rows, columns) pair of ints (an int stands for both), or None."""
+    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(pair) != 2 or any(isinstance(x, bool) or not isinstance(x, int) for x in pair):
+        return None
+    return pair
+
+
 def _check_pool(i: int, m: nn.MaxPool2d) -> None:
     for attr in ("kernel_size", "stride"):
         v = getattr(m, attr)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{_describe(i, m)}: {attr} must be a positive integer, "
-                             f"not {v!r}")
-    if m.padding != 0:
+        pair = _ints(v)
+        if pair is None or min(pair) < 1:
+            raise ValueError(f"{_describe(i, m)}: {attr} must be a positive integer or a "
+                             f"pair of them, not {v!r}")
+    if _ints(m.padding) != (0, 0):
         raise ValueError(f"{_describe(i, m)}: padding must be 0, not {m.padding!r}")
-    if m.dilation != 1:
+    if _ints(m.dilation) != (1, 1):
         raise ValueError(f"{_describe(i, m)}: dilation must be 1, not {m.dilation!r}")
     if m.ceil_mode or m.return_indices:
         raise ValueError(f"{_describe(i, m)}: ceil_mode and return_indices must be False")

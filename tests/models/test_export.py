@@ -126,3 +126,49 @@ def test_a_bias_the_accumulator_cannot_hold_is_warned_of():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         export_program(m, (1,))
+
+
+def test_padding_strings_export_as_numbers(test_split):
+    # 'valid' is no padding and 'same' (stride 1, odd kernel) is (k - 1) / 2 each side: the
+    # program equals torch at every step, as with the numbers.
+    from shifthw.models import Conv2dShift, LinearShift, ShiftSequential
+
+    x = test_split[0][:32].double()
+    torch.manual_seed(0)
+    for padding, want in (("valid", (0, 0)), ("same", (1, 2))):
+        conv = Conv2dShift(1, 2, (3, 5), padding=padding, mode="ps")
+        side = 8 if padding == "same" else (6, 4)
+        flat = 2 * 64 if padding == "same" else 2 * 6 * 4
+        m = ShiftSequential(ActQuant(8), conv, nn.ReLU(), ActQuant(8), nn.Flatten(),
+                            LinearShift(flat, 3, mode="ps"), ActQuant(8)).double()
+        m.calibrate([x])
+        m.eval()
+        prog = export_program(m, (1, 8, 8))
+        assert prog.layers[0].padding == want, side
+        run = golden.run_program(prog, x.numpy())
+        for step, t, g in zip(prog.steps, trace_integers(m, x), run.outputs):
+            assert (t == g).all(), (padding, step.name)
+    # torch's 'same' with an even kernel pads one side more (and warns that it does).
+    even = ShiftSequential(ActQuant(8), Conv2dShift(1, 2, (3, 2), padding="same"),
+                           ActQuant(8)).double()
+    even.calibrate([x])
+    with pytest.raises(ExportError, match=r"module 1 \(Conv2dShift\): padding='same' with "
+                                          r"the even kernel \(3, 2\)"):
+        export_program(even, (1, 8, 8))
+
+
+def test_disabled_or_uncalibrated_quantisers():
+    from shifthw.models import LinearShift, ShiftSequential
+
+    m = ShiftSequential(ActQuant(8), LinearShift(4, 2), ActQuant(8, enabled=False))
+    with pytest.raises(ExportError, match=r"module 2 \(ActQuant\): disabled"):
+        export_program(m, (4,))
+    m = ShiftSequential(ActQuant(8), LinearShift(4, 2), ActQuant(8))
+    with pytest.warns(UserWarning, match=r"module 0 \(ActQuant\): F = 0 and no activation "
+                                         r"recorded: it looks never calibrated"):
+        export_program(m, (4,))
+    m.calibrate([torch.randn(16, 4)])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        export_program(m, (4,))

@@ -144,7 +144,8 @@ def aq(bits=8):
      "an ActQuant"),
     ([aq(), nn.Dropout(), LinearShift(4, 2), aq()], r"module 1 \(Dropout\)"),
     ([aq(), nn.MaxPool2d(2, padding=1), Conv2dShift(1, 1, 1), aq()], r"module 1.*padding"),
-    ([aq(), nn.MaxPool2d((2, 3)), Conv2dShift(1, 1, 1), aq()], r"module 1.*kernel_size"),
+    ([aq(), nn.MaxPool2d((2, 0)), Conv2dShift(1, 1, 1), aq()], r"module 1.*kernel_size"),
+    ([aq(), nn.MaxPool2d(2, stride=1.5), Conv2dShift(1, 1, 1), aq()], r"module 1.*stride"),
     ([aq(), nn.MaxPool2d(2, dilation=2), Conv2dShift(1, 1, 1), aq()], r"module 1.*dilation"),
     ([aq(), Conv2dShift(1, 1, 1), aq(), nn.Flatten()], r"module 3 \(Flatten\): the network"),
     ([aq(), LinearShift(4, 2), aq(6)], r"module 2 \(ActQuant\): act_bits=6"),
@@ -153,6 +154,26 @@ def aq(bits=8):
 def test_check_structure_names_the_offender(modules, match):
     with pytest.raises(ValueError, match=match):
         ShiftSequential(*modules).check_structure()
+
+
+def test_pair_pooling_passes_the_check_and_exports():
+    # Export and the golden model take (rows, columns) pairs: the check must too (it used to
+    # refuse a model that export_program would take).
+    from shifthw import golden
+    from shifthw.models.export import export_program, trace_integers
+
+    torch.manual_seed(0)
+    model = ShiftSequential(aq(), Conv2dShift(1, 2, 3, padding=1), aq(),
+                            nn.MaxPool2d((2, 1), stride=(2, 1)), nn.Flatten(),
+                            LinearShift(2 * 4 * 8, 3), aq()).double()
+    model.check_structure()
+    x = torch.rand(8, 1, 8, 8, dtype=torch.float64)
+    model.calibrate([x])
+    model.eval()
+    prog = export_program(model, (1, 8, 8))
+    assert prog.steps[1].kernel_size == (2, 1)
+    run = golden.run_program(prog, x.numpy())
+    assert all((t == g).all() for t, g in zip(trace_integers(model, x), run.outputs))
 
 
 def test_zoo_architectures_pass_the_check():
