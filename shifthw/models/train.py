@@ -114,7 +114,8 @@ def _fit(model: ShiftSequential, x: torch.Tensor, y: torch.Tensor, *, epochs: in
     steps = epochs * math.ceil(len(x) / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     loss_mean = float("nan")
-    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
+    # disable=None: no bar when stderr is not a terminal (a log would fill with \r updates).
+    bar = tqdm(range(epochs), desc=desc, disable=None if progress else True, leave=False)
     for _ in bar:
         model.train()
         model.reset_observers()
@@ -229,7 +230,7 @@ def train(arch: str = "mlp", mode: str = "ps", weight_bits: int = 5, act_bits: i
         Write the checkpoint here and the metrics as JSON beside it
         (``out.with_suffix(".json")``), each through a temporary file and a rename.
     progress : bool
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (when stderr is a terminal).
     train_limit : int, optional
         Use only the first N training images (quick tests).
 

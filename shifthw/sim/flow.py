@@ -141,7 +141,9 @@ def verify_model(source: str | os.PathLike, cfg: EngineConfig, *, images: int | 
 def _bar(total: int, desc: str, *, show: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="layer", disable=not show, leave=False)
+    # disable=None: no bar when stderr is not a terminal (a log would fill with \r updates).
+    return tqdm(total=total, desc=desc, unit="layer", disable=None if show else True,
+                leave=False)
 
 
 _SIZE_KEYS = ("rows", "cols", "act_bits", "weight_bits", "guard_bits", "pe")
