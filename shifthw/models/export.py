@@ -19,6 +19,7 @@ from torch import nn
 from .. import numerics as nx
 from ..program import Flatten, InputSpec, MaxPool2d, Program, ShiftLayer
 from .layers import Conv2dShift, LinearShift
+from .net import bias_frac_for
 from .quant import ActQuant
 
 __all__ = ["ExportError", "export_program", "trace_integers"]
@@ -208,13 +209,26 @@ def trace_integers(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
     float64), in the order of :attr:`Program.steps`, so ``trace[i]`` compares with
     ``golden.run_program(...).outputs[i]``.
     """
+    was_training = model.training
     model.eval()
+    try:
+        return _trace(model, x)
+    finally:
+        model.train(was_training)
+
+
+def _trace(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
     frac = None
     outs = []
     cur = x
+    quant = None
     for kind, group in _groups(model):
         for _, m in group:
+            if isinstance(m, (LinearShift, Conv2dShift)):
+                m.bias_frac = bias_frac_for(m, quant)     # the grid export_program uses
             cur = m(cur)
+            if isinstance(m, ActQuant):
+                quant = m
         if kind == "input":
             frac = int(group[0][1].frac_bits)
             continue

@@ -11,12 +11,12 @@ layer's integer exponent (0 = DeepShift's ``|w| <= 1``).
 * ``mode="q"``: a trainable float ``weight``; the forward uses
   :func:`~shifthw.models.quant.pow2_round` of it, with a straight-through gradient.
 
-Both modes optionally floor the bias to a multiple of ``2**-bias_frac`` (set by
-:meth:`shifthw.models.net.ShiftSequential.link` to ``P + F_in - e``) so that the float
-forward equals the integer golden model.  In float64 the forward is exact as long as a
-layer's terms and bias fit a 53-bit mantissa: ``A + P + ceil(log2 K) + 1 <= 53``
-(A = act_bits, K = fan-in; 8-bit activations, 5-bit weights and K up to 2**30 qualify;
-7- and 8-bit weights, P = 62 and 126, do not).
+Both modes optionally floor the bias to a multiple of ``2**-bias_frac`` (``P + F_in - e``,
+set from the ActQuant before the layer by every :class:`~shifthw.models.net.ShiftSequential`
+forward, and by its ``link``) so that the float forward equals the integer golden model.
+In float64 the forward is exact as long as a layer's terms and bias fit a 53-bit mantissa:
+``A + P + ceil(log2 K) + 1 <= 53`` (A = act_bits, K = fan-in; 8-bit activations, 5-bit
+weights and K up to 2**30 qualify; 7- and 8-bit weights, P = 62 and 126, do not).
 """
 
 from __future__ import annotations

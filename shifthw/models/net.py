@@ -24,10 +24,18 @@ from torch import nn
 from shifthw.models.layers import Conv2dShift, LinearShift, ShiftMixin
 from shifthw.models.quant import ActQuant
 
-__all__ = ["ShiftSequential"]
+__all__ = ["ShiftSequential", "bias_frac_for"]
 
 _SHIFT = (LinearShift, Conv2dShift)
 _FLOAT = (nn.Linear, nn.Conv2d)
+
+
+def bias_frac_for(layer: ShiftMixin, quant: ActQuant | None) -> int | None:
+    """The bias grid ``P + F_in - e`` of ``layer`` behind ``quant`` (None when there is no
+    enabled quantiser before it: a float bias)."""
+    if quant is None or not quant.enabled:
+        return None
+    return layer.max_shift + quant.frac - layer.exponent
 
 
 def _describe(i: int, m: nn.Module) -> str:
@@ -63,6 +71,18 @@ class ShiftSequential(nn.Sequential):
     Built like :class:`torch.nn.Sequential`.  In float mode (baselines) the layers are
     plain ``nn.Linear``/``nn.Conv2d`` and the ActQuants may be disabled.
     """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Each shift layer's bias grid follows the ActQuant before it as that quantiser is
+        # now: its F moves during QAT, and load_state_dict brings new F without a link().
+        last: ActQuant | None = None
+        for m in self:
+            if isinstance(m, _SHIFT):
+                m.bias_frac = bias_frac_for(m, last)
+            x = m(x)
+            if isinstance(m, ActQuant):
+                last = m
+        return x
 
     def quantizers(self) -> list[ActQuant]:
         """The ActQuant modules, in order."""
@@ -205,7 +225,4 @@ class ShiftSequential(nn.Sequential):
             if isinstance(m, ActQuant):
                 last = m
             elif isinstance(m, _SHIFT):
-                if last is None or not last.enabled:
-                    m.bias_frac = None
-                else:
-                    m.bias_frac = m.max_shift + last.frac - m.exponent
+                m.bias_frac = bias_frac_for(m, last)

@@ -47,7 +47,7 @@ from torch import nn
 
 from shifthw.models.layers import MODES, Conv2dShift, LinearShift
 from shifthw.models.net import ShiftSequential
-from shifthw.models.quant import ActQuant
+from shifthw.models.quant import ActQuant, pow2_round
 from shifthw.numerics import check_act_bits, check_weight_bits
 
 __all__ = ["ARCHS", "ALL_MODES", "ZOO_NAMES", "CHECKPOINT_KEYS", "mlp", "cnn", "build",
@@ -166,6 +166,21 @@ def layer_exponents(model: nn.Module) -> list[int]:
             if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
+def _q_weight_float32(layer) -> torch.Tensor:
+    """A Q layer's float weight in float32 with the codes it has: a (float64) weight within a
+    float32 step of a switch point 2**(k + 1/2) could round to the other side; those few
+    are stored as their power of two (exact in float32), the rest as they are."""
+    w = layer._parameters["weight"].detach()
+    small = w.to(torch.float32)
+    sign, p = pow2_round(w, layer.weight_bits, layer.exponent)
+    sign32, p32 = pow2_round(small, layer.weight_bits, layer.exponent)
+    moved = (sign != sign32) | (p != p32)
+    if moved.any():
+        exact = (sign.to(torch.float64) * torch.exp2((layer.exponent - p).to(torch.float64)))
+        small = torch.where(moved, exact.to(torch.float32), small)
+    return small
+
+
 def _compact_state(model: nn.Module) -> dict[str, torch.Tensor]:
     state = {}
     shift_layers = {name: m for name, m in model.named_modules()
@@ -175,7 +190,12 @@ def _compact_state(model: nn.Module) -> dict[str, torch.Tensor]:
         layer = shift_layers.get(owner)
         if layer is not None and layer.mode == "ps" and leaf in ("shift", "sign"):
             sign, p = layer.sign_and_shift()
-            value = (sign if leaf == "sign" else -p).to(torch.int8)
+            # A zero weight's latent shift parks at -P (as ps_init and load_sign_and_shift
+            # do), so that one revived by more training comes back small, not at 2**e.
+            shift = torch.where(sign != 0, -p, -layer.max_shift)
+            value = (sign if leaf == "sign" else shift).to(torch.int8)
+        elif layer is not None and layer.mode == "q" and leaf == "weight":
+            value = _q_weight_float32(layer)
         elif value.is_floating_point():
             value = value.to(torch.float32)
         state[key] = value.detach().clone().cpu()

@@ -195,3 +195,42 @@ def test_calibrate_sees_upstream_quantisation():
     model = ShiftSequential(ActQuant(2), layer, ActQuant(2))
     x = torch.tensor([[10.0], [0.3]], dtype=torch.float64)
     assert model.calibrate([x]) == [calibrate_frac_bits(10.0, 2), calibrate_frac_bits(0.0, 2)]
+
+
+def _difference_net(bias=0.3):
+    # Weights +1 and -1 (b = 2, P = 0): outputs far smaller than the inputs, so the output
+    # grid is finer than the bias grid P + F_in - e and an unfloored bias shows.
+    lin = LinearShift(2, 1, mode="ps", weight_bits=2).double()
+    lin.load_sign_and_shift(torch.tensor([[1, -1]]), torch.tensor([[0, 0]]))
+    with torch.no_grad():
+        lin.bias.fill_(bias)
+    return ShiftSequential(aq(), lin, aq()).double()
+
+
+def test_the_bias_grid_follows_the_quantisers_after_load_state_dict():
+    from shifthw import golden
+    from shifthw.models.export import export_program, trace_integers
+
+    x = torch.tensor([[100.0, 100.0], [100.0, 99.0]], dtype=torch.float64)
+    ref = _difference_net()
+    ref.calibrate([x])
+    ref.eval()
+    prog = export_program(ref, (2,))
+    want = golden.run_program(prog, x.numpy()).logits
+    f_out = prog.layers[-1].frac_out
+    # A fresh model (never linked) and one linked to other F before the load: both forward
+    # with the loaded F's bias grid, as the program does (they used a float bias / a stale
+    # grid: 0.3 instead of 0 at the input's F = 0).
+    fresh = _difference_net(0.0)
+    stale = _difference_net(0.0)
+    stale.calibrate([x * 0.01])
+    for model in (fresh, stale):
+        model.load_state_dict(ref.state_dict())
+        model.eval()
+        got = torch.floor(torch.ldexp(model(x), torch.tensor(f_out))).to(torch.int64)
+        assert got.numpy().tolist() == want.tolist()
+        assert (trace_integers(model, x)[-1] == want).all()
+    # trace_integers leaves the model in the mode it found it in.
+    fresh.train()
+    trace_integers(fresh, x)
+    assert fresh.training

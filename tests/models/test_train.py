@@ -53,6 +53,37 @@ def test_checkpoint_round_trip_and_reproducible(tmp_path):
     assert not torch.equal(other.state_dict()["1.shift"], s1["1.shift"])
 
 
+def test_checkpoints_keep_the_codes_and_park_dead_weights(tmp_path):
+    from shifthw.models.zoo import build, checkpoint_dict, save_checkpoint
+
+    # Q weights in float64 one step above a switch point 2**(k + 1/2): float32 storage
+    # rounded them below it, to the other code (p 1..10 instead of 0..9).
+    q = build("mlp", "q", 5, 8).double()
+    first = q.shift_layers()[0]
+    edge = torch.tensor([2.0 ** (-k + 0.5) for k in range(1, 11)], dtype=torch.float64)
+    with torch.no_grad():
+        first.weight[0, :10] = torch.nextafter(edge, torch.tensor(2.0, dtype=torch.float64))
+    before = first.sign_and_shift()[1][0, :10].tolist()
+    assert before == list(range(10))
+    path = tmp_path / "q.pt"
+    save_checkpoint(checkpoint_dict(q, arch="mlp", mode="q", weight_bits=5, act_bits=8,
+                                    metrics={}, seed=0, epochs=0), path)
+    loaded, _ = load_checkpoint(path)
+    for a, b in zip(q.shift_layers(), loaded.shift_layers(), strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a.sign_and_shift(), b.sign_and_shift()))
+    # A PS zero weight's latent shift is stored at -P (it was 0: magnitude 2**e if revived).
+    ps = build("mlp", "ps", 5, 8)
+    layer = ps.shift_layers()[0]
+    with torch.no_grad():
+        layer.sign[0, :4] = 0.0
+        layer.shift[0, :4] = -3.0
+    save_checkpoint(checkpoint_dict(ps, arch="mlp", mode="ps", weight_bits=5, act_bits=8,
+                                    metrics={}, seed=0, epochs=0), path)
+    raw = torch.load(path, weights_only=True)["state_dict"]
+    key = next(k for k in raw if k.endswith(".shift"))
+    assert raw[key][0, :4].tolist() == [-layer.max_shift] * 4
+
+
 def test_convert_and_finetune(tmp_path):
     float_ckpt = tmp_path / "float.pt"
     train("mlp", "float", 5, 8, out=float_ckpt, **QUICK)
