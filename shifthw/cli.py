@@ -70,6 +70,16 @@ def _exponent(text: str):
         raise argparse.ArgumentTypeError(f"expected an integer or 'auto', not {text!r}") from None
 
 
+def _convert_exponent(text: str):
+    if text == "auto-headroom":
+        return text
+    try:
+        return _exponent(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected an integer, 'auto' or 'auto-headroom', "
+                                         f"not {text!r}") from None
+
+
 # -- doctor ---------------------------------------------------------------------------------
 def _cmd_doctor(args) -> int:
     from .doctor import run_doctor
@@ -87,7 +97,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-bits", type=int, default=5, help="weight code bits b (2..8)")
     p.add_argument("--act-bits", type=int, default=8, help="activation bits A (2..16)")
     p.add_argument("--exponent", type=_exponent, default=0,
-                   help="per-layer exponent e, or 'auto' (largest weight representable)")
+                   help="per-layer exponent e, or 'auto' (from each layer's random "
+                        "initialisation: the smallest e with every |w| <= 2^e)")
     p.add_argument("--seed", type=int, default=0, help="random seed (data split and init)")
 
 
@@ -293,8 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["ps", "q"], default="ps")
     p.add_argument("--finetune-epochs", type=_positive_int, default=10)
     p.add_argument("--weight-bits", type=int, default=5, help="weight code bits b (2..8)")
-    p.add_argument("--exponent", type=_exponent, default="auto",
-                   help="per-layer exponent e, or 'auto' (default: the largest weight fits)")
+    p.add_argument("--exponent", type=_convert_exponent, default="auto",
+                   help="per-layer exponent e; 'auto' (default): the power of two each "
+                        "layer's largest weight rounds to; 'auto-headroom': the smallest e "
+                        "with every |w| <= 2^e (room to grow, one code fewer in use)")
     p.add_argument("--last-n", type=_positive_int, default=None,
                    help="convert only the last N layers (DeepShift's shift depth); a "
                         "checkpoint that runs on the engine needs every layer shifted, so N "

@@ -225,7 +225,9 @@ def train(arch: str = "mlp", mode: str = "ps", weight_bits: int = 5, act_bits: i
         Mini-batch size.
     exponent : int or "auto"
         Layer exponent e; ``"auto"`` takes ``ceil(log2 max|w|)`` of each layer's random
-        float initialisation (see :func:`~shifthw.models.convert.convert_to_shift`).
+        float initialisation, room for the weights to grow (``convert_to_shift``'s
+        ``"auto-headroom"``; measured better from scratch than the rounded ``"auto"`` of
+        conversion, :func:`~shifthw.models.convert.auto_exponent`).
     out : path, optional
         Write the checkpoint here and the metrics as JSON beside it
         (``out.with_suffix(".json")``), each through a temporary file and a rename.
@@ -263,7 +265,7 @@ def train(arch: str = "mlp", mode: str = "ps", weight_bits: int = 5, act_bits: i
         if mode in MODES and exponent == "auto":
             float_net = build(arch, "float", weight_bits, act_bits, image_size=image_size)
             model = convert_to_shift(float_net, mode=mode, weight_bits=weight_bits,
-                                     exponent="auto", inplace=True)
+                                     exponent="auto-headroom", inplace=True)
             for q in model.quantizers():
                 q.enabled = True
         else:

@@ -125,10 +125,26 @@ def test_convert_auto_exponent():
     new = convert_to_shift(layer, exponent="auto")
     assert isinstance(new, LinearShift) and new.exponent == 2
     assert new.sign_and_shift()[1].tolist() == [[0, 5], [3, 2]]
+    # The power of two the largest weight rounds to (log domain: 2**(k + 1/2) switches)...
     assert auto_exponent(torch.tensor([4.0])) == 2
-    assert auto_exponent(torch.tensor([4.01])) == 3
-    assert auto_exponent(torch.tensor([-0.3])) == -1
+    assert auto_exponent(torch.tensor([4.01])) == 2
+    assert auto_exponent(torch.tensor([-0.3])) == -2
+    assert auto_exponent(torch.tensor([2 ** 2.5 * 1.0001])) == 3
     assert auto_exponent(torch.zeros(3)) == 0
+    # ... or, with headroom, the smallest e with every |w| <= 2**e.
+    assert auto_exponent(torch.tensor([4.0]), headroom=True) == 2
+    assert auto_exponent(torch.tensor([4.01]), headroom=True) == 3
+    assert auto_exponent(torch.tensor([-0.3]), headroom=True) == -1
+    # A layer whose largest weight is just above 1 used every code but the top one with
+    # headroom (e = 1: nothing rounds to 2); "auto" gives e = 0 and the codes below.
+    layer = nn.Linear(3, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.03, 0.2, -0.02]]))
+    auto = convert_to_shift(layer, exponent="auto", weight_bits=3)
+    roomy = convert_to_shift(layer, exponent="auto-headroom", weight_bits=3)
+    assert (auto.exponent, roomy.exponent) == (0, 1)
+    assert auto.sign_and_shift()[0].tolist() == [[1, 1, 0]]
+    assert roomy.sign_and_shift()[0].tolist() == [[1, 0, 0]]     # 0.2 -> 1/4 lost
 
 
 @pytest.mark.parametrize("kwargs,match", [
