@@ -19,7 +19,7 @@ from torch import nn
 from .. import numerics as nx
 from ..program import Flatten, InputSpec, MaxPool2d, Program, ShiftLayer
 from .layers import Conv2dShift, LinearShift
-from .net import bias_frac_for
+from .net import link_bias
 from .quant import ActQuant
 
 __all__ = ["ExportError", "export_program", "trace_integers"]
@@ -187,8 +187,9 @@ def export_program(model: nn.Module, input_shape, *, preprocess: str = "",
 
 def _warn_saturated_biases(program: Program) -> None:
     """Warn where the contract saturates a bias (to what the accumulator holds, §4 of
-    docs/numerics.md) and the torch layer does not: the program, and the hardware, then
-    differ from the torch model at that layer even at G = P."""
+    docs/numerics.md).  The shift layers' forward in a ShiftSequential saturates it the same
+    way, so torch and the program agree; the warning is about the model: such a bias is far
+    beyond every sum the layer's inputs can reach."""
     for s in program.layers:
         lim = nx.bias_limit(s.arith(program, program.max_shift).acc_bits)
         over = sum(1 for v in s.bias_fine if not -lim - 1 <= v <= lim)
@@ -196,9 +197,9 @@ def _warn_saturated_biases(program: Program) -> None:
             warnings.warn(
                 f"layer {s.name}: {over} of {s.out_features} biases exceed what its accumulator "
                 f"holds (+-{lim} units of 2^-{program.max_shift + s.frac_in - s.exponent}) and "
-                f"are saturated: the program and the hardware differ from the torch model "
-                f"there (a bias far beyond every sum its inputs can reach, often from an input "
-                f"calibrated on near-zero activations: F_in={s.frac_in})", stacklevel=3)
+                f"are saturated (as the torch shift layers do): such a bias is far beyond "
+                f"every sum the layer's inputs can reach, often from an input calibrated on "
+                f"near-zero activations (F_in={s.frac_in})", stacklevel=3)
 
 
 @torch.no_grad()
@@ -225,7 +226,7 @@ def _trace(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
     for kind, group in _groups(model):
         for _, m in group:
             if isinstance(m, (LinearShift, Conv2dShift)):
-                m.bias_frac = bias_frac_for(m, quant)     # the grid export_program uses
+                link_bias(m, quant)     # the grid and bound export_program uses
             cur = m(cur)
             if isinstance(m, ActQuant):
                 quant = m

@@ -81,6 +81,10 @@ class ShiftMixin:
         e, the layer exponent.
     bias_frac : int or None
         When set, the forward floors the bias to a multiple of ``2**-bias_frac``.
+    bias_limit : int or None
+        When set (with ``bias_frac``), the floored bias saturates to
+        ``-bias_limit - 1 .. bias_limit`` units of ``2**-bias_frac``, as the contract's
+        accumulator takes it.
     """
 
     def _setup_shift(self, mode: str, weight_bits: int, exponent: int) -> None:
@@ -89,6 +93,7 @@ class ShiftMixin:
         self.weight_bits = weight_bits
         self.exponent = exponent
         self.bias_frac: int | None = None
+        self.bias_limit: int | None = None
         if mode == "ps":
             w = self._parameters.pop("weight")
             self.shift = nn.Parameter(torch.zeros_like(w))
@@ -219,7 +224,8 @@ class ShiftMixin:
         return replace_ste(w, value)
 
     def quantized_bias(self) -> torch.Tensor | None:
-        """The forward bias: floored to ``2**-bias_frac`` when ``bias_frac`` is set.
+        """The forward bias: floored to ``2**-bias_frac`` when ``bias_frac`` is set, and
+        saturated to ``bias_limit`` units when that is set too (straight-through gradients).
 
         The scaling is done in float64 (so that a large ``bias_frac`` cannot overflow
         float32) and exact there.
@@ -228,8 +234,11 @@ class ShiftMixin:
         if b is None or self.bias_frac is None:
             return b
         scale = 2.0 ** self.bias_frac
-        q = floor_ste(b.to(torch.float64) * scale) * (1.0 / scale)
-        return q.to(b.dtype)
+        q = floor_ste(b.to(torch.float64) * scale)
+        if self.bias_limit is not None:
+            lim = float(self.bias_limit)
+            q = replace_ste(q, q.clamp(-lim - 1.0, lim))
+        return (q * (1.0 / scale)).to(b.dtype)
 
     def _shift_repr(self) -> str:
         s = f"mode={self.mode!r}, weight_bits={self.weight_bits}, exponent={self.exponent}"

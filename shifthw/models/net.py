@@ -23,19 +23,25 @@ from torch import nn
 
 from shifthw.models.layers import Conv2dShift, LinearShift, ShiftMixin
 from shifthw.models.quant import ActQuant
+from shifthw.numerics import acc_bits_for, bias_limit
 
-__all__ = ["ShiftSequential", "bias_frac_for"]
+__all__ = ["ShiftSequential", "link_bias"]
 
 _SHIFT = (LinearShift, Conv2dShift)
 _FLOAT = (nn.Linear, nn.Conv2d)
 
 
-def bias_frac_for(layer: ShiftMixin, quant: ActQuant | None) -> int | None:
-    """The bias grid ``P + F_in - e`` of ``layer`` behind ``quant`` (None when there is no
-    enabled quantiser before it: a float bias)."""
+def link_bias(layer: ShiftMixin, quant: ActQuant | None) -> None:
+    """Set ``layer``'s bias grid and bound from the ActQuant ``quant`` before it, as the
+    contract has them at G = P (docs/numerics.md §4): ``bias_frac = P + F_in - e`` and
+    ``bias_limit = bias_limit(acc_bits_for(A, P, K))``.  Both None (a float bias) when no
+    enabled quantiser is before the layer."""
     if quant is None or not quant.enabled:
-        return None
-    return layer.max_shift + quant.frac - layer.exponent
+        layer.bias_frac = layer.bias_limit = None
+        return
+    fan_in = int(torch.Size(layer.weight_shape[1:]).numel())
+    layer.bias_frac = layer.max_shift + quant.frac - layer.exponent
+    layer.bias_limit = bias_limit(acc_bits_for(quant.act_bits, layer.max_shift, fan_in))
 
 
 def _describe(i: int, m: nn.Module) -> str:
@@ -73,12 +79,13 @@ class ShiftSequential(nn.Sequential):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Each shift layer's bias grid follows the ActQuant before it as that quantiser is
-        # now: its F moves during QAT, and load_state_dict brings new F without a link().
+        # Each shift layer's bias grid and bound follow the ActQuant before it as that
+        # quantiser is now: its F moves during QAT, and load_state_dict brings new F
+        # without a link().
         last: ActQuant | None = None
         for m in self:
             if isinstance(m, _SHIFT):
-                m.bias_frac = bias_frac_for(m, last)
+                link_bias(m, last)
             x = m(x)
             if isinstance(m, ActQuant):
                 last = m
@@ -225,4 +232,4 @@ class ShiftSequential(nn.Sequential):
             if isinstance(m, ActQuant):
                 last = m
             elif isinstance(m, _SHIFT):
-                m.bias_frac = bias_frac_for(m, last)
+                link_bias(m, last)
