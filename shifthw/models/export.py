@@ -118,7 +118,12 @@ def export_program(model: nn.Module, input_shape, *, preprocess: str = "",
     steps = []
     frac_in = input_frac = None
     count = {"linear": 0, "conv2d": 0, "maxpool2d": 0, "flatten": 0}
-    for kind, group in _groups(model):
+    groups = list(_groups(model))        # the whole structure checked before any warning
+    for _, group in groups:
+        for name, m in group:
+            if isinstance(m, ActQuant) and not m.enabled:
+                _check_quant(name, m)
+    for kind, group in groups:
         if kind == "input":
             q = group[0][1]
             _check_quant(group[0][0], q)
