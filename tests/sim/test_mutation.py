@@ -42,3 +42,24 @@ def test_lost_word_is_reported(tmp_path):
     sim = build_engine(cfg, engine_factory=LosesWords)
     with pytest.raises(SimError, match="lost or stuck stream word"):
         simulate_jobs(plain_jobs(cfg), cfg, tmp_path, sim=sim, stall_prob=0.5, seed=7)
+
+
+def test_layer_by_layer_summary_counts_the_hardware_outputs(tmp_path):
+    # With golden inputs to every layer (verify --layer-inputs golden), the final outputs,
+    # predictions and differing images are the hardware's last layer, not the golden model's
+    # (the summary said 0 images differ while every layer failed).
+    from shifthw.rtl_gen.host import golden_program, random_program
+    from shifthw.sim.verify import simulate_program
+
+    cfg = EngineConfig(rows=2, cols=2, weight_bits=5)
+    prog = random_program("mlp", seed=1)
+    xq = np.random.default_rng(0).integers(-128, 128, (6, 64))
+    with pe_mutant(DroppedNegation):
+        sim = build_engine(cfg)
+    res = simulate_program(prog, cfg, xq, chain=False, sim=sim, work_dir=tmp_path)
+    assert not all(lay["passed"] for lay in res["layers"])
+    assert res["images_differing"] > 0
+    hw_last = res["hw_steps"][-1].reshape(len(xq), -1)
+    assert res["hw_predictions"] == hw_last.argmax(axis=1).tolist()
+    ref = golden_program(prog, cfg, xq).logits.reshape(len(xq), -1)
+    assert res["golden_predictions"] == ref.argmax(axis=1).tolist()
