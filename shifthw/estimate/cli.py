@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import numerics as nx
 from ..cli import check_output
-from ..rtl_gen.config import EngineConfig
+from ..rtl_gen.config import EngineConfig, check_verilog_name
 from .targets import TARGET_NAMES, get_target
 
 __all__ = ["add_estimate_arguments", "run_estimate", "add_sweep_arguments", "run_sweep",
@@ -154,7 +154,18 @@ _TOOL_OPTIONS = (("model", None), ("images", 4), ("no_activity", False), ("no_pl
 
 
 def config_from_design_dir(folder) -> EngineConfig:
-    """The :class:`EngineConfig` recorded in a ``shifthw generate`` folder's manifest."""
+    """The :class:`EngineConfig` recorded in a ``shifthw generate`` folder's manifest.
+
+    The folder's engine Verilog must be what those parameters generate: shifthw measures
+    and verifies the engine it generates from them (in its own build), so an edited file,
+    or one from another shifthw or Amaranth version, is refused rather than passed over.
+    """
+    from importlib import metadata
+
+    from amaranth.back import verilog
+
+    from ..rtl_gen.engine import LayerEngine
+
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"design folder {str(folder)!r}: "
@@ -164,12 +175,25 @@ def config_from_design_dir(folder) -> EngineConfig:
         raise FileNotFoundError(f"{manifest}: no manifest.json; DESIGN must be a folder "
                                 f"written by `shifthw generate`")
     try:
-        params = json.loads(manifest.read_text())["parameters"]
-        return EngineConfig(**params)
+        info = json.loads(manifest.read_text())
+        cfg = EngineConfig(**info["parameters"])
+        top = check_verilog_name(info["top"], "top")
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{manifest}: not a shifthw generate manifest ({exc})") from None
     except ValueError as exc:
         raise ValueError(f"{manifest}: {exc}") from None
+    source = folder / f"{top}.v"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: missing (the manifest's engine, top {top!r})")
+    if source.read_text() != verilog.convert(LayerEngine(config=cfg), name=top):
+        made = info.get("generator", {})
+        raise ValueError(
+            f"{source} is not the Verilog its manifest's parameters generate (edited, or "
+            f"written by another version: shifthw {made.get('shifthw', '?')}, amaranth "
+            f"{made.get('amaranth', '?')}; this is shifthw {metadata.version('shifthw')}, "
+            f"amaranth {metadata.version('amaranth')}); shifthw verifies and measures the "
+            f"engine it generates: run `shifthw generate` again for this folder")
+    return cfg
 
 
 def _estimate_config(args) -> EngineConfig:

@@ -76,12 +76,26 @@ def test_missing_design_folder_is_one_clear_error(tmp_path):
 
 
 def test_design_folder_or_options_not_both(tmp_path):
-    generate(EngineConfig(**TINY), tmp_path / "d")
+    generate(EngineConfig(**TINY), tmp_path / "d", name="my_engine")
     assert config_from_design_dir(tmp_path / "d") == EngineConfig(**TINY)
     args = _parse(add_estimate_arguments, [str(tmp_path / "d"), "--target", "generic",
                                            "--rows", "4"])
     with pytest.raises(ValueError, match="either DESIGN .* or engine options .*--rows"):
         run_estimate(args)
+
+
+def test_a_design_folder_whose_verilog_was_edited_is_refused(tmp_path):
+    # verify / estimate build the engine from the manifest's parameters: a folder whose
+    # Verilog is not that engine (edited; another version) was passed over silently.
+    generate(EngineConfig(**TINY), tmp_path / "d")
+    source = tmp_path / "d" / "shifthw_engine.v"
+    source.write_text(source.read_text().replace("endmodule", "endmodule // edited", 1))
+    with pytest.raises(ValueError, match=r"shifthw_engine.v is not the Verilog its manifest's "
+                                         r"parameters generate .*run `shifthw generate` again"):
+        config_from_design_dir(tmp_path / "d")
+    source.unlink()
+    with pytest.raises(FileNotFoundError, match=r"shifthw_engine.v: missing"):
+        config_from_design_dir(tmp_path / "d")
 
 
 def test_estimate_a_generated_folder(tmp_path, capsys):
