@@ -74,19 +74,24 @@ def model_inputs(program: Program, images: int) -> tuple[np.ndarray, str]:
     if int(np.prod(program.input.shape)) == 64:
         from ..models.data import load_digits_split
 
-        x = load_digits_split()[2][:images].numpy().reshape(images, *program.input.shape)
+        test = load_digits_split()[2]
+        if images > len(test):
+            raise ValueError(f"images (--images): {images} asked for, the digits test split has "
+                             f"{len(test)}")
+        x = test[:images].numpy().reshape(images, *program.input.shape)
         return golden.quantize_input(program, x), "digits test split"
     rng = np.random.default_rng(0)
     lo, hi = -(1 << (program.act_bits - 1)), (1 << (program.act_bits - 1)) - 1
     return rng.integers(lo, hi + 1, size=(images, *program.input.shape)), "random activations"
 
 
-def _check_model(program: Program, cfg: EngineConfig) -> None:
+def _check_model(program: Program, cfg: EngineConfig, images: int) -> None:
     if (program.act_bits, program.weight_bits) != (cfg.act_bits, cfg.weight_bits):
         raise ValueError(f"model has A={program.act_bits}, b={program.weight_bits}; the "
                          f"design has A={cfg.act_bits}, b={cfg.weight_bits}: generate the "
                          f"engine with the model's widths")
     check_program(program, cfg)            # every layer fits the buffers
+    model_inputs(program, images)          # there are that many (before any synthesis)
 
 
 def _check_baseline(config: EngineConfig, baseline, mult_booth: bool = False) -> None:
@@ -247,7 +252,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         if config.pe != "shift":
             raise ValueError("model needs a shift design (energy of a shift program)")
         program, model_name = load_model(model)
-        _check_model(program, config)
+        _check_model(program, config, images)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         if out.exists() and not out.is_dir():
@@ -348,7 +353,7 @@ def estimate_energy(config: EngineConfig, model, *, baseline: str | None = "mult
     say = progress or (lambda msg: None)
     table = energy.load_table(energy_table)
     program, model_name = load_model(model)
-    _check_model(program, config)
+    _check_model(program, config, images)
     kinds = {"shift": config}
     if baseline == "mult":
         kinds["mult"] = mult_config(config, mult_weight_bits)

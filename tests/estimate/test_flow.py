@@ -194,6 +194,10 @@ def test_clear_errors(tmp_path):
         estimate(EngineConfig(**TINY), "generic", baseline="float")
     with pytest.raises(ValueError, match="model has A=8, b=4"):
         estimate(EngineConfig(**TINY), "generic", model=linear_program(weight_bits=4))
+    # Only 360 digits test images: refused before synthesis (it failed after, on a reshape).
+    with pytest.raises(ValueError, match=r"images \(--images\): 361 asked for, the digits "
+                                         r"test split has 360"):
+        estimate(EngineConfig(rows=2, cols=2), "generic", model="mlp", images=361)
     with pytest.raises(FileNotFoundError, match="no such .shiftprog"):
         estimate(EngineConfig(**TINY), "generic", model=str(tmp_path / "none.shiftprog"))
     for target in ("ice40-up5k", "generic"):
