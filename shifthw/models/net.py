@@ -7,6 +7,10 @@ The grammar (checked by :meth:`ShiftSequential.check_structure`)::
     layer  := LinearShift | Conv2dShift        (nn.Linear | nn.Conv2d in float mode)
     between:= MaxPool2d | Flatten               (any number, only between groups)
 
+``nn.Identity`` and ``nn.Dropout`` may stand anywhere and are skipped (what
+``fold_batchnorm`` leaves in a BatchNorm's place; dropout is the identity in eval mode, and
+export leaves both out).
+
 The first ActQuant quantises the network input; every group's ActQuant quantises that
 layer's output, and the last one gives the logits.  A MaxPool2d must have integer kernel
 and stride (or pairs of them), no padding, no dilation, no ceil mode.  Max-pooling and
@@ -29,6 +33,7 @@ __all__ = ["ShiftSequential", "link_bias"]
 
 _SHIFT = (LinearShift, Conv2dShift)
 _FLOAT = (nn.Linear, nn.Conv2d)
+_SKIP = (nn.Identity, nn.Dropout)
 
 
 def link_bias(layer: ShiftMixin, quant: ActQuant | None) -> None:
@@ -119,46 +124,52 @@ class ShiftSequential(nn.Sequential):
             baselines).  By default (exportable form) every layer must be a shift layer,
             every ActQuant enabled, and all ActQuants must share one ``act_bits``.
         """
-        mods = list(self)
+        # Identity and Dropout (what fold_batchnorm leaves, regularisation) change nothing
+        # the program computes: skipped, as export skips them; indices stay the module's.
+        mods = [(i, m) for i, m in enumerate(self) if not isinstance(m, _SKIP)]
         if not mods:
             raise ValueError("ShiftSequential is empty: it needs an input ActQuant and at "
                              "least one layer group")
-        if not isinstance(mods[0], ActQuant):
-            raise ValueError(f"{_describe(0, mods[0])}: the first module must be an ActQuant "
+
+        def describe(j: int) -> str:
+            return _describe(*mods[j])
+
+        if not isinstance(mods[0][1], ActQuant):
+            raise ValueError(f"{describe(0)}: the first module must be an ActQuant "
                              "(the network input)")
         i, n, groups = 1, len(mods), 0
         while i < n:
-            m = mods[i]
+            m = mods[i][1]
             if isinstance(m, nn.MaxPool2d):
-                _check_pool(i, m)
+                _check_pool(mods[i][0], m)
                 i += 1
                 continue
             if isinstance(m, nn.Flatten):
                 i += 1
                 continue
             if not isinstance(m, _FLOAT):
-                raise ValueError(f"{_describe(i, m)}: expected a LinearShift/Conv2dShift, "
+                raise ValueError(f"{describe(i)}: expected a LinearShift/Conv2dShift, "
                                  "MaxPool2d or Flatten here")
             if not allow_float and not isinstance(m, _SHIFT):
-                raise ValueError(f"{_describe(i, m)}: float layer in an exportable network "
+                raise ValueError(f"{describe(i)}: float layer in an exportable network "
                                  "(convert it with convert_to_shift)")
             i += 1
-            if i < n and isinstance(mods[i], nn.ReLU):
+            if i < n and isinstance(mods[i][1], nn.ReLU):
                 i += 1
-            if i >= n or not isinstance(mods[i], ActQuant):
-                got = _describe(i, mods[i]) if i < n else "the end of the network"
+            if i >= n or not isinstance(mods[i][1], ActQuant):
+                got = describe(i) if i < n else "the end of the network"
                 raise ValueError(f"{got}: expected an ActQuant after the layer "
-                                 f"{_describe(i - 1, mods[i - 1])}")
+                                 f"{describe(i - 1)}")
             i += 1
             groups += 1
         if groups == 0:
             raise ValueError("ShiftSequential has no layer group (layer, ReLU, ActQuant)")
-        if not isinstance(mods[-1], ActQuant):
-            raise ValueError(f"{_describe(n - 1, mods[-1])}: the network must end with the "
+        if not isinstance(mods[-1][1], ActQuant):
+            raise ValueError(f"{describe(n - 1)}: the network must end with the "
                              "ActQuant of its last layer")
         if not allow_float:
-            bits = mods[0].act_bits
-            for j, m in enumerate(mods):
+            bits = mods[0][1].act_bits
+            for j, m in mods:
                 if isinstance(m, ActQuant):
                     if not m.enabled:
                         raise ValueError(f"{_describe(j, m)}: disabled in an exportable "

@@ -142,7 +142,9 @@ def aq(bits=8):
     ([aq(), LinearShift(4, 2)], "end of the network"),
     ([aq(), LinearShift(4, 2), nn.ReLU(), nn.ReLU(), aq()], r"module 3 \(ReLU\): expected "
      "an ActQuant"),
-    ([aq(), nn.Dropout(), LinearShift(4, 2), aq()], r"module 1 \(Dropout\)"),
+    ([aq(), nn.Sigmoid(), LinearShift(4, 2), aq()], r"module 1 \(Sigmoid\)"),
+    ([aq(), nn.Identity(), LinearShift(4, 2), nn.Dropout(), nn.Sigmoid(), aq()],
+     r"module 4 \(Sigmoid\): expected an ActQuant after the layer module 2"),
     ([aq(), nn.MaxPool2d(2, padding=1), Conv2dShift(1, 1, 1), aq()], r"module 1.*padding"),
     ([aq(), nn.MaxPool2d((2, 0)), Conv2dShift(1, 1, 1), aq()], r"module 1.*kernel_size"),
     ([aq(), nn.MaxPool2d(2, stride=1.5), Conv2dShift(1, 1, 1), aq()], r"module 1.*stride"),
@@ -234,3 +236,30 @@ def test_the_bias_grid_follows_the_quantisers_after_load_state_dict():
     fresh.train()
     trace_integers(fresh, x)
     assert fresh.training
+
+
+def test_identity_and_dropout_are_skipped_as_export_skips_them():
+    # A converted BatchNorm leaves an nn.Identity, and dropout is common: calibrate refused
+    # both although export (and the golden model) take the same network.
+    from shifthw import golden
+    from shifthw.models.convert import convert_to_shift
+    from shifthw.models.export import export_program, trace_integers
+
+    torch.manual_seed(0)
+    net = ShiftSequential(ActQuant(8, enabled=False), nn.Conv2d(1, 2, 3, padding=1, bias=False),
+                          nn.BatchNorm2d(2), nn.ReLU(), ActQuant(8, enabled=False),
+                          nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 3),
+                          ActQuant(8, enabled=False))
+    x = torch.rand(16, 1, 8, 8, dtype=torch.float64)
+    net.double().train()
+    net(x)                                    # BatchNorm statistics
+    net.eval()
+    model = convert_to_shift(net)
+    assert isinstance(model[2], nn.Identity)
+    for q in model.quantizers():
+        q.enabled = True
+    model.check_structure()
+    model.calibrate([x])
+    prog = export_program(model, (1, 8, 8))
+    run = golden.run_program(prog, x.numpy())
+    assert all((t == g).all() for t, g in zip(trace_integers(model, x), run.outputs))
