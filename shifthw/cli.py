@@ -268,9 +268,18 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_flow(args) -> int:
-    print("shifthw flow: the shipped digits CNN (DeepShift-PS, 5-bit weights, 8-bit "
-          "activations) on the generated 8x8 shift engine, every layer and the whole test "
-          "split in Verilator", flush=True)
+    from .estimate.cli import engine_extra
+
+    default_engine = args.design is None and not engine_extra(args) and all(
+        getattr(args, k) is None for k in ("rows", "cols", "act_bits", "weight_bits",
+                                           "guard_bits", "mode", "acc_bits"))
+    if args.model == "cnn" and default_engine:
+        what = ("the shipped digits CNN (DeepShift-PS, 5-bit weights, 8-bit activations) on "
+                "the generated 8x8 shift engine")
+    else:
+        what = f"model {args.model} on the generated engine (named in the summary)"
+    print(f"shifthw flow: {what}, every layer and the whole test split in Verilator",
+          flush=True)
     return _run_verify(args, args.model)
 
 

@@ -73,3 +73,13 @@ def test_verify_a_generated_design(tmp_path, capsys):
         assert main(["verify", "mlp", "--design", str(other)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and why in err, err
+
+
+def test_flow_names_the_model_and_engine_it_runs(capsys):
+    # The main job's path on another model and engine: the banner must not claim the shipped
+    # CNN on the 8x8 engine (it did, whatever was given).
+    assert main(["flow", "--model", "mlp", "--rows", "2", "--cols", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("shifthw flow: model mlp on the generated engine (named in the "
+                          "summary)")
+    assert "360 images" in out and "engine 2x2 A=8 b=5" in out and "RESULT: PASS" in out
