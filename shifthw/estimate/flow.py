@@ -317,8 +317,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             energy_section = estimate_energy(
                 config, program, baseline=baseline, mult_weight_bits=mult_weight_bits,
                 images=images, activity=activity, energy_table=energy_table,
-                work_dir=scratch, progress=say)
-            energy_section["model"] = model_name
+                work_dir=scratch, progress=say, name=model_name)
             steps["energy"] = time.perf_counter() - t0
     finally:
         if out is None:
@@ -334,8 +333,12 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
 def estimate_energy(config: EngineConfig, model, *, baseline: str | None = "mult",
                     mult_weight_bits: int = 8, images: int = 4, activity: bool = True,
                     energy_table: str | os.PathLike | None = None,
-                    work_dir: str | os.PathLike | None = None, progress=None) -> dict:
+                    work_dir: str | os.PathLike | None = None, progress=None,
+                    name: str | None = None) -> dict:
     """Energy per inference of ``model`` on ``config`` (and on its multiplier twin).
+
+    ``name`` names the model in the report and the progress lines (default: the zoo name or
+    path given, or a program's ``meta["source"]``).
 
     The ``energy`` section of :func:`estimate`'s report: per design (``shift``, ``mult``),
     ``op_count`` (operation counts times the table) and, with ``activity``, ``activity``
@@ -353,6 +356,7 @@ def estimate_energy(config: EngineConfig, model, *, baseline: str | None = "mult
     say = progress or (lambda msg: None)
     table = energy.load_table(energy_table)
     program, model_name = load_model(model)
+    model_name = model_name if name is None else str(name)
     _check_model(program, config, images)
     kinds = {"shift": config}
     if baseline == "mult":
