@@ -197,7 +197,13 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="accumulator bits (default: the contract's formula for max K)")
     add_engine_extra(g)
     p.add_argument("--images", type=_positive_int, default=None,
-                   help="the first N images of the digits test split (default: all 360)")
+                   help="the first N images of the digits test split, or of --inputs "
+                        "(default: all)")
+    p.add_argument("--inputs", type=Path, default=None,
+                   help="the model's own real-valued inputs instead of the digits test "
+                        "split: a .npy array (B, *input shape), or flat rows")
+    p.add_argument("--labels", type=Path, default=None,
+                   help="with --inputs: a .npy of B integer class labels, for the accuracies")
     p.add_argument("--stall-prob", type=float, default=0.0,
                    help="probability of a valid/ready stall on every stream, per cycle")
     p.add_argument("--layer-inputs", choices=["hardware", "golden"], default="hardware",
@@ -257,7 +263,7 @@ def _run_verify(args, model: str) -> int:
     cfg = _engine_config(args, program)
     report = verify_model(model, cfg, images=args.images, stall_prob=args.stall_prob,
                           seed=args.seed, waves=args.waves, layer_inputs=args.layer_inputs,
-                          work_dir=args.work_dir,
+                          work_dir=args.work_dir, inputs=args.inputs, labels=args.labels,
                           progress=lambda msg: print(f"shifthw: {msg}", flush=True))
     print(format_report(report))
     return 0 if report.passed else 1
@@ -278,8 +284,8 @@ def _cmd_flow(args) -> int:
                 "the generated 8x8 shift engine")
     else:
         what = f"model {args.model} on the generated engine (named in the summary)"
-    print(f"shifthw flow: {what}, every layer and the whole test split in Verilator",
-          flush=True)
+    data = "the whole test split" if args.inputs is None else f"the inputs of {args.inputs}"
+    print(f"shifthw flow: {what}, every layer and {data} in Verilator", flush=True)
     return _run_verify(args, args.model)
 
 

@@ -30,8 +30,8 @@ class VerifyReport:
     config: dict
     images: int
     layers: list[dict]
-    hw_accuracy: float
-    golden_accuracy: float
+    hw_accuracy: float | None
+    golden_accuracy: float | None
     torch_accuracy: float | None
     images_differing: int
     total_cycles: int
@@ -42,6 +42,7 @@ class VerifyReport:
     stall_prob: float
     layer_inputs: str
     waves: list[str] = field(default_factory=list)
+    data: str = "digits test split"
 
     @property
     def passed(self) -> bool:
@@ -74,11 +75,54 @@ def _digits_test(program: Program, images: int | None):
     return x[:n], y[:n]
 
 
+def _load_array(value, what: str) -> tuple[np.ndarray, str]:
+    """An array given as such or as a .npy file, and how to name it."""
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} {os.fspath(value)!r}: no such .npy file")
+        try:
+            return np.load(path, allow_pickle=False), os.fspath(value)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"{what} {os.fspath(value)!r}: not a .npy array ({exc})") from None
+    return np.asarray(value), f"the {what} given"
+
+
+def _user_data(program: Program, images: int | None, inputs, labels):
+    """(x, y or None, name) from the user's real-valued inputs and optional labels."""
+    import torch
+
+    x, name = _load_array(inputs, "inputs")
+    if x.dtype.kind not in "iuf" or x.ndim < 2 or not len(x):
+        raise ValueError(f"inputs {name}: need a non-empty batch of real numbers (B, ...), "
+                         f"not {x.dtype} of shape {x.shape}")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError(f"inputs {name}: NaN or infinite values")
+    try:
+        x = golden._input_batch(program, x)
+    except ValueError as exc:
+        raise ValueError(f"inputs {name}: {exc}") from None
+    y = None
+    if labels is not None:
+        y, lname = _load_array(labels, "labels")
+        if y.shape != (len(x),) or y.dtype.kind not in "iu":
+            raise ValueError(f"labels {lname}: need {len(x)} integer class labels (one per "
+                             f"input), not {y.dtype} of shape {y.shape}")
+        y = torch.from_numpy(y.astype(np.int64))
+    n = len(x) if images is None else min(int(images), len(x))
+    return torch.from_numpy(x[:n]), (None if y is None else y[:n]), name
+
+
 def verify_model(source: str | os.PathLike, cfg: EngineConfig, *, images: int | None = None,
                  stall_prob: float = 0.0, seed: int = 0, waves: bool = False,
                  layer_inputs: str = "hardware", work_dir: str | Path | None = None,
-                 progress=None) -> VerifyReport:
+                 progress=None, inputs=None, labels=None) -> VerifyReport:
     """Verify ``source`` on the engine ``cfg`` over the digits test split (or its first N).
+
+    ``inputs``: the model's own real-valued inputs instead (an array or a .npy file, shaped
+    (B, *input shape) or flat rows), with optional integer ``labels`` for the accuracies
+    (without them the accuracies are None: hardware is still compared with golden and torch).
 
     ``layer_inputs="hardware"``: each layer takes the previous layer's hardware output (the
     whole network in hardware); ``"golden"``: each layer takes the golden model's input to it.
@@ -91,11 +135,18 @@ def verify_model(source: str | os.PathLike, cfg: EngineConfig, *, images: int | 
         raise ValueError(f"layer_inputs must be 'hardware' or 'golden', not {layer_inputs!r}")
     if images is not None and images < 1:
         raise ValueError(f"images must be >= 1, not {images}")
+    if labels is not None and inputs is None:
+        raise ValueError("labels (--labels) go with inputs (--inputs); the digits test split "
+                         "has its own")
     start = time.perf_counter()
     say = progress or (lambda msg: None)
     program, model = load_source(source)
     check_program(program, cfg)
-    x, y = _digits_test(program, images)
+    if inputs is None:
+        x, y = _digits_test(program, images)
+        data = "digits test split"
+    else:
+        x, y, data = _user_data(program, images, inputs, labels)
     xq = golden.quantize_input(program, x.numpy())
     ref = golden_program(program, cfg, xq)
     say(f"building the {cfg.rows}x{cfg.cols} engine (Verilator, cached per design)")
@@ -116,7 +167,9 @@ def verify_model(source: str | os.PathLike, cfg: EngineConfig, *, images: int | 
         from ..models.export import trace_integers
 
         trace = trace_integers(model.double(), x.double())
-        torch_acc = float((model.float()(x.float()).argmax(dim=1).numpy() == y.numpy()).mean())
+        if y is not None:
+            torch_pred = model.float()(x.float()).argmax(dim=1).numpy()
+            torch_acc = float((torch_pred == y.numpy()).mean())
     layers = []
     step_index = {s.name: i for i, s in enumerate(program.steps)}
     for lay in res["layers"]:
@@ -129,13 +182,13 @@ def verify_model(source: str | os.PathLike, cfg: EngineConfig, *, images: int | 
     hw_pred = np.asarray(res["hw_predictions"])
     return VerifyReport(
         model=str(source), config=cfg.to_dict(), images=len(x), layers=layers,
-        hw_accuracy=float((hw_pred == y.numpy()).mean()),
-        golden_accuracy=float((ref.predictions() == y.numpy()).mean()),
+        hw_accuracy=None if y is None else float((hw_pred == y.numpy()).mean()),
+        golden_accuracy=None if y is None else float((ref.predictions() == y.numpy()).mean()),
         torch_accuracy=torch_acc, images_differing=res["images_differing"],
         total_cycles=res["total_cycles"], sim_seconds=res["sim_wall_seconds"],
         build_seconds=build_s, build_reused=sim.reused,
         wall_seconds=time.perf_counter() - start, stall_prob=stall_prob,
-        layer_inputs=layer_inputs, waves=res.get("waves", []))
+        layer_inputs=layer_inputs, waves=res.get("waves", []), data=data)
 
 
 def _bar(total: int, desc: str, *, show: bool):
@@ -160,7 +213,8 @@ def format_report(rep: VerifyReport) -> str:
     """The summary table ``shifthw verify`` prints."""
     c = rep.config
     settings = engine_settings(c)
-    lines = [f"model {rep.model}: {rep.images} images, engine {c['rows']}x{c['cols']} "
+    lines = [f"model {rep.model}: {rep.images} images ({rep.data}), engine "
+             f"{c['rows']}x{c['cols']} "
              f"A={c['act_bits']} b={c['weight_bits']} G={c['guard_bits']}"
              + (f" ({', '.join(settings)})" if settings else "") + ", "
              f"stall probability {rep.stall_prob}, layer inputs from {rep.layer_inputs}",
@@ -178,9 +232,12 @@ def format_report(rep: VerifyReport) -> str:
         for m in lay["listed"][:5]:
             lines.append(f"    vector {m['vector']} output {m['output']}: expected "
                          f"{m['expected']}, got {m['got']}")
-    acc = (f"accuracy: hardware {100 * rep.hw_accuracy:.2f} %, golden "
-           f"{100 * rep.golden_accuracy:.2f} %, torch "
-           + ("-" if rep.torch_accuracy is None else f"{100 * rep.torch_accuracy:.2f} %"))
+    if rep.hw_accuracy is None:
+        acc = "accuracy: - (no labels given)"
+    else:
+        acc = (f"accuracy: hardware {100 * rep.hw_accuracy:.2f} %, golden "
+               f"{100 * rep.golden_accuracy:.2f} %, torch "
+               + ("-" if rep.torch_accuracy is None else f"{100 * rep.torch_accuracy:.2f} %"))
     lines += ["", "(util = ideal ceil(K/R)*ceil(N/C) cycles per vector / measured cycles; "
               "stalled = cycles an input word waited; torch = largest |hardware - torch float64| "
               "in output LSBs)", acc,

@@ -83,3 +83,44 @@ def test_flow_names_the_model_and_engine_it_runs(capsys):
     assert out.startswith("shifthw flow: model mlp on the generated engine (named in the "
                           "summary)")
     assert "360 images" in out and "engine 2x2 A=8 b=5" in out and "RESULT: PASS" in out
+
+
+def test_verify_a_model_on_its_own_inputs(tmp_path, capsys):
+    # A model that does not take 8 x 8 digits (3 x 6 x 5 inputs, a stride-2 conv) was
+    # refused by verify: --inputs feeds it its own data, --labels adds the accuracies.
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from shifthw.models import ActQuant, Conv2dShift, LinearShift, ShiftSequential
+    from shifthw.models.export import export_program
+    from shifthw.program import save_program
+
+    torch.manual_seed(0)
+    model = ShiftSequential(ActQuant(8), Conv2dShift(3, 4, (3, 2), stride=2, padding=1),
+                            nn.ReLU(), ActQuant(8), nn.Flatten(), LinearShift(4 * 3 * 3, 3),
+                            ActQuant(8)).double()
+    x = np.random.default_rng(0).normal(size=(12, 3, 6, 5))
+    model.calibrate([torch.from_numpy(x)])
+    prog = save_program(export_program(model, (3, 6, 5)), tmp_path / "m.shiftprog")
+    np.save(tmp_path / "x.npy", x.reshape(12, -1))                # flat rows work too
+    np.save(tmp_path / "y.npy", np.arange(12) % 3)
+    argv = ["verify", str(prog), "--rows", "2", "--cols", "2", "--inputs", str(tmp_path / "x.npy")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"12 images ({tmp_path / 'x.npy'})" in out and "RESULT: PASS" in out
+    assert "accuracy: - (no labels given)" in out
+    assert main([*argv, "--labels", str(tmp_path / "y.npy"), "--images", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "5 images" in out and "accuracy: hardware " in out
+    # One clear line each: labels without inputs, inputs of the wrong shape, too few labels.
+    np.save(tmp_path / "bad.npy", x[:, :, :5, :])
+    np.save(tmp_path / "few.npy", np.arange(3))
+    for extra, why in ((["--labels", str(tmp_path / "y.npy")], "labels (--labels) go with"),
+                       (["--inputs", str(tmp_path / "bad.npy")], "bad.npy: input batch has "
+                                                                   "shape (12, 3, 5, 5)"),
+                       (["--inputs", str(tmp_path / "x.npy"), "--labels",
+                         str(tmp_path / "few.npy")], "need 12 integer class labels")):
+        assert main(["verify", str(prog), "--rows", "2", "--cols", "2", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and why in err, err
