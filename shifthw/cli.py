@@ -284,7 +284,11 @@ def _cmd_flow(args) -> int:
                 "the generated 8x8 shift engine")
     else:
         what = f"model {args.model} on the generated engine (named in the summary)"
-    data = "the whole test split" if args.inputs is None else f"the inputs of {args.inputs}"
+    data = ("the whole test split" if args.images is None
+            else f"the first {args.images} images of the test split")
+    if args.inputs is not None:
+        data = f"the inputs of {args.inputs}" + (
+            "" if args.images is None else f" (the first {args.images})")
     print(f"shifthw flow: {what}, every layer and {data} in Verilator", flush=True)
     return _run_verify(args, args.model)
 

@@ -217,6 +217,8 @@ def checkpoint_dict(model: ShiftSequential, *, arch: str, mode: str, weight_bits
 def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
     """Write a checkpoint dict atomically (temporary file in the same folder, renamed)."""
     path = os.fspath(path)
+    # A missing folder is made (as export and generate do); torch.save would stop on it.
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         torch.save(ckpt, tmp)

@@ -53,6 +53,13 @@ def test_checkpoint_round_trip_and_reproducible(tmp_path):
     assert not torch.equal(other.state_dict()["1.shift"], s1["1.shift"])
 
 
+def test_a_missing_output_folder_is_made(tmp_path):
+    # torch.save stopped on it after training (a traceback); export and generate make it.
+    out = tmp_path / "new" / "deeper" / "m.pt"
+    train("mlp", "float", 5, 8, out=out, **QUICK)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.json", "m.pt"]
+
+
 def test_checkpoints_keep_the_codes_and_park_dead_weights(tmp_path):
     from shifthw.models.zoo import build, checkpoint_dict, save_checkpoint
 

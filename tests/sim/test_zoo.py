@@ -83,6 +83,9 @@ def test_flow_names_the_model_and_engine_it_runs(capsys):
     assert out.startswith("shifthw flow: model mlp on the generated engine (named in the "
                           "summary)")
     assert "360 images" in out and "engine 2x2 A=8 b=5" in out and "RESULT: PASS" in out
+    assert main(["flow", "--model", "mlp", "--rows", "2", "--cols", "2", "--images", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "every layer and the first 3 images of the test split in Verilator" in out
 
 
 def test_verify_a_model_on_its_own_inputs(tmp_path, capsys):
