@@ -113,6 +113,10 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_synthesis_options(p, "design", "design mult_booth, ")
     p.add_argument("--images", type=int, default=4,
                    help="images per batch, simulated for the switching activity (default 4)")
+    p.add_argument("--inputs", type=Path, default=None,
+                   help="--model's own real-valued inputs for its energy runs (a .npy, "
+                        "(B, *input shape) or flat rows; default: digits test images for 8 x 8 "
+                        "inputs, else random activations)")
     p.add_argument("--no-activity", action="store_true",
                    help="op-count energy only (no Verilator runs)")
     p.add_argument("--no-place", action="store_true", help="synthesis only (no Fmax)")
@@ -149,7 +153,8 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
 #: that run tools (--analytic runs none), with their defaults.
 _PLACE_OPTIONS = (("freq", None), ("placements", 1), ("timing_weight", None), ("jobs", None),
                   ("opt_timing", False))
-_TOOL_OPTIONS = (("model", None), ("images", 4), ("no_activity", False), ("no_place", False),
+_TOOL_OPTIONS = (("model", None), ("images", 4), ("inputs", None), ("no_activity", False),
+                 ("no_place", False),
                  *_PLACE_OPTIONS, ("energy_table", None), ("check_netlist", False))
 
 
@@ -230,6 +235,8 @@ def run_estimate(args: argparse.Namespace) -> int:
         return _run_analytic(args, _estimate_config(args), target)
     if args.model is None and args.images != 4:
         raise ValueError("--images sets the images of --model's energy runs; give --model")
+    if args.model is None and args.inputs is not None:
+        raise ValueError("--inputs are --model's inputs for its energy runs; give --model")
     if args.model is None and args.no_activity:
         raise ValueError("--no-activity leaves out --model's switching-activity runs; "
                          "without --model there are none (give --model or leave it out)")
@@ -267,7 +274,8 @@ def run_estimate(args: argparse.Namespace) -> int:
                    freq_mhz=args.freq, energy_table=args.energy_table,
                    placements=args.placements, timing_weight=args.timing_weight,
                    jobs=args.jobs, opt_timing=args.opt_timing, mult_booth=args.mult_booth,
-                   wide_luts=not args.no_wide_luts, check_netlist=args.check_netlist)
+                   wide_luts=not args.no_wide_luts, check_netlist=args.check_netlist,
+                   inputs=args.inputs)
     text = markdown(rep)
     # The summary: everything up to the per-component tables.
     print(text.split("## Area by component")[0].rstrip())

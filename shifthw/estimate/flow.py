@@ -68,9 +68,18 @@ def load_model(model) -> tuple[Program, str]:
     return load_source(name)[0], name
 
 
-def model_inputs(program: Program, images: int) -> tuple[np.ndarray, str]:
-    """``images`` integer inputs: digits test images when the model takes 8 x 8 images,
-    else seeded random A-bit activations (and which it was)."""
+def model_inputs(program: Program, images: int, inputs=None) -> tuple[np.ndarray, str]:
+    """``images`` integer inputs (and where they come from): the first of ``inputs`` (the
+    model's own real-valued inputs, an array or a .npy file) when given, else digits test
+    images when the model takes 8 x 8 images, else seeded random A-bit activations."""
+    if inputs is not None:
+        from ..sim.flow import user_inputs
+
+        x, _, name = user_inputs(program, None, inputs)
+        if images > len(x):
+            raise ValueError(f"images (--images): {images} asked for, inputs {name} has "
+                             f"{len(x)}")
+        return golden.quantize_input(program, x[:images].numpy()), name
     if int(np.prod(program.input.shape)) == 64:
         from ..models.data import load_digits_split
 
@@ -85,13 +94,13 @@ def model_inputs(program: Program, images: int) -> tuple[np.ndarray, str]:
     return rng.integers(lo, hi + 1, size=(images, *program.input.shape)), "random activations"
 
 
-def _check_model(program: Program, cfg: EngineConfig, images: int) -> None:
+def _check_model(program: Program, cfg: EngineConfig, images: int, inputs=None) -> None:
     if (program.act_bits, program.weight_bits) != (cfg.act_bits, cfg.weight_bits):
         raise ValueError(f"model has A={program.act_bits}, b={program.weight_bits}; the "
                          f"design has A={cfg.act_bits}, b={cfg.weight_bits}: generate the "
                          f"engine with the model's widths")
     check_program(program, cfg)            # every layer fits the buffers
-    model_inputs(program, images)          # there are that many (before any synthesis)
+    model_inputs(program, images, inputs)  # there are that many (before any synthesis)
 
 
 def _check_baseline(config: EngineConfig, baseline, mult_booth: bool = False) -> None:
@@ -185,7 +194,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
              plots: bool = True, placements: int = 1,
              timing_weight: int | None = None, jobs: int | None = None,
              opt_timing: bool = False, mult_booth: bool = False,
-             wide_luts: bool = True, check_netlist: bool = False) -> dict:
+             wide_luts: bool = True, check_netlist: bool = False, inputs=None) -> dict:
     """Estimate area, Fmax and energy of ``config`` on ``target``, beside the multiplier twin.
 
     Parameters
@@ -204,6 +213,9 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         about 25 s; the steps of big designs take minutes).
     mult_weight_bits : integer weight bits of the baseline (default 8).
     images : images of the model per batch, and simulated for the switching activity.
+    inputs : the model's own real-valued inputs (an array or a .npy file, (B, *input shape)
+        or flat rows) for those runs; default: the digits test split for a model of 8 x 8
+        inputs, else random activations.
     activity : run the Verilator simulations (the slow part of the energy section).
     place : run nextpnr (Fmax); False reports synthesis only.
     freq_mhz : the clock target given to nextpnr (default: the target's goal).
@@ -248,11 +260,13 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     start = time.perf_counter()
     energy.load_table(energy_table)  # a bad table fails before any synthesis
     program, model_name = (None, None)
+    if inputs is not None and model is None:
+        raise ValueError("inputs are the model's inputs for its energy runs; give model")
     if model is not None:
         if config.pe != "shift":
             raise ValueError("model needs a shift design (energy of a shift program)")
         program, model_name = load_model(model)
-        _check_model(program, config, images)
+        _check_model(program, config, images, inputs)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         if out.exists() and not out.is_dir():
@@ -260,7 +274,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         out.mkdir(parents=True, exist_ok=True)
     scratch = (out / "work") if out is not None else Path(tempfile.mkdtemp(prefix="shifthw-est-"))
     designs = _designs(config, tgt, baseline, mult_weight_bits, mult_booth)
-    check_images = (model_inputs(program, images)[0]
+    check_images = (model_inputs(program, images, inputs)[0]
                     if check_netlist and program is not None else None)
     area_model = load_area_model()
     results, steps = {}, {}
@@ -317,7 +331,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
             energy_section = estimate_energy(
                 config, program, baseline=baseline, mult_weight_bits=mult_weight_bits,
                 images=images, activity=activity, energy_table=energy_table,
-                work_dir=scratch, progress=say, name=model_name)
+                work_dir=scratch, progress=say, name=model_name, inputs=inputs)
             steps["energy"] = time.perf_counter() - t0
     finally:
         if out is None:
@@ -334,11 +348,11 @@ def estimate_energy(config: EngineConfig, model, *, baseline: str | None = "mult
                     mult_weight_bits: int = 8, images: int = 4, activity: bool = True,
                     energy_table: str | os.PathLike | None = None,
                     work_dir: str | os.PathLike | None = None, progress=None,
-                    name: str | None = None) -> dict:
+                    name: str | None = None, inputs=None) -> dict:
     """Energy per inference of ``model`` on ``config`` (and on its multiplier twin).
 
     ``name`` names the model in the report and the progress lines (default: the zoo name or
-    path given, or a program's ``meta["source"]``).
+    path given, or a program's ``meta["source"]``); ``inputs`` as for :func:`estimate`.
 
     The ``energy`` section of :func:`estimate`'s report: per design (``shift``, ``mult``),
     ``op_count`` (operation counts times the table) and, with ``activity``, ``activity``
@@ -357,7 +371,7 @@ def estimate_energy(config: EngineConfig, model, *, baseline: str | None = "mult
     table = energy.load_table(energy_table)
     program, model_name = load_model(model)
     model_name = model_name if name is None else str(name)
-    _check_model(program, config, images)
+    _check_model(program, config, images, inputs)
     kinds = {"shift": config}
     if baseline == "mult":
         kinds["mult"] = mult_config(config, mult_weight_bits)
@@ -367,7 +381,7 @@ def estimate_energy(config: EngineConfig, model, *, baseline: str | None = "mult
         "inputs": None, "designs": {}}
     xq = None
     if activity:
-        xq, section["inputs"] = model_inputs(program, images)
+        xq, section["inputs"] = model_inputs(program, images, inputs)
     scratch = Path(work_dir) if work_dir else None
     for kind, c in kinds.items():
         counts = energy.program_ops(program, c, batch=images)

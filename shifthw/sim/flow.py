@@ -88,8 +88,9 @@ def _load_array(value, what: str) -> tuple[np.ndarray, str]:
     return np.asarray(value), f"the {what} given"
 
 
-def _user_data(program: Program, images: int | None, inputs, labels):
-    """(x, y or None, name) from the user's real-valued inputs and optional labels."""
+def user_inputs(program: Program, images: int | None, inputs, labels=None):
+    """(x, y or None, name): a model's own real-valued inputs (an array or a .npy file, shaped
+    (B, *input shape) or flat rows; the first ``images``) and optional integer labels."""
     import torch
 
     x, name = _load_array(inputs, "inputs")
@@ -146,7 +147,7 @@ def verify_model(source: str | os.PathLike, cfg: EngineConfig, *, images: int | 
         x, y = _digits_test(program, images)
         data = "digits test split"
     else:
-        x, y, data = _user_data(program, images, inputs, labels)
+        x, y, data = user_inputs(program, images, inputs, labels)
     xq = golden.quantize_input(program, x.numpy())
     ref = golden_program(program, cfg, xq)
     say(f"building the {cfg.rows}x{cfg.cols} engine (Verilator, cached per design)")

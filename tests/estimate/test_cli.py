@@ -212,6 +212,7 @@ def test_options_that_do_not_apply_or_are_out_of_range_name_the_option(tmp_path)
             (["--mult-weight-bits", "20"], "--mult-weight-bits: weight_bits must be in 2..8"),
             (["--images", "8"], "--images sets the images of --model's energy runs"),
             (["--no-activity"], "--no-activity leaves out --model's switching-activity"),
+            (["--inputs", "x.npy"], "--inputs are --model's inputs for its energy runs"),
             (["--target", "generic", "--placements", "3"],
              "target 'generic' is not placed .gates, no Fmax., so --placements does not")):
         args = _parse(add_estimate_arguments, ["--target", "ice40-up5k", *argv])

@@ -208,6 +208,30 @@ def test_clear_errors(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_energy_runs_on_the_model_s_own_inputs(tmp_path):
+    # A model of 8 inputs got random activations for its energy runs; --inputs gives its own.
+    import numpy as np
+
+    from shifthw.estimate.flow import estimate_energy, model_inputs
+
+    prog = linear_program()
+    x = np.linspace(-3, 3, 5 * 8).reshape(5, 8)
+    np.save(tmp_path / "x.npy", x)
+    xq, name = model_inputs(prog, 3, tmp_path / "x.npy")
+    assert name == str(tmp_path / "x.npy") and xq.shape == (3, 8)
+    assert (xq == np.clip(np.floor(x[:3] * 16), -128, 127)).all()     # F = 4
+    section = estimate_energy(EngineConfig(**TINY), prog, inputs=x, images=5, activity=False)
+    assert section["designs"]["shift"]["op_count"]["total_pj"] > 0
+    with pytest.raises(ValueError, match=r"images \(--images\): 6 asked for, inputs the "
+                                         r"inputs given has 5"):
+        estimate_energy(EngineConfig(**TINY), prog, inputs=x, images=6, activity=False)
+    with pytest.raises(ValueError, match=r"inputs .*x.npy: input batch has shape \(5, 4\)"):
+        np.save(tmp_path / "x.npy", x[:, :4])
+        estimate_energy(EngineConfig(**TINY), prog, inputs=tmp_path / "x.npy", activity=False)
+    with pytest.raises(ValueError, match="inputs are the model's inputs .*give model"):
+        estimate(EngineConfig(**TINY), "generic", inputs=x)
+
+
 def test_without_baseline():
     rep = estimate(EngineConfig(**TINY), "generic", baseline=None)
     assert list(rep["designs"]) == ["shift"] and rep["baseline"] is None
