@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from .. import numerics as nx
@@ -158,6 +159,12 @@ _TOOL_OPTIONS = (("model", None), ("images", 4), ("inputs", None), ("no_activity
                  *_PLACE_OPTIONS, ("energy_table", None), ("check_netlist", False))
 
 
+def _logic(verilog_text: str) -> str:
+    """Verilog without its ``(* src = "file:line" *)`` attributes: they name where the
+    generator's source lies (its install folder, its line numbers), not the logic."""
+    return re.sub(r'\(\* src = "[^"]*" \*\)', "", verilog_text)
+
+
 def config_from_design_dir(folder) -> EngineConfig:
     """The :class:`EngineConfig` recorded in a ``shifthw generate`` folder's manifest.
 
@@ -190,7 +197,7 @@ def config_from_design_dir(folder) -> EngineConfig:
     source = folder / f"{top}.v"
     if not source.is_file():
         raise FileNotFoundError(f"{source}: missing (the manifest's engine, top {top!r})")
-    if source.read_text() != verilog.convert(LayerEngine(config=cfg), name=top):
+    if _logic(source.read_text()) != _logic(verilog.convert(LayerEngine(config=cfg), name=top)):
         made = info.get("generator", {})
         raise ValueError(
             f"{source} is not the Verilog its manifest's parameters generate (edited, or "

@@ -89,7 +89,11 @@ def test_a_design_folder_whose_verilog_was_edited_is_refused(tmp_path):
     # Verilog is not that engine (edited; another version) was passed over silently.
     generate(EngineConfig(**TINY), tmp_path / "d")
     source = tmp_path / "d" / "shifthw_engine.v"
-    source.write_text(source.read_text().replace("endmodule", "endmodule // edited", 1))
+    # Where the generator's source lay (another install, other line numbers) is no change.
+    text = source.read_text()
+    source.write_text(text.replace('src = "/', 'src = "/elsewhere/'))
+    assert config_from_design_dir(tmp_path / "d") == EngineConfig(**TINY)
+    source.write_text(text.replace("endmodule", "endmodule // edited", 1))
     with pytest.raises(ValueError, match=r"shifthw_engine.v is not the Verilog its manifest's "
                                          r"parameters generate .*run `shifthw generate` again"):
         config_from_design_dir(tmp_path / "d")
