@@ -37,7 +37,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
+from amaranth.utils import bits_for, ceil_log2
 
 from .array import PEArray
 from .config import EngineConfig, resolve_config
@@ -142,7 +142,9 @@ class LayerEngine(wiring.Component):
         kt_prev = Signal.like(d.k_tiles, name="kt_prev")
         nt_prev = Signal.like(d.n_tiles, name="nt_prev")
         kt_prev2 = Signal.like(d.k_tiles, name="kt_prev2")   # k_tiles - 3
-        rows_prev2 = Signal.like(d.k_tiles, name="rows_prev2")
+        # The rows of a load: a bias entry's beats - 3 or a weight tile's k_tiles - 3, so as
+        # wide as l_row (a bias entry may have more beats than a layer has row-tiles).
+        rows_prev2 = Signal(max(len(d.k_tiles), bits_for(beats - 1)), name="rows_prev2")
         nt_prev2 = Signal.like(d.n_tiles, name="nt_prev2")   # n_tiles - 3
         kt_one = Signal(name="kt_one")
         nt_one = Signal(name="nt_one")

@@ -50,3 +50,24 @@ def test_random_layers_bit_exact_under_stalls(name, tmp_path):
     for lay in res["layers"]:
         assert lay["passed"], (lay["name"], lay["listed"])
         assert lay["source_blocked"] > 0 or lay["vectors"] * lay["fan_in"] < 8
+
+
+@pytest.mark.parametrize("params", [
+    dict(rows=1, cols=5, act_bits=3, weight_bits=3, guard_bits=0, bias_lanes=1, k_depth=1),
+    dict(rows=3, cols=11, act_bits=8, weight_bits=5, guard_bits=0, bias_lanes=1, k_depth=4,
+         stall_free=True, pe_register=True, input_registers=2)], ids=["plain", "stall-free"])
+def test_bias_entries_of_more_beats_than_row_tiles(params, tmp_path):
+    # A bias entry of C / bias_lanes beats, more than the buffers' row-tiles: the loader's
+    # "rows before the last" register had the row-tile count's width, so the entry's load
+    # ended early and the rest of the params stream was read as weights (found by fuzzing).
+    cfg = EngineConfig(**params)
+    assert cfg.bias_beats - 3 >= 2 ** len(format(cfg.max_k_tiles, "b"))
+    rng = np.random.default_rng(1)
+    items = []
+    shapes = ((cfg.cols, cfg.rows * cfg.max_k_tiles, 2), (1, 1, 1), (cfg.cols + 1, cfg.rows, 3))
+    for n, k, m in shapes:
+        job = random_job(cfg, rng, n, k)
+        items.append((job, random_inputs(cfg, rng, m, k)))
+    res = simulate_jobs(items, cfg, tmp_path, sim=build_engine(cfg), stall_prob=0.3, seed=3)
+    for lay in res["layers"]:
+        assert lay["passed"], (lay["name"], lay["listed"][:4])
