@@ -383,8 +383,15 @@ def random_job(cfg: EngineConfig, rng: np.random.Generator, n: int, k: int, *,
     lim = nx.bias_limit(acc)
     if kind == "extreme":
         bias = rng.choice([-lim - 1, lim], size=n)
-    else:
+    elif lim < 1 << 62:
         bias = rng.integers(-lim - 1, lim + 1, size=n) >> int(rng.integers(0, acc - 1))
+    else:
+        # Accumulators of 64 bits and more (b = 7, 8 with many guard bits): Python ints, as
+        # the golden model holds them (rng.integers is int64 only).
+        span, nbytes = 2 * lim + 2, (acc + 15) // 8
+        drop = int(rng.integers(0, acc - 1))
+        bias = np.array([(int.from_bytes(rng.bytes(nbytes), "little") % span - lim - 1) >> drop
+                         for _ in range(n)], dtype=object)
     lo, hi = cfg.out_shift_range
     return LayerJob(weights=random_weights(cfg, rng, n, k, kind=kind), bias=bias,
                     out_shift=int(rng.integers(lo - 2, hi + 3)),

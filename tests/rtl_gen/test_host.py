@@ -156,3 +156,22 @@ def test_accumulators_wider_than_int64(rng):
     assert np.array_equal(reshape(golden_job(cfg, job, rows)[0]), run.outputs[0])
     assert encode_job(cfg, job, rows).params
 
+
+
+def test_random_jobs_for_accumulators_beyond_int64():
+    # b = 8 at G = P: a 151-bit accumulator.  random_job drew its biases with rng.integers,
+    # which is int64 only (an error for every kind but "extreme").
+    cfg = EngineConfig(rows=2, cols=3, weight_bits=8)
+    rng = np.random.default_rng(0)
+    lim = nx.bias_limit(effective_acc_bits(cfg, 5) or cfg.natural_acc_bits_for(5))
+    assert lim >= 2 ** 63
+    wide = 0
+    for kind in ("random", "zero", "extreme"):
+        for _ in range(4):
+            job = random_job(cfg, rng, 3, 5, kind=kind)
+            assert all(-lim - 1 <= int(b) <= lim for b in job.bias)
+            wide += any(abs(int(b)) >= 2 ** 63 for b in job.bias)
+            x = random_inputs(cfg, rng, 2, 5)
+            assert golden_job(cfg, job, x)[0].shape == (2, 3)
+            encode_job(cfg, job, x)
+    assert wide                             # some draws really are beyond int64
