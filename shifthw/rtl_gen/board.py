@@ -155,9 +155,13 @@ class BoardTop(Elaboratable):
     """
 
     def __init__(self, *, config: EngineConfig, engine_name: str = "shifthw_engine"):
+        # A refused top is never elaborated: mark it used, or Amaranth warns "created but
+        # never used" when it is collected, after the error.
+        self._MustUse__used = True
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         check_verilog_name(engine_name, "engine_name")
+        self._MustUse__used = False
         self._cfg = config
         self._name = engine_name
 
