@@ -139,15 +139,27 @@ class ShiftMixin:
         like = self.shift if self.mode == "ps" else self._parameters["weight"]
         w = torch.empty(self.weight_shape, dtype=like.dtype, device=like.device)
         nn.init.kaiming_uniform_(w, a=math.sqrt(5))
-        low = 2.0 ** (self.exponent - self.max_shift)
-        keep = torch.rand_like(w) * low < w.abs()
-        small = w.abs() < low
-        w = torch.where(small, torch.where(keep, torch.sign(w) * low, 0.0), w)
-        self.load_float_weight(w)
+        self.load_float_weight(self.round_small_weights(w))
         if self.bias is not None:
             fan_in = w[0].numel()
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             nn.init.uniform_(self.bias, -bound, bound)
+
+    @torch.no_grad()
+    def round_small_weights(self, w: torch.Tensor) -> torch.Tensor:
+        """``w`` with each ``|w| < 2**(e-P)`` rounded stochastically, without bias, to 0 or
+        ``sign(w) * 2**(e-P)`` (probability ``|w| / 2**(e-P)``); the rest unchanged.
+
+        The start of training from scratch (:meth:`reset_parameters`, and
+        :func:`~shifthw.models.train.train` with ``exponent="auto"``, whose exponent comes
+        from the float draw): without it a Q layer at low b rounds most of a fresh draw to
+        zero and the net starts dead (at b = 2 the digits CNN's first layer had no live
+        weight).  Uses torch's global RNG.
+        """
+        low = 2.0 ** (self.exponent - self.max_shift)
+        keep = torch.rand_like(w) * low < w.abs()
+        small = w.abs() < low
+        return torch.where(small, torch.where(keep, torch.sign(w) * low, 0.0), w)
 
     @torch.no_grad()
     def load_float_weight(self, w: torch.Tensor) -> None:

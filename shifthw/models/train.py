@@ -266,6 +266,10 @@ def train(arch: str = "mlp", mode: str = "ps", weight_bits: int = 5, act_bits: i
             float_net = build(arch, "float", weight_bits, act_bits, image_size=image_size)
             model = convert_to_shift(float_net, mode=mode, weight_bits=weight_bits,
                                      exponent="auto-headroom", inplace=True)
+            if mode == "q":
+                # As a fixed exponent's start (reset_parameters): no dead layer at low b.
+                for layer in model.shift_layers():
+                    layer.load_float_weight(layer.round_small_weights(layer.weight.detach()))
             for q in model.quantizers():
                 q.enabled = True
         else:

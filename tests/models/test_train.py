@@ -30,6 +30,19 @@ def test_one_epoch_on_a_subset(arch, mode):
     assert torch.are_deterministic_algorithms_enabled() == deterministic
 
 
+@pytest.mark.parametrize("exponent", ["auto", -2])
+def test_low_bit_q_training_starts_with_live_weights(exponent):
+    # At b = 2 (P = 0) a Q weight is 0 or +-2^e. The exponent="auto" start took e from the
+    # float draw's largest weight and left the draw as it was, so the CNN's first layer
+    # had no live weight (and the whole net trained to chance on some seeds): its small
+    # weights are now rounded without bias, as a fixed exponent's start rounds them.
+    model, _ = train("cnn", "q", 2, 8, seed=0, exponent=exponent, **QUICK)
+    for layer in model.shift_layers():
+        sign, _ = layer.sign_and_shift()
+        live = (sign != 0).double().mean().item()
+        assert live > 0.2, (layer, live)
+
+
 def test_checkpoint_round_trip_and_reproducible(tmp_path):
     out = tmp_path / "m.pt"
     model, metrics = train("cnn", "ps", 5, 8, seed=3, out=out, **QUICK)
