@@ -241,8 +241,14 @@ def program_ops(program: Program, cfg: EngineConfig, *, batch: int = 1) -> dict:
     r, c, a = cfg.rows, cfg.cols, cfg.act_bits
     term = cfg.term_bits
     adders, levels = tree_widths(term, r)
-    regs = sum(sum(levels[lv]) + (r if cfg.pe == "shift" and lv == 0 else 0)
-               for lv in cfg.register_levels) + 3 * len(cfg.register_levels)
+    # A shift column's PEs each give a carry; every tree adder takes one, and the carries
+    # not yet taken are registered with a level's sums.  valid / first / last: once per
+    # stage for the whole array.
+    carries = [r]
+    for lv in range(1, len(levels)):
+        carries.append(max(carries[-1] - len(levels[lv - 1]) // 2, 0))
+    regs = c * sum(sum(levels[lv]) + (carries[lv] if cfg.pe == "shift" else 0)
+                   for lv in cfg.register_levels) + 3 * len(cfg.register_levels)
     mems = _memories(cfg)
     totals = {"beats": 0, "vectors": 0, "out_words": 0, "bias_reads": 0, "act_writes": 0,
               "bias_words": 0, "weight_words": 0, "macs": 0}
@@ -297,7 +303,7 @@ def program_ops(program: Program, cfg: EngineConfig, *, batch: int = 1) -> dict:
                "PE registers (two partial products; valid/first/last)")
     for w in sorted(set(adders)):
         op("adder_trees", "add", (w,), c * adders.count(w) * beats, f"tree adder, {w} bits")
-    op("adder_trees", "register", (regs * c,), beats,
+    op("adder_trees", "register", (regs,), beats,
        f"pipeline registers ({len(cfg.register_levels)} stages)")
     for k in range(cfg.input_registers):
         op("pe_array", "register", (r * a + r * c * cfg.weight_bits + 3,), beats,
