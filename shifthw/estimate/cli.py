@@ -337,6 +337,8 @@ def _run_analytic(args, cfg: EngineConfig, target) -> int:
         line = f"{kind:<12}"
         for key, _ in cols:
             err = d.get(f"{key}_error_pct")
+            # No stated error: the rule-based BRAM / DSP counts, or a design beyond the
+            # calibration (the notes say so).
             fig = f"{d[key]:.0f}" + (f" (±{err:.0f} %)" if err is not None else "")
             line += f"{fig:>16}"
         fits = "yes" if d.get("fits") else f"no ({', '.join(d.get('over', []))} over)"

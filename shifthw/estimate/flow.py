@@ -160,8 +160,9 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
 
     Returns ``{"format": "shifthw.estimate_analytic", "target", "designs": {kind:
     prediction}, "lut_ratio": {kind: twin / shift}, "notes"}``; each prediction is
-    :meth:`.model.AreaModel.predict`'s (its ``*_error_pct`` the model's stated error on
-    held-out synthesis points, ``outside_calibration`` the settings beyond its sweeps' ranges).
+    :meth:`.model.AreaModel.predict`'s (its ``*_error_pct`` the model's stated error bound,
+    None for a design beyond its calibration, ``outside_calibration`` the settings beyond its
+    sweeps' ranges).
     """
     tgt = get_target(target)
     _check_baseline(config, baseline, mult_booth)
@@ -175,12 +176,14 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
     ratio = {kind: d[metric] / designs["shift"][metric] for kind, d in designs.items()
              if kind != "shift" and "shift" in designs and designs["shift"][metric] > 0}
     notes = ["analytic area model (no synthesis): calibrated on Yosys sweeps, "
-             f"{am.data['calibration'].get('date')}; each figure's stated error is the "
-             "largest error on sweep points held out of the fit"]
+             f"{am.data['calibration'].get('date')}; each figure's stated error bounds the "
+             "model's error on synthesis points it was not fitted on (a quarter of the "
+             "sweeps and a grid of random combinations), within its calibration"]
     outside = sorted({s for d in designs.values() for s in d["outside_calibration"]})
     if outside:
         notes.append(f"outside the calibration: {', '.join(outside)} (settings beyond the "
-                     f"ranges the sweeps held: the estimate extrapolates its features there)")
+                     f"ranges the sweeps held: the estimate extrapolates its features "
+                     f"there, and no error bound is stated)")
     return {"format": "shifthw.estimate_analytic", "target": tgt.name,
             "design": config.to_dict(), "designs": designs, "lut_ratio": ratio,
             "notes": notes}

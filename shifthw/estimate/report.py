@@ -272,15 +272,17 @@ def markdown(rep: dict) -> str:
                 err = mod["error_pct"].get(m)
                 r += [round(mod[m]), total(k, m, True),
                       None if err is None else f"{err:+.1f} %",
-                      f"±{mod[f'{m}_error_pct']:.0f} %"]
+                      "none (outside the calibration)" if mod[f"{m}_error_pct"] is None
+                      else f"±{mod[f'{m}_error_pct']:.0f} %"]
             rows.append(r)
         lines += _table(header, rows) + [""]
         outside = sorted({s for mod in models.values() if mod
                           for s in mod["outside_calibration"]})
         lines += ["The model (`shifthw estimate --analytic`) answers in milliseconds without "
-                  "synthesis; its stated error is the largest on calibration points held out "
-                  "of its fit" + (f". Outside its calibration here: {', '.join(outside)}."
-                                  if outside else "."), ""]
+                  "synthesis; its stated error bounds its error on synthesis points it was not "
+                  "fitted on, within its calibration" + (
+                      f". Outside its calibration here: {', '.join(outside)} (no bound)."
+                      if outside else "."), ""]
     if fpga:
         lines += ["## Place and route", ""]
         header = ["design", "fits", "Fmax (MHz)", "target (MHz)", "logic cells",

@@ -93,6 +93,10 @@ def test_predictions_take_microseconds(model):
     assert (time.perf_counter() - t0) / 200 < 5e-3
     assert pred["lut"] > 0 and pred["ff"] > 0 and pred["bram"] > 0 and pred["dsp"] == 0
     assert "fits" in pred and pred["lut_error_pct"] > 0
+    # Beyond the calibration the model extrapolates: no stated bound.
+    far = model.predict(EngineConfig(rows=16, cols=8, weight_bits=6), "ice40-up5k")
+    assert far["outside_calibration"] and far["lut"] > pred["lut"]
+    assert far["lut_error_pct"] is None and far["ff_error_pct"] is None
     dsp = model.predict(EngineConfig(rows=8, cols=8, pe="mult"), get_target("ice40-up5k"),
                         dsp=True)
     assert dsp["dsp"] == 64 and not dsp["fits"]                # 8 DSP blocks on the UP5K
