@@ -325,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-bits", type=int, default=5, help="weight code bits b (2..8)")
     p.add_argument("--exponent", type=_convert_exponent, default="auto",
                    help="per-layer exponent e; 'auto' (default): the power of two each "
-                        "layer's largest weight rounds to; 'auto-headroom': the smallest e "
+                        "layer's largest weight rounds to (at b = 2, whose codes have one "
+                        "magnitude, the least-squares e); 'auto-headroom': the smallest e "
                         "with every |w| <= 2^e (room to grow, one code fewer in use)")
     p.add_argument("--last-n", type=_positive_int, default=None,
                    help="convert only the last N layers (DeepShift's shift depth); a "

@@ -147,6 +147,23 @@ def test_convert_auto_exponent():
     assert roomy.sign_and_shift()[0].tolist() == [[1, 0, 0]]     # 0.2 -> 1/4 lost
 
 
+
+def test_convert_auto_exponent_with_one_magnitude():
+    """At b = 2 a code is 0 or +-2**e: "auto" takes the least-squares e, not the largest
+    weight's (which rounded every weight but the largest to zero here, and a converted
+    digits CNN to 0.10 accuracy)."""
+    w = torch.tensor([1.0] + [0.25] * 100 + [-0.3] * 20)
+    assert auto_exponent(w) == 0 and auto_exponent(w, weight_bits=3) == 0
+    assert auto_exponent(w, weight_bits=2) == -2
+    assert auto_exponent(w, weight_bits=2, headroom=True) == 0      # headroom: as it was
+    layer = nn.Linear(121, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(w[None])
+    for mode in ("ps", "q"):
+        new = convert_to_shift(layer, mode=mode, weight_bits=2, exponent="auto")
+        assert new.exponent == -2 and (new.sign_and_shift()[0] != 0).all()
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"mode": "float"}, "mode"), ({"weight_bits": 1}, "weight_bits"),
     ({"last_n": -1}, "last_n"), ({"exponent": "max"}, "exponent"),
