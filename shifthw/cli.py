@@ -7,6 +7,7 @@ turns the library's clear errors into one line on stderr and a non-zero exit cod
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -61,6 +62,17 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _seed(text: str) -> int:
+    """A random seed: an integer that torch and numpy both take (0 .. 2**63 - 1)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+    if not 0 <= v < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"expected an integer in 0..2**63-1, not {v}")
+    return v
+
+
 def _exponent(text: str):
     if text == "auto":
         return "auto"
@@ -99,7 +111,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exponent", type=_exponent, default=0,
                    help="per-layer exponent e, or 'auto' (from each layer's random "
                         "initialisation: the smallest e with every |w| <= 2^e)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (data split and init)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (data split and init)")
 
 
 def _check_checkpoint_output(output) -> None:
@@ -150,6 +162,10 @@ def _cmd_export(args) -> int:
     from .program import save_program
 
     check_output(args.output, "-o", folder=False)
+    if Path(args.output).exists() and Path(args.model).exists() and \
+            os.path.samefile(args.output, args.model):
+        raise CliError(f"-o {args.output} is the model read ({args.model}): writing the "
+                       f"program there would replace it; give another name")
     prog = export_checkpoint(args.model)
     path = save_program(prog, args.output)
     kinds = ", ".join(f"{s.name} {s.out_features}x{s.fan_in}" for s in prog.layers)
@@ -210,7 +226,7 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="each layer's input: the previous layer's hardware output, or golden")
     p.add_argument("--waves", action="store_true",
                    help="write a waveform, FST where Verilator can, else VCD (slower)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the stall generators")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the stall generators")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="keep the run's files here (default: a temporary folder)")
 
@@ -333,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint that runs on the engine needs every layer shifted, so N "
                         "below the layer count is refused (mixed networks: convert_to_shift "
                         "in Python)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed")
     p.add_argument("-o", "--output", type=Path, default=None)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_convert)

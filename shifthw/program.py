@@ -445,6 +445,9 @@ def load_program(path: str | os.PathLike) -> Program:
         text = path.read_text()
     except OSError as exc:
         raise ProgramError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ProgramError(f"{path}: not a .shiftprog (a JSON text file): it holds bytes "
+                           f"that are not UTF-8 text") from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -25,6 +25,15 @@ def test_train_convert_export(tmp_path, capsys):
     assert [s.fan_in for s in prog.layers] == [64, 32]
     out = capsys.readouterr().out
     assert "test accuracy" in out and "wrote" in out
+    # An output that is the input is refused (it replaced the model with the program, or
+    # the float checkpoint with the converted one).
+    before = shift.read_bytes(), flt.read_bytes()
+    assert main(["export", str(shift), "-o", str(shift)]) == 2
+    assert main(["convert", str(flt), "--finetune-epochs", "1", "-q", "-o",
+                 str(tmp_path / "." / "float.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "is the model read" in err and "is the float checkpoint read" in err
+    assert (shift.read_bytes(), flt.read_bytes()) == before
 
 
 def test_errors_are_one_line(tmp_path, capsys):

@@ -77,6 +77,9 @@ def test_unreadable_and_non_json(tmp_path):
     p.write_text("{not json")
     with pytest.raises(ProgramError, match="not valid JSON"):
         load_program(p)
+    p.write_bytes(b"\xff\xfe binary")             # was a UnicodeDecodeError naming no file
+    with pytest.raises(ProgramError, match=f"{p}: not a .shiftprog .* not UTF-8"):
+        load_program(p)
 
 
 def test_save_leaves_nothing_half_written(tmp_path, monkeypatch):

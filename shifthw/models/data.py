@@ -137,7 +137,8 @@ def load_mnist_idx(data_dir: str | os.PathLike
         A file is missing.
     ValueError
         A header is wrong, a file is truncated, image and label counts differ, the train
-        and test image sizes differ, or a label is not in 0..9; naming the file.
+        and test image sizes differ, images are not square (or smaller than 4 x 4), or a
+        label is not in 0..9; naming the file.
     """
     data_dir = Path(data_dir)
     out = []
@@ -154,6 +155,9 @@ def load_mnist_idx(data_dir: str | os.PathLike
             raise ValueError(f"IDX file {str(img_path)!r}: images are {images.shape[1:]}, the "
                              f"training images are {size}")
         size = images.shape[1:]
+        if size[0] != size[1] or size[0] < 4:
+            raise ValueError(f"IDX file {str(img_path)!r}: images are {size[0]} x {size[1]}; "
+                             f"the zoo architectures take square images of 4 x 4 or more")
         if labels.max() > 9:
             raise ValueError(f"IDX file {str(lab_path)!r}: label {int(labels.max())} is not "
                              "a digit 0..9")

@@ -54,6 +54,8 @@ DEFAULT_BATCH = 32
 
 @contextlib.contextmanager
 def _reproducible(seed: int) -> Iterator[None]:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"seed must be an integer in 0..2**63-1, not {seed!r}")
     det = torch.are_deterministic_algorithms_enabled()
     threads = torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
@@ -156,6 +158,14 @@ def _finish(model: ShiftSequential, data) -> tuple[ShiftSequential, dict]:
         "test_accuracy": evaluate(model, x_te, y_te),
         "frac_bits": frac,
     }
+
+
+def _same_file(a, b) -> bool:
+    """Whether two paths name one existing file."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def _check_out(out) -> None:
@@ -322,6 +332,9 @@ def convert_and_finetune(float_ckpt_path: str | os.PathLike, mode: str = "ps",
     _check_positive("finetune_epochs", finetune_epochs)
     lr = DEFAULT_LR[mode] / 10 if lr is None else _check_positive("lr", float(lr), float)
     _check_out(out)
+    if out is not None and _same_file(out, float_ckpt_path):
+        raise ValueError(f"out {os.fspath(out)!r} is the float checkpoint read: writing the "
+                         f"converted model there would replace it; give another name")
     float_net, ck = load_checkpoint(float_ckpt_path)
     if ck["mode"] != "float":
         raise ValueError(f"checkpoint {os.fspath(float_ckpt_path)!r} has mode "

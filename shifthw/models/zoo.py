@@ -228,19 +228,54 @@ def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
             os.remove(tmp)
 
 
+def _starts_as_json(path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(64).lstrip().startswith(b"{")
+    except OSError:
+        return False
+
+
+def _some(names, n: int = 4) -> str:
+    names = sorted(names)
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def _from_ckpt(ckpt, where: str) -> tuple[ShiftSequential, dict]:
     if not isinstance(ckpt, dict):
         raise ValueError(f"{where}: not a shifthw checkpoint (a dict)")
     missing = [k for k in CHECKPOINT_KEYS if k not in ckpt and k != "image_size"]
     if missing:
         raise ValueError(f"{where}: checkpoint lacks {missing}")
-    model = build(ckpt["arch"], ckpt["mode"], ckpt["weight_bits"], ckpt["act_bits"],
-                  exponent=ckpt["exponent"], image_size=ckpt.get("image_size", 8))
     try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
+        model = build(ckpt["arch"], ckpt["mode"], ckpt["weight_bits"], ckpt["act_bits"],
+                      exponent=ckpt["exponent"], image_size=ckpt.get("image_size", 8))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ValueError(f"{where}: state_dict must be a dict of tensors, not "
+                         f"{type(state).__name__}")
+    want = set(model.state_dict())
+    if set(state) != want:
+        parts = [f"missing {_some(want - set(state))}" if want - set(state) else "",
+                 f"unexpected {_some(set(state) - want)}" if set(state) - want else ""]
         raise ValueError(f"{where}: state_dict does not fit the {ckpt['arch']!r} "
-                         f"architecture: {exc}") from exc
+                         f"architecture ({'; '.join(p for p in parts if p)})")
+    for name, t in state.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"{where}: state_dict tensor {name!r} holds NaN or infinite "
+                             f"values")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        # torch lists every size mismatch on lines of its own: the first one says enough.
+        lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
+        raise ValueError(f"{where}: state_dict does not fit the {ckpt['arch']!r} "
+                         f"architecture: {lines[0] if lines else str(exc).strip()}"
+                         + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else "")
+                         ) from None
     model.link()
     model.eval()
     return model, ckpt
@@ -267,7 +302,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ShiftSequential, dict]:
         # from KeyError to RuntimeError, whose text alone does not say what happened.
         from ..program import is_program_file
 
-        if is_program_file(path):
+        if is_program_file(path) and _starts_as_json(path):
             raise ValueError(f"{where}: a JSON file (a .shiftprog program?), not a PyTorch "
                              f"checkpoint") from exc
         # torch's first sentence only: the rest can run to lines of advice.

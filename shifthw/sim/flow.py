@@ -67,7 +67,10 @@ def _digits_test(program: Program, images: int | None):
     from ..models.data import load_digits_split
 
     _, _, x, y = load_digits_split()
-    n = len(x) if images is None else min(int(images), len(x))
+    if images is not None and images > len(x):
+        raise ValueError(f"images (--images): {images} asked for, the digits test split has "
+                         f"{len(x)}")
+    n = len(x) if images is None else int(images)
     if tuple(program.input.shape) != tuple(x.shape[1:]) and \
             int(np.prod(program.input.shape)) != int(np.prod(x.shape[1:])):
         raise ValueError(f"model input shape {program.input.shape} does not fit the digits "
@@ -82,9 +85,15 @@ def _load_array(value, what: str) -> tuple[np.ndarray, str]:
         if not path.is_file():
             raise FileNotFoundError(f"{what} {os.fspath(value)!r}: no such .npy file")
         try:
-            return np.load(path, allow_pickle=False), os.fspath(value)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{what} {os.fspath(value)!r}: not a .npy array ({exc})") from None
+            data = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"{what} {os.fspath(value)!r}: not a .npy array "
+                             f"({exc or type(exc).__name__})") from None
+        if not isinstance(data, np.ndarray):         # an .npz archive of several arrays
+            data.close()
+            raise ValueError(f"{what} {os.fspath(value)!r}: an .npz archive, not a .npy "
+                             f"array (save the one array with numpy.save)")
+        return data, os.fspath(value)
     return np.asarray(value), f"the {what} given"
 
 
@@ -110,8 +119,15 @@ def user_inputs(program: Program, images: int | None, inputs, labels=None):
         if y.shape != (len(x),) or y.dtype.kind not in "iu":
             raise ValueError(f"labels {lname}: need {len(x)} integer class labels (one per "
                              f"input), not {y.dtype} of shape {y.shape}")
+        classes = int(np.prod(program.shapes()[-1]))
+        if len(y) and (y.min() < 0 or y.max() >= classes):
+            raise ValueError(f"labels {lname}: class labels must be 0..{classes - 1} (the "
+                             f"model has {classes} outputs), found {int(y.min())}.."
+                             f"{int(y.max())}")
         y = torch.from_numpy(y.astype(np.int64))
-    n = len(x) if images is None else min(int(images), len(x))
+    if images is not None and images > len(x):
+        raise ValueError(f"images (--images): {images} asked for, inputs {name} has {len(x)}")
+    n = len(x) if images is None else int(images)
     return torch.from_numpy(x[:n]), (None if y is None else y[:n]), name
 
 

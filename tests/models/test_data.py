@@ -78,9 +78,12 @@ def corrupt(folder, key, data):
     ("test_labels", lambda: idx_bytes(np.full(3, 12)), "label 12"),
     ("test_images", lambda: idx_bytes(np.zeros((3, 5, 5))), r"images are \(5, 5\)"),
     ("test_images", lambda: idx_bytes(np.zeros((0, 4, 4))), "dimension is zero"),
+    ("train_images", lambda: idx_bytes(np.zeros((5, 4, 6))), "images are 4 x 6; .* square"),
 ])
 def test_mnist_idx_corrupt_files_name_the_file(tmp_path, key, make, match):
     write_set(tmp_path)
+    if "4 x 6" in match:    # non-square images throughout (the train / test check is later)
+        corrupt(tmp_path, "test_images", idx_bytes(np.zeros((3, 4, 6))))
     corrupt(tmp_path, key, make())
     with pytest.raises(ValueError, match=match) as info:
         load_mnist_idx(tmp_path)

@@ -128,6 +128,7 @@ def test_convert_and_finetune(tmp_path):
     ({"weight_bits": 9}, "weight_bits"), ({"exponent": "big"}, "exponent"),
     ({"dataset": "mnist"}, "data_dir"), ({"dataset": "cifar"}, "dataset"),
     ({"batch_size": -1}, "batch_size"),
+    ({"seed": 2 ** 64}, "seed must be an integer in 0..2"), ({"seed": -1}, "seed"),
 ])
 def test_train_checks_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -51,3 +51,32 @@ def test_shipped_model_reaches_stored_accuracy(name):
 def test_unknown_zoo_name():
     with pytest.raises(ValueError, match="resnet"):
         load_zoo("resnet")
+
+
+def _edited(tmp_path, name, edit):
+    ck = torch.load(importlib.resources.files("shifthw") / "zoo" / "cnn.pt", weights_only=True)
+    edit(ck)
+    path = tmp_path / f"{name}.pt"
+    torch.save(ck, path)
+    return path
+
+
+@pytest.mark.parametrize("name,edit,match", [
+    ("nan", lambda ck: ck["state_dict"]["1.bias"].fill_(float("nan")),
+     "state_dict tensor '1.bias' holds NaN or infinite values"),
+    ("inf", lambda ck: ck["state_dict"]["1.bias"].fill_(float("inf")),
+     "state_dict tensor '1.bias' holds NaN"),
+    ("wbstr", lambda ck: ck.update(weight_bits="5"), "weight_bits must be an integer"),
+    ("expstr", lambda ck: ck.update(exponent="abc"), "exponent must be an int"),
+    ("sdnone", lambda ck: ck.update(state_dict=None), "state_dict must be a dict of tensors"),
+    ("arch", lambda ck: ck.update(arch="mlp"),
+     r"does not fit the 'mlp' architecture \(missing .* and \d+ more; unexpected"),
+])
+def test_a_broken_checkpoint_is_one_error_naming_the_file(tmp_path, name, edit, match):
+    """Checkpoint fields of the wrong type or non-finite weights were tracebacks (or an
+    export crash on int(inf)); a wrong architecture was torch's many-line key dump."""
+    from shifthw.models.zoo import load_checkpoint
+    path = _edited(tmp_path, name, edit)
+    with pytest.raises(ValueError, match=match) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)

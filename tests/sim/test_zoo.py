@@ -119,11 +119,21 @@ def test_verify_a_model_on_its_own_inputs(tmp_path, capsys):
     # One clear line each: labels without inputs, inputs of the wrong shape, too few labels.
     np.save(tmp_path / "bad.npy", x[:, :, :5, :])
     np.save(tmp_path / "few.npy", np.arange(3))
+    np.save(tmp_path / "class9.npy", np.arange(12) % 10)            # the model has 3 outputs
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.savez(tmp_path / "two.npz", x=x, y=x)
+    xs = ["--inputs", str(tmp_path / "x.npy")]
     for extra, why in ((["--labels", str(tmp_path / "y.npy")], "labels (--labels) go with"),
                        (["--inputs", str(tmp_path / "bad.npy")], "bad.npy: input batch has "
                                                                    "shape (12, 3, 5, 5)"),
-                       (["--inputs", str(tmp_path / "x.npy"), "--labels",
-                         str(tmp_path / "few.npy")], "need 12 integer class labels")):
+                       ([*xs, "--labels", str(tmp_path / "few.npy")],
+                        "need 12 integer class labels"),
+                       ([*xs, "--labels", str(tmp_path / "class9.npy")],
+                        "class labels must be 0..2 (the model has 3 outputs), found 0..9"),
+                       (["--inputs", str(tmp_path / "empty.npy")],
+                        "empty.npy': not a .npy array"),
+                       (["--inputs", str(tmp_path / "two.npz")], "an .npz archive, not a .npy"),
+                       ([*xs, "--images", "13"], "13 asked for, inputs")):
         assert main(["verify", str(prog), "--rows", "2", "--cols", "2", *extra]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and why in err, err
