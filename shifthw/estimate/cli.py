@@ -18,6 +18,18 @@ from .. import numerics as nx
 from ..cli import check_output
 from ..rtl_gen.config import EngineConfig, check_verilog_name
 from .targets import TARGET_NAMES, get_target
+from .timing import TIMING_WEIGHT_MAX
+
+
+def check_report_folder(out, name, markers):
+    """:func:`.flow.check_report_folder` (imported when used: flow imports the tools)."""
+    from .flow import check_report_folder as check
+
+    check(out, name, markers)
+
+
+#: The report files of ``shifthw estimate`` (as :data:`.flow.ESTIMATE_REPORTS`).
+ESTIMATE_REPORTS = ("estimate.json", "analytic.json")
 
 __all__ = ["add_estimate_arguments", "run_estimate", "add_sweep_arguments", "run_sweep",
            "config_from_design_dir", "add_engine_extra", "engine_extra"]
@@ -226,8 +238,10 @@ def _estimate_config(args) -> EngineConfig:
 
 
 def _check_freq(args) -> None:
-    if args.freq is not None and not args.freq > 0:
-        raise ValueError(f"--freq must be a clock above 0 MHz, not {args.freq:g}")
+    from ..rtl_gen.board import check_freq
+
+    if args.freq is not None:
+        check_freq(args.freq, "--freq")
 
 
 def run_estimate(args: argparse.Namespace) -> int:
@@ -238,6 +252,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     target = get_target(args.target)
     if args.output:
         check_output(args.output, "-o", folder=True)
+        check_report_folder(args.output, "-o", ESTIMATE_REPORTS)
     if args.analytic:
         return _run_analytic(args, _estimate_config(args), target)
     if args.model is None and args.images != 4:
@@ -251,8 +266,9 @@ def run_estimate(args: argparse.Namespace) -> int:
         raise ValueError(f"--images must be a positive integer, not {args.images}")
     if args.placements < 1:
         raise ValueError(f"--placements must be a positive integer, not {args.placements}")
-    if args.timing_weight is not None and args.timing_weight < 1:
-        raise ValueError(f"--timing-weight must be a positive integer, not {args.timing_weight}")
+    if args.timing_weight is not None and not 1 <= args.timing_weight <= TIMING_WEIGHT_MAX:
+        raise ValueError(f"--timing-weight must be an integer of 1 to {TIMING_WEIGHT_MAX} "
+                         f"(nextpnr's default is 10), not {args.timing_weight}")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be a positive integer, not {args.jobs}")
     _check_freq(args)
@@ -400,8 +416,16 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be a positive integer, not {args.jobs}")
     _check_freq(args)
+    if args.freq is not None and (args.no_place or not target.is_fpga):
+        why = ("--no-place runs no placement" if args.no_place else
+               f"target {target.name!r} is not placed (gates, no Fmax)")
+        raise ValueError(f"{why}, so --freq does not apply")
+    if args.no_baseline and args.mult_weight_bits != "8":
+        raise ValueError("--no-baseline synthesises no multiplier twin, so --mult-weight-bits "
+                         "does not apply")
     if args.output:
         check_output(args.output, "-o", folder=True)
+        check_report_folder(args.output, "-o", ("sweep.json",))
     points, skipped = sweep_grid(
         parse_list(args.rows, "--rows"), parse_list(args.cols, "--cols"),
         parse_list(args.weight_bits, "--weight-bits"),

@@ -70,7 +70,7 @@ def load_table(path: str | os.PathLike | None = None) -> dict:
         raise FileNotFoundError(f"energy table {os.fspath(path)!r}: no such file")
     try:
         table = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"energy table {p}: not JSON ({exc})") from None
     check_table(table, f"energy table {p}")
     table["file"] = str(p)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import golden
+from .. import numerics as nx
 from ..program import Program, is_program_file, load_program
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.host import check_program
@@ -43,9 +44,28 @@ BASELINES = ("mult", None)
 _ZOO = Path(__file__).resolve().parent.parent / "zoo"
 
 
+#: The report files of ``shifthw estimate`` (``--analytic`` writes the second alone).
+ESTIMATE_REPORTS = ("estimate.json", "analytic.json")
+
+
+def check_report_folder(out, name: str, markers: tuple[str, ...]) -> None:
+    """Refuse an output folder ``out`` that is not empty and holds none of ``markers`` (the
+    report files shifthw writes there): a report replaces files in it, and ``estimate``
+    clears its ``work`` folders, so a folder of the user's own is never taken."""
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in markers):
+        raise FileExistsError(f"{name} {out}: not empty and holds no {' or '.join(markers)} "
+                              f"(not a shifthw report folder): give a new or empty folder, "
+                              f"as a report replaces files there")
+
+
 def mult_config(cfg: EngineConfig, weight_bits: int = 8) -> EngineConfig:
     """The multiplier twin of a shift engine: same array, buffers and pipeline, integer
     weights of ``weight_bits`` bits, the multiplier's natural accumulator width."""
+    try:
+        nx.check_weight_bits(weight_bits)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"mult_weight_bits (--mult-weight-bits): {exc}") from None
     params = cfg.to_dict()
     for key in ("pe", "weight_bits", "guard_bits", "acc_bits"):
         params.pop(key)
@@ -255,6 +275,10 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     _check_baseline(config, baseline, mult_booth)
     timing.check_placement_options(placements, timing_weight, jobs, opt_timing, tgt)
     area.check_wide_luts(wide_luts, tgt)
+    if freq_mhz is not None:
+        from ..rtl_gen.board import check_freq
+
+        check_freq(freq_mhz)
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
     if not isinstance(check_netlist, bool):
@@ -274,6 +298,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     if out is not None:
         if out.exists() and not out.is_dir():
             raise FileExistsError(f"out_dir {out} exists and is not a folder")
+        check_report_folder(out, "out_dir", ESTIMATE_REPORTS)
         out.mkdir(parents=True, exist_ok=True)
     scratch = (out / "work") if out is not None else Path(tempfile.mkdtemp(prefix="shifthw-est-"))
     designs = _designs(config, tgt, baseline, mult_weight_bits, mult_booth)

@@ -97,6 +97,9 @@ def parse_list(text, name: str, *, allow_p: bool = False) -> list:
                              + (" (or P)" if allow_p else "") + f", not {text!r}") from None
     if not items:
         raise ValueError(f"{name} is empty")
+    twice = sorted({str(v) for v in items if items.count(v) > 1})
+    if twice:
+        raise ValueError(f"{name} lists {', '.join(twice)} more than once ({text!r})")
     return items
 
 
@@ -115,6 +118,12 @@ def sweep_grid(rows, cols, weight_bits, guard_bits, act_bits, *, target, mult_bi
         raise ValueError("mult_booth (--mult-booth) adds a multiplier baseline; it needs the "
                          "baseline (drop --no-baseline)")
     extra = tuple(sorted((engine or {}).items()))
+    if baseline:
+        for mb in mult_bits:
+            try:
+                nx.check_weight_bits(mb)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"multiplier weight bits (--mult-weight-bits): {exc}") from None
     points, skipped = [], []
     for a in act_bits:
         for r in rows:
@@ -137,6 +146,10 @@ def sweep_grid(rows, cols, weight_bits, guard_bits, act_bits, *, target, mult_bi
                                                      booth=True))
                         if tgt.dsp:
                             points.append(SweepPoint(r, c, a, mb, "mult", None, True, extra))
+    if not any(pt.pe == "shift" for pt in points):
+        # (the multiplier twins alone are no sweep of shift designs)
+        raise ValueError(f"no shift design to synthesise: every combination was skipped "
+                         f"({'; '.join(sorted(set(skipped)))})")
     for pt in points:
         pt.config()  # every point is a valid engine (a clear error now, not in a worker)
     return points, sorted(set(skipped))
@@ -241,6 +254,10 @@ def run_sweep_points(points: list[SweepPoint], target, *, jobs: int | None = Non
 
     tgt = get_target(target)
     check_wide_luts(wide_luts, tgt)
+    if freq_mhz is not None:
+        from ..rtl_gen.board import check_freq
+
+        check_freq(freq_mhz)
     say = progress or (lambda msg: None)
     jobs = jobs or os.cpu_count() or 1
     root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="shifthw-sweep-"))

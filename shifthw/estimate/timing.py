@@ -94,6 +94,11 @@ def _critical(report: dict, log: str) -> dict | None:
             "source_lines": lines}
 
 
+#: The largest placer timing weight taken (nextpnr's default is 10; it fails on values
+#: beyond a C int, and far below that the placer ignores wire length altogether).
+TIMING_WEIGHT_MAX = 1000
+
+
 def check_placement_options(placements, timing_weight=None, jobs=None, opt_timing=False,
                             target=None) -> None:
     """Refuse a ``placements``, ``timing_weight`` or ``jobs`` of :func:`place_and_route`
@@ -112,6 +117,9 @@ def check_placement_options(placements, timing_weight=None, jobs=None, opt_timin
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    if timing_weight is not None and timing_weight > TIMING_WEIGHT_MAX:
+        raise ValueError(f"timing_weight must be at most {TIMING_WEIGHT_MAX} (nextpnr's "
+                         f"default is 10), not {timing_weight!r}")
 
 
 def place_and_route(target, work_dir, *, freq_mhz: float | None = None, progress=None,

@@ -103,12 +103,24 @@ _CLOCK = {
 }
 
 
-def _check_freq(freq_mhz) -> float:
+#: Clock goals nextpnr is asked for, in MHz: any FPGA clock lies within (nextpnr itself
+#: fails on a period it cannot represent, e.g. 1e-300 MHz, or takes infinity as 0 ps).
+FREQ_RANGE_MHZ = (1.0, 5000.0)
+
+
+def check_freq(freq_mhz, name: str = "freq_mhz") -> float:
+    """``freq_mhz`` as a float, or one error naming ``name`` if it is not a clock goal of
+    :data:`FREQ_RANGE_MHZ`."""
     if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, numbers.Real):
-        raise TypeError(f"freq_mhz must be a number of MHz, not {freq_mhz!r}")
-    if not (math.isfinite(freq_mhz) and freq_mhz > 0):
-        raise ValueError(f"freq_mhz must be a positive number of MHz, not {freq_mhz!r}")
+        raise TypeError(f"{name} must be a number of MHz, not {freq_mhz!r}")
+    lo, hi = FREQ_RANGE_MHZ
+    if not (math.isfinite(freq_mhz) and lo <= freq_mhz <= hi):
+        raise ValueError(f"{name} must be a clock goal of {lo:g} to {hi:g} MHz, not "
+                         f"{freq_mhz!r}")
     return float(freq_mhz)
+
+
+_check_freq = check_freq
 
 
 def set_clock_frequency(constraints: str, family: str, freq_mhz: float) -> str:

@@ -30,7 +30,8 @@ def test_unknown_target_is_one_clear_error():
 def test_bad_placement_option_is_one_clear_error(tmp_path, flag):
     args = _parse(add_estimate_arguments, ["--target", "ecp5-85k", "--rows", "2",
                                            flag, "0", "-o", str(tmp_path / "r")])
-    with pytest.raises(ValueError, match=f"{flag} must be a positive integer, not 0"):
+    with pytest.raises(ValueError, match=f"{flag} must be a(n integer of 1 to 1000| positive "
+                                         f"integer).*, not 0"):
         run_estimate(args)
     assert not (tmp_path / "r").exists()
 
@@ -130,10 +131,27 @@ def test_sweep_options_are_checked_before_any_tool(tmp_path):
                                         "2", "--no-wide-luts", "-o", str(tmp_path / "s")])
     with pytest.raises(ValueError, match="--no-wide-luts.* ECP5 option .*'ice40-hx8k'"):
         run_sweep(args)
-    for freq in ("0", "-5", "nan"):
-        args = _parse(add_sweep_arguments, ["--target", "generic", "--freq", freq])
-        with pytest.raises(ValueError, match="--freq must be a clock above 0 MHz"):
+    for freq in ("0", "-5", "nan", "inf", "1e-300", "1e9"):
+        args = _parse(add_sweep_arguments, ["--target", "ice40-up5k", "--freq", freq])
+        with pytest.raises(ValueError, match="--freq must be a clock goal of 1 to 5000 MHz"):
             run_sweep(args)
+    # Options that do not apply, a list with a value twice, an impossible multiplier width
+    # (named as the multiplier's), a folder of the user's own.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    for argv, why in (
+            (["--target", "generic", "--freq", "50"], "is not placed .* --freq does not"),
+            (["--target", "ice40-up5k", "--no-place", "--freq", "50"], "--no-place runs no "),
+            (["--target", "generic", "--no-baseline", "--mult-weight-bits", "5"],
+             "--no-baseline synthesises no multiplier twin"),
+            (["--target", "generic", "--rows", "2,4,2"], "--rows lists 2 more than once"),
+            (["--target", "generic", "--mult-weight-bits", "0"],
+             r"multiplier weight bits \(--mult-weight-bits\): weight_bits must be in 2..8"),
+            (["--target", "generic", "-o", str(tmp_path / "mine")],
+             "not empty and holds no sweep.json")):
+        with pytest.raises((ValueError, FileExistsError), match=why):
+            run_sweep(_parse(add_sweep_arguments, argv))
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
     # Every combination skipped: an error, not an empty CSV and exit code 0.
     args = _parse(add_sweep_arguments, ["--target", "generic", "--rows", "2", "--cols", "2",
                                         "--weight-bits", "3", "--guard-bits", "5",
@@ -218,10 +236,26 @@ def test_options_that_do_not_apply_or_are_out_of_range_name_the_option(tmp_path)
             (["--no-activity"], "--no-activity leaves out --model's switching-activity"),
             (["--inputs", "x.npy"], "--inputs are --model's inputs for its energy runs"),
             (["--target", "generic", "--placements", "3"],
-             "target 'generic' is not placed .gates, no Fmax., so --placements does not")):
+             "target 'generic' is not placed .gates, no Fmax., so --placements does not"),
+            (["--freq", "inf"], "--freq must be a clock goal of 1 to 5000 MHz, not inf"),
+            (["--timing-weight", "99999999999"], "--timing-weight must be an integer of 1 to "
+                                                "1000"),
+            (["--analytic", "--mult-weight-bits", "0"],
+             r"mult_weight_bits \(--mult-weight-bits\): weight_bits must be in 2..8")):
         args = _parse(add_estimate_arguments, ["--target", "ice40-up5k", *argv])
         with pytest.raises(ValueError, match=match):
             run_estimate(args)
+    # A report folder is new, empty or a report's: estimate clears its work folders, so a
+    # folder of the user's own is refused (its files were deleted or replaced).
+    mine = tmp_path / "mine"
+    (mine / "work" / "shift").mkdir(parents=True)
+    (mine / "work" / "shift" / "notes.txt").write_text("keep")
+    for extra in ([], ["--analytic"]):
+        args = _parse(add_estimate_arguments, ["--target", "ice40-up5k", "--rows", "2",
+                                               "--cols", "2", "-o", str(mine), *extra])
+        with pytest.raises(FileExistsError, match="not empty and holds no estimate.json"):
+            run_estimate(args)
+    assert (mine / "work" / "shift" / "notes.txt").read_text() == "keep"
     design = tmp_path / "d"
     generate(EngineConfig(**TINY), design)
     manifest = design / "manifest.json"

@@ -172,6 +172,9 @@ def test_a_table_the_estimate_cannot_use_is_refused_when_loaded(tmp_path, table,
     path.write_text(json.dumps(edit(raw)))
     with pytest.raises(ValueError, match=f"energy table {path}: {match}"):
         energy.load_table(path)
+    path.write_bytes(b"\xff binary")               # was a decode error naming no file
+    with pytest.raises(ValueError, match=f"energy table {path}: not JSON"):
+        energy.load_table(path)
     # The shipped table passes the same checks, and a table without DRAM rows is fine.
     path.write_text(json.dumps(_edit(raw, "dram_64bit_access", None)))
     energy.load_table(path)

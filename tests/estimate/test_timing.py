@@ -36,6 +36,16 @@ def test_errors(tmp_path):
         place_and_route("ice40-up5k", tmp_path, placements=0)
     with pytest.raises(FileNotFoundError, match="flat.json: synthesise first"):
         place_and_route("ice40-up5k", tmp_path)
+    # Values nextpnr fails on (it exited with an error, reported as "does not fit").
+    with pytest.raises(ValueError, match="timing_weight must be at most 1000"):
+        place_and_route("ice40-up5k", tmp_path, timing_weight=99999999999)
+    from shifthw.estimate import estimate
+    from shifthw.rtl_gen.config import EngineConfig
+    for freq in (float("inf"), 1e-300, 0.5):
+        with pytest.raises(ValueError, match="freq_mhz must be a clock goal of 1 to 5000"):
+            estimate(EngineConfig(rows=2, cols=2), "ice40-up5k", freq_mhz=freq,
+                     out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
 
 
 def test_ecp5_read_registers_are_packed_into_the_block_rams(tmp_path):
