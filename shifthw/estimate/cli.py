@@ -451,8 +451,16 @@ def run_sweep(args: argparse.Namespace) -> int:
         what = (f"{f['rows']}x{f['cols']} ({f['pes']} PEs, {f['lut']} LUT"
                 + (f", {f['dsp_blocks']} DSP" if f.get("dsp_blocks") else "")
                 + (f", {f['fmax_mhz']:.1f} MHz" if f.get("fmax_mhz") else "") + ")"
+                + (f"; also {', '.join(f['also'])}" if f["also"] else "")
                 if f["pes"] else "none")
+        if f["unmeasured"]:
+            what += (f"; a lower bound: {', '.join(f['unmeasured'])} failed to run (errors "
+                     f"below)")
         print(f"{key:<28} {what}")
+    if fits and args.no_place:
+        print("note: without placement 'fits' compares Yosys' counts with the device; a "
+              "logic cell holds one LUT4 and one flip-flop, so nextpnr can need more cells "
+              "than LUT4s: run without --no-place for the answer")
     if target.name == "ice40-up5k" and any(k.startswith("mult") for k in fits):
         print("note: the iCE40UP5K has 8 DSP blocks (SB_MAC16), one per multiplier: a "
               "DSP-built multiplier array is bound to 8 PEs; a LUT-built one by its LUTs.")

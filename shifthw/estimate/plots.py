@@ -139,8 +139,10 @@ def sweep_plots(rows: list[dict], out: Path, target, fits: dict) -> list[str]:
                 color=["#c44e52" if k.startswith("mult") else "#4c72b0" for k in labels])
         for i, k in enumerate(labels):
             f = fits[k]
-            ax.text(f["pes"], i, f"  {f['rows']}x{f['cols']}" if f["pes"] else "  none",
-                    va="center", fontsize=7)
+            text = f"  {f['rows']}x{f['cols']}" if f["pes"] else "  none"
+            if f.get("unmeasured"):
+                text += f" (a lower bound: {', '.join(f['unmeasured'])} failed to run)"
+            ax.text(f["pes"], i, text, va="center", fontsize=7)
         ax.set_xlabel(f"PEs of the largest array that fits {target.name}")
         ax.tick_params(axis="y", labelsize=7)
         files.append(_save(fig, out / "sweep_largest_fit.png"))

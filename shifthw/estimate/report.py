@@ -153,10 +153,17 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
                      "LUT5..LUT7 built from LUT4s and PFU muxes, so fewer LUTs in more "
                      "levels; the analytic area model's figures are of its calibration for "
                      "this mapping.")
+    if target.is_fpga and all(d.get("timing") is None for d in designs.values()):
+        notes.append("Not placed (--no-place): 'fits' compares Yosys' cell counts with the "
+                     "device; a logic cell holds one LUT4 and one flip-flop, so a placement "
+                     "can need more cells than LUT4s and not fit.")
     for key, d in designs.items():
         t = d.get("timing") or {}
         if t.get("error"):
             notes.append(f"{key}: does not fit: {t['error']}")
+        elif d.get("timing") is None and d["area"].get("over"):
+            notes.append(f"{key}: does not fit: {', '.join(d['area']['over'])} over the "
+                         f"device (Yosys' counts)")
         for w in d["area"].get("workarounds", []):
             notes.append(f"{key}: synthesised with {w}.")
         shorts = d["area"].get("shorted_nets", [])

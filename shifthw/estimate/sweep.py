@@ -274,7 +274,8 @@ def run_sweep_points(points: list[SweepPoint], target, *, jobs: int | None = Non
                 row = fut.result()
                 rows[i] = row
                 fig = (f"lut {row['lut']}" if row["lut"] is not None
-                       else f"NAND2 {row['nand2_eq']}")
+                       else f"NAND2 {row['nand2_eq']}" if row["nand2_eq"] is not None
+                       else "not measured")
                 fm = f", {row['fmax_mhz']:.1f} MHz" if row.get("fmax_mhz") else ""
                 chk = {True: ", netlist checked", False: ", NETLIST CHECK FAILED"}.get(
                     row["netlist_check"], "")
@@ -323,14 +324,30 @@ def read_csv(path) -> list[dict]:
 
 
 def largest_fit(rows: list[dict]) -> dict:
-    """Per design family (label and A), the fitting point with the most PEs."""
+    """Per design family (label and A), the fitting point with the most PEs (the first in
+    sweep order of equally large ones), with:
+
+    * ``also``: the other arrays of as many PEs that fit (``"4x2"``...);
+    * ``placed``: whether that point was placed and routed (False: Yosys' counts alone,
+      ``--no-place``, which a placement can exceed, as a logic cell holds one LUT4 and one
+      flip-flop);
+    * ``unmeasured``: larger arrays whose run failed (neither fits nor fails to), so the
+      answer is only a lower bound when this is not empty.
+    """
     best = {}
     for r in rows:
         key = f"{r['label']} A={r['act_bits']}"
-        best.setdefault(key, {"pes": 0, "rows": None, "cols": None, "lut": None})
-        if r.get("fits") and r["pes"] > best[key]["pes"]:
-            best[key] = {"pes": r["pes"], "rows": r["rows"], "cols": r["cols"],
-                         "lut": r["lut"], "dsp_blocks": r.get("dsp_blocks"),
-                         "fmax_mhz": r.get("fmax_mhz")}
+        b = best.setdefault(key, {"pes": 0, "rows": None, "cols": None, "lut": None,
+                                  "also": [], "placed": None, "unmeasured": []})
+        if r.get("fits") and r["pes"] > b["pes"]:
+            b.update(pes=r["pes"], rows=r["rows"], cols=r["cols"], lut=r["lut"],
+                     dsp_blocks=r.get("dsp_blocks"), fmax_mhz=r.get("fmax_mhz"), also=[],
+                     placed=bool(r.get("placed")))
+        elif r.get("fits") and r["pes"] == b["pes"]:
+            b["also"].append(f"{r['rows']}x{r['cols']}")
+    for r in rows:
+        b = best[f"{r['label']} A={r['act_bits']}"]
+        if r.get("fits") is None and r["pes"] > b["pes"]:
+            b["unmeasured"].append(f"{r['rows']}x{r['cols']}")
     return best
 

@@ -38,6 +38,13 @@ def test_largest_fit_and_csv(tmp_path):
                      "pes": r * c, "lut": 100 * r * c, "fits": fits, "pe": "shift"})
     best = largest_fit(rows)
     assert best["shift b=5 G=0 A=8"]["pes"] == 16
+    assert best["shift b=5 G=0 A=8"]["unmeasured"] == [] and not best["shift b=5 G=0 A=8"]["placed"]
+    # Ties are named; a larger point whose run failed (fits None) makes the answer a lower
+    # bound, said so (it read as "does not fit").
+    more = rows + [{**rows[1], "rows": 2, "cols": 8, "placed": True},
+                   {**rows[1], "rows": 8, "cols": 4, "pes": 32, "fits": None}]
+    b = largest_fit(more)["shift b=5 G=0 A=8"]
+    assert (b["rows"], b["cols"], b["also"], b["unmeasured"]) == (4, 4, ["2x8"], ["8x4"])
     write_csv(rows, tmp_path / "s.csv")
     back = read_csv(tmp_path / "s.csv")
     assert back[2]["lut"] == 6400 and back[2]["fits"] is False and back[0]["error"] is None
