@@ -100,20 +100,29 @@ def sweep_plots(rows: list[dict], out: Path, target, fits: dict) -> list[str]:
     """Plots of a sweep: LUT and Fmax against R*C per design family, and what fits."""
     files = []
     groups: dict[str, list[dict]] = {}
+    several_a = len({r["act_bits"] for r in rows}) > 1
     for r in rows:
-        groups.setdefault(r["label"], []).append(r)
+        key = r["label"] + (f" A={r['act_bits']}" if several_a else "")
+        groups.setdefault(key, []).append(r)
     metric = "lut" if target.is_fpga else "nand2_eq"
     fig = Figure(figsize=(9.6, 4.0))
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for label, rs in sorted(groups.items()):
+    for i, (label, rs) in enumerate(sorted(groups.items())):
         style = "--" if label.startswith("mult") else "-"
+        colour = f"C{i % 10}"       # one colour per design family in both panels
         for ax, key in ((ax1, metric), (ax2, "fmax_mhz")):
             pts = sorted((r["rows"] * r["cols"], r[key]) for r in rs if r.get(key))
             if not pts:
                 continue
-            # every point as a marker, the line through the mean of each array size
-            line = ax.plot(*zip(*_means(pts)), style, lw=1, label=label)[0]
-            ax.plot(*zip(*pts), "o", ms=3, color=line.get_color())
+            # every point as a marker (hollow: does not fit the target), the line through
+            # the mean of each array size
+            line = ax.plot(*zip(*_means(pts)), style, lw=1, label=label, color=colour)[0]
+            for fit in (True, False):
+                sel = sorted((r["rows"] * r["cols"], r[key]) for r in rs
+                             if r.get(key) and bool(r.get("fits")) == fit)
+                if sel:
+                    ax.plot(*zip(*sel), "o", ms=3, color=line.get_color(),
+                            mfc=None if fit else "none")
     cap = target.capacity.get("lut4")
     if cap:
         ax1.axhline(cap, color="k", lw=0.8, ls=":", label=f"{target.name}: {cap} LUT4")
@@ -129,7 +138,8 @@ def sweep_plots(rows: list[dict], out: Path, target, fits: dict) -> list[str]:
     ax2.set_ylabel("Fmax (MHz)")
     if ax2.lines:
         ax2.legend(fontsize=6)
-    fig.suptitle(f"sweep on {target.name}", fontsize=10)
+    fig.suptitle(f"sweep on {target.name}" + (" (hollow: does not fit)" if target.is_fpga
+                                              else ""), fontsize=10)
     files.append(_save(fig, out / "sweep_lut_fmax.png"))
     if fits:
         fig = Figure(figsize=(6.4, 3.6))
