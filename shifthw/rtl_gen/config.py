@@ -141,8 +141,8 @@ class EngineConfig:
         Activation buffer words per bank (two banks, double-buffered): the largest
         ``ceil(K / R)`` a layer may have.
     weight_depth : int
-        Weight buffer entries of R x C weights: a tile holds ``ceil(K/R) * n_tiles <=
-        weight_depth`` entries.
+        Weight buffer entries of R x C weights (1..65536): a tile holds
+        ``ceil(K/R) * n_tiles <= weight_depth`` entries.
     bias_depth : int
         Bias buffer entries of C biases: the largest ``n_tiles`` (``ceil(N_tile / C)``) of a tile.
     bias_lanes : int or None
@@ -203,7 +203,9 @@ class EngineConfig:
                                  f"exact); leave it unset, not {self.guard_bits!r}")
             self._set("guard_bits", 0)
         _int("k_depth", self.k_depth, 1, 1 << 16)
-        _int("weight_depth", self.weight_depth, 1, 1 << 20)
+        # (at most 65536 entries, as the other buffers: 21 Mbit at 8 x 8 x 5 bits, beyond any
+        # FPGA's block RAM; Amaranth's Verilog conversion takes minutes per 65536 rows)
+        _int("weight_depth", self.weight_depth, 1, 1 << 16)
         _int("bias_depth", self.bias_depth, 1, 1 << 16)
         if self.bias_lanes is None:
             self._set("bias_lanes", self.cols)
