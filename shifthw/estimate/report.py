@@ -160,7 +160,8 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
     for key, d in designs.items():
         t = d.get("timing") or {}
         if t.get("error"):
-            notes.append(f"{key}: does not fit: {t['error']}")
+            notes.append(f"{key}: {t['error']}" if t["error"].startswith("nextpnr failed")
+                         else f"{key}: does not fit: {t['error']}")
         elif d.get("timing") is None and d["area"].get("over"):
             notes.append(f"{key}: does not fit: {', '.join(d['area']['over'])} over the "
                          f"device (Yosys' counts)")

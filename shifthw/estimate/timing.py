@@ -99,6 +99,17 @@ def _critical(report: dict, log: str) -> dict | None:
 TIMING_WEIGHT_MAX = 1000
 
 
+#: nextpnr's errors when a design does not fit the device (as opposed to a tool failure).
+_CAPACITY = re.compile(r"Failed to expand region|no BELs remaining|Unable to place cell|"
+                       r"too many|exceed|not enough", re.I)
+
+
+def capacity_error(text: str | None) -> bool:
+    """Whether nextpnr's error ``text`` says the design does not fit the device (False for
+    a crash, a timeout or an error of another kind)."""
+    return bool(text) and bool(_CAPACITY.search(text))
+
+
 def check_placement_options(placements, timing_weight=None, jobs=None, opt_timing=False,
                             target=None) -> None:
     """Refuse a ``placements``, ``timing_weight`` or ``jobs`` of :func:`place_and_route`
@@ -229,6 +240,9 @@ def _place_once(target, work: Path, netlist: str, pins: list[str], freq: float, 
             else str(exc)
         errors = [ln.strip() for ln in log.splitlines() if ln.startswith("ERROR")]
         out["error"] = errors[0] if errors else str(exc).splitlines()[0]
+        if not capacity_error(out["error"]):
+            # Not a verdict on the design: said as a failure, not as "does not fit".
+            out["error"] = f"nextpnr failed (not a capacity error): {out['error']}"
         return out
     report = json.loads((work / report_name).read_text())
     log = (work / log_name).read_text(errors="replace")

@@ -74,6 +74,29 @@ def test_ecp5_read_registers_are_packed_into_the_block_rams(tmp_path):
         (tmp_path / f"seed{best}.place.log").read_bytes()
 
 
+def test_a_nextpnr_failure_is_not_called_does_not_fit(tmp_path, monkeypatch):
+    """nextpnr's capacity errors say "does not fit"; any other failure (a crash, a bad
+    argument) was reported the same way, and a sweep counted it in its largest fit."""
+    from shifthw import toolchain
+    from shifthw.estimate.timing import _place_once, capacity_error
+    assert capacity_error("ERROR: Failed to expand region (0, 0) |_> (25, 31) of 5418 "
+                          "ICESTORM_LCs")
+    assert capacity_error("ERROR: Unable to place cell 'x', no BELs remaining to implement "
+                          "cell type 'SB_MAC16'")
+    assert not capacity_error("ERROR: Invalid argument") and not capacity_error(None)
+    for line, fits_text in (("ERROR: Failed to expand region (0, 0) of 5418 ICESTORM_LCs",
+                             "ERROR: Failed to expand"),
+                            ("ERROR: program crashed", "nextpnr failed (not a capacity error)")):
+        def fail(family, args, cwd, line=line, **kw):
+            (cwd / "place.log").write_text(f"Info: placing\n{line}\n")
+            raise toolchain.ToolError("nextpnr-ice40 exited with code 1", tool="nextpnr-ice40")
+
+        monkeypatch.setattr(toolchain, "run_nextpnr", fail)
+        out = _place_once(get_target("ice40-up5k"), tmp_path, "flat.json", [], 60.0, 1,
+                          lambda m: None, None)
+        assert out["fits"] is False and out["error"].startswith(fits_text)
+
+
 def test_the_timing_weight_and_opt_timing_reach_nextpnr(tmp_path, monkeypatch):
     from shifthw import toolchain
     from shifthw.estimate import area
