@@ -9,14 +9,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import numbers
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from . import golden
-from .program import Program, save_program
+from .program import Program
 
 __all__ = ["compile", "HardwareModel"]
 
@@ -37,7 +39,14 @@ def _program_of(model, input_shape=None) -> tuple[Program, object]:
     if isinstance(model, nn.Module):
         from .models.export import export_program
 
-        shape = input_shape or getattr(model, "input_shape", None) or (1, 8, 8)
+        if input_shape is not None and (
+                not isinstance(input_shape, (tuple, list)) or not input_shape
+                or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
+                           and d > 0 for d in input_shape)):
+            raise ValueError(f"input_shape must be a non-empty tuple of positive integers, "
+                             f"(C, H, W) or (K,), not {input_shape!r}")
+        shape = (tuple(int(d) for d in input_shape) if input_shape is not None
+                 else getattr(model, "input_shape", None) or (1, 8, 8))
         return export_program(model, shape), model
     raise TypeError(f"model must be a Program, a path, a zoo name or a ShiftSequential, not "
                     f"{type(model).__name__}")
@@ -59,7 +68,15 @@ class HardwareModel:
     torch_model: object = None
 
     def _quantize(self, x, quantized: bool):
-        x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+        if not isinstance(quantized, bool):
+            raise TypeError(f"quantized must be a bool, not {quantized!r}")
+        if hasattr(x, "detach"):                  # a torch tensor (bfloat16 has no numpy twin)
+            x = x.detach().cpu()
+            x = (x.double() if x.is_floating_point() else x).numpy()
+        try:
+            x = np.asarray(x)
+        except ValueError as exc:                 # ragged nested lists
+            raise ValueError(f"x: not an array of one shape ({exc})") from None
         if x.ndim == 0 or len(x) == 0:
             raise ValueError(f"x: a batch of at least one input, not shape {x.shape}")
         if x.dtype.kind not in "biuf":
@@ -70,6 +87,12 @@ class HardwareModel:
             if x.dtype.kind == "f" and (x != np.round(x)).any():
                 raise ValueError("x: quantized=True takes integers (A-bit activations), not "
                                  "fractions")
+            # Checked before the int64 cast, which would wrap a uint64 or a huge float.
+            a = self.program.act_bits
+            lo, hi = -(1 << (a - 1)), (1 << (a - 1)) - 1
+            if (x < lo).any() or (x > hi).any():
+                raise ValueError(f"x: quantized=True takes {a}-bit activations {lo}..{hi}, "
+                                 f"found {x.min()}..{x.max()}")
             return x.astype(np.int64)
         return golden.quantize_input(self.program, x)
 
@@ -105,12 +128,15 @@ class HardwareModel:
                 "sim_seconds": res["sim_wall_seconds"], "waves": res.get("waves", [])}
 
     def write(self, out_dir: str | os.PathLike, *, board: str | None = None) -> dict:
-        """Write the engine's Verilog, its manifest and the program into ``out_dir``."""
+        """Write the engine's Verilog, its manifest and the program (``model.shiftprog``)
+        into ``out_dir``, as :func:`shifthw.rtl_gen.generate.generate` does: the folder is
+        created, or replaced as a whole if it holds an earlier output (any other file in it
+        is lost; a folder of other contents is refused), atomically."""
         from .rtl_gen.generate import generate
 
-        manifest = generate(self.config, out_dir, board=board)
-        save_program(self.program, Path(out_dir) / "model.shiftprog")
-        return manifest
+        text = json.dumps(self.program.to_json(), indent=1) + "\n"
+        return generate(self.config, out_dir, board=board,
+                        extra_files={"model.shiftprog": text})
 
 
 def compile(model, *, rows: int = 8, cols: int = 8, guard_bits: int | None = None,
@@ -130,6 +156,11 @@ def compile(model, *, rows: int = 8, cols: int = 8, guard_bits: int | None = Non
     from .rtl_gen.config import EngineConfig
     from .rtl_gen.host import check_program
 
+    known = {f.name for f in dataclasses.fields(EngineConfig)}
+    unknown = sorted(set(engine) - known)
+    if unknown:
+        raise TypeError(f"compile: unknown engine option(s) {', '.join(unknown)} (the "
+                        f"EngineConfig fields are {', '.join(sorted(known))})")
     program, torch_model = _program_of(model, input_shape)
     fixed = {"act_bits": program.act_bits, "weight_bits": program.weight_bits, "pe": "shift"}
     for key, value in fixed.items():

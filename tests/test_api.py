@@ -50,7 +50,11 @@ def test_write(tmp_path):
     assert {"manifest.json", "model.shiftprog"} <= names
     assert any(n.endswith(".v") for n in names)
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["parameters"]["rows"] == 4
-    assert manifest is not None
+    # The program is written with the rest, atomically, and listed (it was saved after the
+    # folder's rename and missing from files).
+    assert "model.shiftprog" in manifest["files"]
+    with pytest.raises(TypeError, match="out_dir must be a path, not NoneType"):
+        hw.write(None)
 
 
 def test_bad_model_type():
@@ -69,6 +73,11 @@ def test_input_shape_of_a_torch_model():
         shifthw.compile(m)                                  # the digits default: (1, 8, 8)
     with pytest.raises(ValueError, match="input_shape applies to a torch model"):
         shifthw.compile("mlp", input_shape=(64,))
+    for bad in ((), "abc", 64, (16.0,), (True,)):     # () was taken as the default
+        with pytest.raises(ValueError, match="input_shape must be a non-empty tuple"):
+            shifthw.compile(m, input_shape=bad)
+    with pytest.raises(TypeError, match="compile: unknown engine option.* foo"):
+        shifthw.compile("mlp", foo=1)
 
 
 def test_engine_options_the_model_fixes():
@@ -87,8 +96,29 @@ def test_engine_options_the_model_fixes():
     (np.full((1, 64), np.nan), False, "NaN or infinite"),
     (np.full((1, 64), 1 + 2j), False, "real numbers, not complex"),
     (np.full((1, 64), 3.7), True, "quantized=True takes integers"),
+    # The int64 cast wrapped these: 2**64 - 1 ran as -1.
+    (np.full((1, 64), 2 ** 64 - 1, np.uint64), True, r"8-bit activations -128..127, found"),
+    (np.full((1, 64), 2.0 ** 70), True, r"8-bit activations -128..127"),
+    (np.full((1, 64), 128), True, r"8-bit activations -128..127"),
+    ([[1.0, 2.0], [3.0]], False, "x: not an array of one shape"),
 ])
 def test_bad_inputs_to_predict(x, quantized, match):
     with pytest.raises(ValueError, match=match):
         shifthw.compile("mlp").predict(x, quantized=quantized)
+    with pytest.raises(TypeError, match="quantized must be a bool"):
+        shifthw.compile("mlp").predict(np.zeros((1, 64)), quantized="yes")
+    # bfloat16 has no numpy twin: taken through float64.
+    x16 = torch.rand(2, 64).to(torch.bfloat16)
+    hw = shifthw.compile("mlp")
+    assert (hw.predict(x16) == hw.predict(x16.double().numpy())).all()
     assert shifthw.compile("mlp").predict(np.full((1, 64), 3.0), quantized=True).shape == (1, 10)
+
+
+def test_simulate_checks_its_options_before_any_build():
+    # A bad seed failed only after the Verilator run (and left its folder behind).
+    hw = shifthw.compile("mlp", rows=2, cols=2)
+    for kw, match in ((dict(seed="abc"), "seed must be an integer"), (dict(seed=-1), "seed"),
+                      (dict(seed=1.5), "seed"), (dict(stall_prob="0.2"),
+                                                 "stall_prob must be a number in")):
+        with pytest.raises(ValueError, match=match):
+            hw.simulate(np.zeros((1, 64)), **kw)

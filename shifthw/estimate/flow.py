@@ -76,6 +76,10 @@ def load_model(model) -> tuple[Program, str]:
     """A program and its name from a Program, a .shiftprog, a checkpoint or a zoo name."""
     if isinstance(model, Program):
         return model, str(model.meta.get("source", "program")) if model.meta else "program"
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a Program, a .shiftprog or checkpoint path or a zoo "
+                        f"name ('mlp', 'cnn'), not {type(model).__name__} (for a torch model "
+                        f"or a HardwareModel, pass its .program: shifthw.compile(...).program)")
     name = os.fspath(model)
     if name in ("mlp", "cnn") and not Path(name).exists():
         return load_program(_ZOO / f"{name}.shiftprog"), name
@@ -114,13 +118,15 @@ def model_inputs(program: Program, images: int, inputs=None) -> tuple[np.ndarray
     return rng.integers(lo, hi + 1, size=(images, *program.input.shape)), "random activations"
 
 
-def _check_model(program: Program, cfg: EngineConfig, images: int, inputs=None) -> None:
+def _check_model(program: Program, cfg: EngineConfig, images: int, inputs=None,
+                 needs_inputs: bool = True) -> None:
     if (program.act_bits, program.weight_bits) != (cfg.act_bits, cfg.weight_bits):
         raise ValueError(f"model has A={program.act_bits}, b={program.weight_bits}; the "
                          f"design has A={cfg.act_bits}, b={cfg.weight_bits}: generate the "
                          f"engine with the model's widths")
     check_program(program, cfg)            # every layer fits the buffers
-    model_inputs(program, images, inputs)  # there are that many (before any synthesis)
+    if needs_inputs or inputs is not None:
+        model_inputs(program, images, inputs)  # there are that many (before any synthesis)
 
 
 def _check_baseline(config: EngineConfig, baseline, mult_booth: bool = False) -> None:
@@ -184,9 +190,13 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
     None for a design beyond its calibration, ``outside_calibration`` the settings beyond its
     sweeps' ranges).
     """
+    if not isinstance(config, EngineConfig):
+        raise TypeError(f"config must be an EngineConfig, not {config!r}")
     tgt = get_target(target)
     _check_baseline(config, baseline, mult_booth)
     area.check_wide_luts(wide_luts, tgt)
+    if not isinstance(mult_booth, bool):
+        raise TypeError(f"mult_booth must be a bool, not {mult_booth!r}")
     am = load_area_model()
     designs = {kind: am.predict(cfg, tgt, dsp=dsp, booth=kind == "mult_booth",
                                 wide_luts=wide_luts)
@@ -293,7 +303,11 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         if config.pe != "shift":
             raise ValueError("model needs a shift design (energy of a shift program)")
         program, model_name = load_model(model)
-        _check_model(program, config, images, inputs)
+        _check_model(program, config, images, inputs, needs_inputs=activity or check_netlist)
+    # Every design and input first: nothing is made on disk for a run that cannot start.
+    designs = _designs(config, tgt, baseline, mult_weight_bits, mult_booth)
+    check_images = (model_inputs(program, images, inputs)[0]
+                    if check_netlist and program is not None else None)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         if out.exists() and not out.is_dir():
@@ -301,9 +315,6 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         check_report_folder(out, "out_dir", ESTIMATE_REPORTS)
         out.mkdir(parents=True, exist_ok=True)
     scratch = (out / "work") if out is not None else Path(tempfile.mkdtemp(prefix="shifthw-est-"))
-    designs = _designs(config, tgt, baseline, mult_weight_bits, mult_booth)
-    check_images = (model_inputs(program, images, inputs)[0]
-                    if check_netlist and program is not None else None)
     area_model = load_area_model()
     results, steps = {}, {}
     try:
@@ -390,7 +401,7 @@ def estimate_energy(config: EngineConfig, model, *, baseline: str | None = "mult
         raise TypeError(f"config must be an EngineConfig, not {config!r}")
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be 'mult' or None, not {baseline!r}")
-    if not isinstance(images, int) or images < 1:
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
     if config.pe != "shift":
         raise ValueError("energy needs the shift design: the model is a shift program (its "
@@ -399,7 +410,7 @@ def estimate_energy(config: EngineConfig, model, *, baseline: str | None = "mult
     table = energy.load_table(energy_table)
     program, model_name = load_model(model)
     model_name = model_name if name is None else str(name)
-    _check_model(program, config, images, inputs)
+    _check_model(program, config, images, inputs, needs_inputs=activity)
     kinds = {"shift": config}
     if baseline == "mult":
         kinds["mult"] = mult_config(config, mult_weight_bits)

@@ -536,6 +536,8 @@ class AreaModel:
         """Estimated resources of ``cfg`` on ``target`` (``dsp``: multipliers in DSPs;
         ``booth``: LUT-built ones as Yosys' Booth multipliers; ``wide_luts=False``: the
         ECP5 mapped to LUT4s alone, ``synth_ecp5 -nowidelut``)."""
+        if not isinstance(cfg, EngineConfig):
+            raise TypeError(f"cfg must be an EngineConfig, not {cfg!r}")
         tgt: Target = get_target(target)
         name = model_family(tgt.family, wide_luts)
         fam = self.data["families"].get(name)
@@ -571,12 +573,25 @@ class AreaModel:
 def load_area_model(path: str | os.PathLike | None = None) -> AreaModel:
     """The shipped calibration (``area_model.json``) or a file of the same format."""
     if path is None:
-        text = resources.files(__package__).joinpath(MODEL_FILE).read_text()
-    else:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"area model {os.fspath(path)!r}: no such file")
-        text = Path(path).read_text()
-    return AreaModel(json.loads(text))
+        return AreaModel(json.loads(
+            resources.files(__package__).joinpath(MODEL_FILE).read_text()))
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path, not {type(path).__name__}")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"area model {os.fspath(path)!r}: "
+                                + ("a folder, not a file" if p.is_dir() else "no such file"))
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"area model {os.fspath(path)!r}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"area model {os.fspath(path)!r}: not a shifthw area model (a JSON "
+                         f"object)")
+    try:
+        return AreaModel(data)
+    except ValueError as exc:
+        raise ValueError(f"area model {os.fspath(path)!r}: {exc}") from None
 
 
 def check_rows(rows: list[dict], target, wide_luts: bool = True) -> dict | None:

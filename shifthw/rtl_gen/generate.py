@@ -172,7 +172,7 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 
 def generate(config: EngineConfig, out_dir: str | os.PathLike, *, board: str | None = None,
-             name: str = "shifthw_engine") -> dict:
+             name: str = "shifthw_engine", extra_files: dict[str, str] | None = None) -> dict:
     """Write ``<name>.v``, ``verilator_waivers.vlt`` and ``manifest.json`` into ``out_dir``.
 
     Parameters
@@ -186,6 +186,9 @@ def generate(config: EngineConfig, out_dir: str | os.PathLike, *, board: str | N
         (``board/``: the engine Verilog, ``top.il``, the Yosys script and the constraints).
     name : str
         The Verilog module name of the engine.
+    extra_files : dict, optional
+        ``{file name: text}`` written into the folder with the rest (atomically, and listed
+        in the manifest's ``files``): the program of :meth:`shifthw.HardwareModel.write`.
 
     Returns
     -------
@@ -194,6 +197,8 @@ def generate(config: EngineConfig, out_dir: str | os.PathLike, *, board: str | N
     """
     if not isinstance(config, EngineConfig):
         raise TypeError(f"config must be an EngineConfig, not {config!r}")
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be a path, not {type(out_dir).__name__}")
     check_verilog_name(name, "name")
     if board is not None and board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
@@ -219,6 +224,11 @@ def generate(config: EngineConfig, out_dir: str | os.PathLike, *, board: str | N
         files = [f"{name}.v", "verilator_waivers.vlt"]
         (tmp / files[0]).write_text(text)
         (tmp / files[1]).write_text(waiver_file(name))
+        for fname, body in (extra_files or {}).items():
+            if Path(fname).name != fname or fname in files or fname == "manifest.json":
+                raise ValueError(f"extra_files: {fname!r} is not a plain file name of its own")
+            (tmp / fname).write_text(body)
+            files.append(fname)
         if board is not None:
             plan = board_plan(config, board, engine_name=name)
             plan.extract(str(tmp / "board"))

@@ -94,7 +94,7 @@ def _load_array(value, what: str) -> tuple[np.ndarray, str]:
             raise ValueError(f"{what} {os.fspath(value)!r}: an .npz archive, not a .npy "
                              f"array (save the one array with numpy.save)")
         return data, os.fspath(value)
-    return np.asarray(value), f"the {what} given"
+    return np.asarray(value), "(an array)"
 
 
 def user_inputs(program: Program, images: int | None, inputs, labels=None):

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import numbers
 import shutil
 import sys
 import tempfile
@@ -65,8 +66,12 @@ def simulate_program(program: Program, cfg: EngineConfig, xq: np.ndarray, *, cha
     wall-time figures. ``stall_prob`` drops valid on every source and ready on every sink with
     that probability per cycle. ``progress(n)`` hears of every finished layer run.
     """
-    if not 0.0 <= stall_prob < 1.0:
-        raise ValueError(f"stall_prob must be in [0, 1), not {stall_prob!r}")
+    if isinstance(stall_prob, bool) or not isinstance(stall_prob, numbers.Real) \
+            or not 0.0 <= stall_prob < 1.0:
+        raise ValueError(f"stall_prob must be a number in [0, 1), not {stall_prob!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
+            or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"seed must be an integer in 0..2**63-1, not {seed!r}")
     check_program(program, cfg)
     t0 = time.perf_counter()
     sim = sim or build_engine(cfg, waves=waves)

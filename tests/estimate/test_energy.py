@@ -202,3 +202,19 @@ def test_tree_register_bits_are_the_generated_arrays(params):
     (row,) = [o for o in counts["ops"]
               if o["component"] == "adder_trees" and o["op"] == "register"]
     assert row["bits"] == (sum(int(w) + 1 if w else 1 for w in made),)
+
+
+def test_energy_arguments(tmp_path):
+    from shifthw import compile as hw_compile
+    from shifthw.estimate import estimate, estimate_energy
+    cfg = EngineConfig(rows=8, cols=8)
+    # The op-count alone needs no images: a batch beyond the digits test split is fine.
+    assert estimate_energy(cfg, "cnn", images=400, activity=False)["batch"] == 400
+    with pytest.raises(TypeError, match="model must be a Program, .* pass its .program"):
+        estimate_energy(cfg, hw_compile("cnn"), activity=False)
+    with pytest.raises(ValueError, match="images must be a positive integer, not True"):
+        estimate_energy(cfg, "cnn", images=True, activity=False)
+    # A bad baseline width is refused before the report folder is made.
+    with pytest.raises(ValueError, match="mult_weight_bits"):
+        estimate(cfg, "ice40-up5k", out_dir=tmp_path / "r", mult_weight_bits=99)
+    assert not (tmp_path / "r").exists()

@@ -321,3 +321,20 @@ def test_the_check_grid_is_never_fitted_and_gives_the_shipped_errors(data, model
             assert entry["beyond"] == shipped[kind]["beyond"], (family, kind)
         # Every point beyond the calibration is named as such.
         assert sum(len(e["beyond"]) for e in got.values()) >= 13, family
+
+
+def test_a_bad_area_model_file_or_config_is_one_clear_error(tmp_path, model):
+    from shifthw.estimate import estimate_analytic, load_area_model
+    bad = tmp_path / "m.json"
+    for text, match in (("not json", "not JSON"), ("[1, 2]", "not a shifthw area model"),
+                        ('{"format": "x"}', "not a shifthw area model")):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=f"area model '{bad}': {match}"):
+            load_area_model(bad)
+    with pytest.raises(FileNotFoundError, match="a folder, not a file"):
+        load_area_model(tmp_path)
+    cfg = EngineConfig(rows=2, cols=2)
+    with pytest.raises(TypeError, match="must be an EngineConfig"):
+        model.predict(cfg.to_dict(), "ice40-up5k")
+    with pytest.raises(TypeError, match="config must be an EngineConfig"):
+        estimate_analytic(cfg.to_dict(), "ice40-up5k")
