@@ -291,8 +291,10 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         check_freq(freq_mhz)
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
-    if not isinstance(check_netlist, bool):
-        raise TypeError(f"check_netlist must be a bool, not {check_netlist!r}")
+    for flag, value in (("check_netlist", check_netlist), ("activity", activity),
+                        ("place", place), ("plots", plots), ("mult_booth", mult_booth)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be a bool, not {value!r}")
     say = progress or (lambda msg: None)
     start = time.perf_counter()
     energy.load_table(energy_table)  # a bad table fails before any synthesis
@@ -401,6 +403,8 @@ def estimate_energy(config: EngineConfig, model, *, baseline: str | None = "mult
         raise TypeError(f"config must be an EngineConfig, not {config!r}")
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be 'mult' or None, not {baseline!r}")
+    if not isinstance(activity, bool):
+        raise TypeError(f"activity must be a bool, not {activity!r}")
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be a positive integer, not {images!r}")
     if config.pe != "shift":

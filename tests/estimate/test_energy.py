@@ -218,3 +218,7 @@ def test_energy_arguments(tmp_path):
     with pytest.raises(ValueError, match="mult_weight_bits"):
         estimate(cfg, "ice40-up5k", out_dir=tmp_path / "r", mult_weight_bits=99)
     assert not (tmp_path / "r").exists()
+    with pytest.raises(TypeError, match="place must be a bool, not 'no'"):
+        estimate(cfg, "ice40-up5k", place="no")
+    with pytest.raises(TypeError, match="activity must be a bool"):
+        estimate_energy(cfg, "cnn", activity="no")

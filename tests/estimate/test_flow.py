@@ -228,8 +228,8 @@ def test_energy_runs_on_the_model_s_own_inputs(tmp_path):
     assert (xq == np.clip(np.floor(x[:3] * 16), -128, 127)).all()     # F = 4
     section = estimate_energy(EngineConfig(**TINY), prog, inputs=x, images=5, activity=False)
     assert section["designs"]["shift"]["op_count"]["total_pj"] > 0
-    with pytest.raises(ValueError, match=r"images \(--images\): 6 asked for, inputs the "
-                                         r"inputs given has 5"):
+    with pytest.raises(ValueError, match=r"images \(--images\): 6 asked for, inputs \(an "
+                                         r"array\) has 5"):
         estimate_energy(EngineConfig(**TINY), prog, inputs=x, images=6, activity=False)
     with pytest.raises(ValueError, match=r"inputs .*x.npy: input batch has shape \(5, 4\)"):
         np.save(tmp_path / "x.npy", x[:, :4])
