@@ -20,17 +20,6 @@ from ..rtl_gen.config import EngineConfig, check_verilog_name
 from .targets import TARGET_NAMES, get_target
 from .timing import TIMING_WEIGHT_MAX
 
-
-def check_report_folder(out, name, markers):
-    """:func:`.flow.check_report_folder` (imported when used: flow imports the tools)."""
-    from .flow import check_report_folder as check
-
-    check(out, name, markers)
-
-
-#: The report files of ``shifthw estimate`` (as :data:`.flow.ESTIMATE_REPORTS`).
-ESTIMATE_REPORTS = ("estimate.json", "analytic.json")
-
 __all__ = ["add_estimate_arguments", "run_estimate", "add_sweep_arguments", "run_sweep",
            "config_from_design_dir", "add_engine_extra", "engine_extra"]
 
@@ -252,6 +241,8 @@ def run_estimate(args: argparse.Namespace) -> int:
     target = get_target(args.target)
     if args.output:
         check_output(args.output, "-o", folder=True)
+        from .flow import ESTIMATE_REPORTS, check_report_folder
+
         check_report_folder(args.output, "-o", ESTIMATE_REPORTS)
     if args.analytic:
         return _run_analytic(args, _estimate_config(args), target)
@@ -425,6 +416,8 @@ def run_sweep(args: argparse.Namespace) -> int:
                          "does not apply")
     if args.output:
         check_output(args.output, "-o", folder=True)
+        from .flow import check_report_folder
+
         check_report_folder(args.output, "-o", ("sweep.json",))
     points, skipped = sweep_grid(
         parse_list(args.rows, "--rows"), parse_list(args.cols, "--cols"),

@@ -120,8 +120,6 @@ def check_freq(freq_mhz, name: str = "freq_mhz") -> float:
     return float(freq_mhz)
 
 
-_check_freq = check_freq
-
 
 def set_clock_frequency(constraints: str, family: str, freq_mhz: float) -> str:
     """Pin constraints (.pcf or .lpf text) with every clock constraint set to ``freq_mhz``.
@@ -145,7 +143,7 @@ def set_clock_frequency(constraints: str, family: str, freq_mhz: float) -> str:
     """
     if family not in _CLOCK:
         raise ValueError(f"family must be one of {', '.join(_CLOCK)}, not {family!r}")
-    freq_mhz = _check_freq(freq_mhz)
+    freq_mhz = check_freq(freq_mhz)
     rx, fmt = _CLOCK[family]
     value = fmt.format(mhz=freq_mhz, hz=freq_mhz * 1e6)
     return rx.sub(lambda m: m.group(1) + value, constraints)
@@ -282,7 +280,7 @@ def synthesize_board(config: EngineConfig, board: str, work_dir: str | os.PathLi
     """
     info = _board(board)
     if freq_mhz is not None:
-        freq_mhz = _check_freq(freq_mhz)
+        freq_mhz = check_freq(freq_mhz)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     plan = board_plan(config, board, name=name, synth_opts=synth_opts)
