@@ -14,6 +14,7 @@ from pathlib import Path
 from .area import shorted_nets_message
 from .energy import assumed_energy
 from .hierarchy import COMPONENTS
+from .timing import tool_failure
 
 __all__ = ["build", "activity_energy", "comparison", "markdown", "write", "REPORT_KEYS"]
 
@@ -160,7 +161,7 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
     for key, d in designs.items():
         t = d.get("timing") or {}
         if t.get("error"):
-            notes.append(f"{key}: {t['error']}" if t["error"].startswith("nextpnr failed")
+            notes.append(f"{key}: {t['error']}" if tool_failure(t["error"])
                          else f"{key}: does not fit: {t['error']}")
         elif d.get("timing") is None and d["area"].get("over"):
             notes.append(f"{key}: does not fit: {', '.join(d['area']['over'])} over the "

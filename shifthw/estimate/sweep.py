@@ -190,7 +190,7 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
                 row.update(placed=pr["fits"], fmax_mhz=pr["fmax_mhz"],
                            logic_cells=pr["logic_cells"], error=pr["error"])
                 row["fits"] = bool(syn["fits"] and pr["fits"])
-                if not pr["fits"] and not timing.capacity_error(pr["error"]):
+                if timing.tool_failure(pr["error"]):
                     row["fits"] = None      # nextpnr failed: no verdict (an error row)
             elif not syn["fits"]:
                 row.update(placed=False, error="over capacity: " + ", ".join(syn["over"]))

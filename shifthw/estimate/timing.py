@@ -110,6 +110,16 @@ def capacity_error(text: str | None) -> bool:
     return bool(text) and bool(_CAPACITY.search(text))
 
 
+#: How :func:`place_and_route` begins the ``error`` of a failure that is not a capacity
+#: error (no verdict on whether the design fits).
+TOOL_FAILURE = "nextpnr failed (not a capacity error): "
+
+
+def tool_failure(error: str | None) -> bool:
+    """Whether a placement's ``error`` is a tool failure rather than "does not fit"."""
+    return bool(error) and error.startswith(TOOL_FAILURE)
+
+
 def check_placement_options(placements, timing_weight=None, jobs=None, opt_timing=False,
                             target=None) -> None:
     """Refuse a ``placements``, ``timing_weight`` or ``jobs`` of :func:`place_and_route`
@@ -242,7 +252,7 @@ def _place_once(target, work: Path, netlist: str, pins: list[str], freq: float, 
         out["error"] = errors[0] if errors else str(exc).splitlines()[0]
         if not capacity_error(out["error"]):
             # Not a verdict on the design: said as a failure, not as "does not fit".
-            out["error"] = f"nextpnr failed (not a capacity error): {out['error']}"
+            out["error"] = TOOL_FAILURE + out["error"]
         return out
     report = json.loads((work / report_name).read_text())
     log = (work / log_name).read_text(errors="replace")
