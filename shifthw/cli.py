@@ -187,7 +187,26 @@ def _cmd_generate(args) -> int:
     guard = f" G={cfg.guard_bits}" if cfg.pe == "shift" else ""
     print(f"engine {cfg.rows}x{cfg.cols} pe={cfg.pe} A={cfg.act_bits} b={cfg.weight_bits}"
           f"{guard} acc_bits={cfg.acc_bits}; largest layer: K <= {cfg.max_k}")
+    if args.board is not None:
+        _board_fit(cfg, args.board)
     return 0
+
+
+def _board_fit(cfg, board: str) -> None:
+    """Warn when the analytic area model puts the board top beyond the board's FPGA, with
+    the settings it says fit (the board build runs Yosys' default mapping: no DSPs)."""
+    from .estimate.fit import describe, suggest
+    from .estimate.targets import board_target
+
+    tgt = board_target(board)
+    found = suggest(cfg, tgt)
+    if found["fits"]:
+        return
+    print(f"warning: by the analytic area model this engine does not fit the {board}'s "
+          f"FPGA (over: {', '.join(found['over'])}); its board build would fail in "
+          f"synthesis or placement", file=sys.stderr)
+    for line in describe(found, tgt):
+        print(f"warning: {line}", file=sys.stderr)
 
 
 # -- verify / flow --------------------------------------------------------------------------

@@ -335,6 +335,8 @@ def _run_analytic(args, cfg: EngineConfig, target) -> int:
     metric = "lut" if target.is_fpga else "nand2_eq"
     cols = (("lut", "LUT"), ("ff", "FF"), ("bram", "BRAM"), ("dsp", "DSP")) \
         if target.is_fpga else (("nand2_eq", "NAND2 eq"), ("ff", "FF"))
+    if target.family == "ice40":
+        cols = (*cols, ("logic_cells", "logic cells"))     # what a placement needs
     print(f"analytic area model, {target.name} ({target.device}): "
           f"R={cfg.rows}, C={cfg.cols}, A={cfg.act_bits}, b={cfg.weight_bits}, "
           f"G={cfg.guard_bits}")

@@ -30,7 +30,7 @@ from ..program import Program, is_program_file, load_program
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.host import check_program
 from . import activity as act
-from . import area, energy, netlist, report, timing
+from . import area, energy, fit, netlist, report, timing
 from .model import load_area_model
 from .targets import get_target
 
@@ -185,10 +185,12 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
     (``wide_luts=False``: of the ECP5 mapped to LUT4s alone, as :func:`estimate`'s).
 
     Returns ``{"format": "shifthw.estimate_analytic", "target", "designs": {kind:
-    prediction}, "lut_ratio": {kind: twin / shift}, "notes"}``; each prediction is
+    prediction}, "lut_ratio": {kind: twin / shift}, "fit", "notes"}``; each prediction is
     :meth:`.model.AreaModel.predict`'s (its ``*_error_pct`` the model's stated error bound,
     None for a design beyond its calibration, ``outside_calibration`` the settings beyond its
-    sweeps' ranges).
+    sweeps' ranges; on the iCE40 also ``logic_cells``, what a placement needs).  ``fit``
+    (FPGA targets; None on generic gates) is :func:`.fit.suggest`'s answer for the first
+    design: whether it fits and, if not, settings the model says fit.
     """
     if not isinstance(config, EngineConfig):
         raise TypeError(f"config must be an EngineConfig, not {config!r}")
@@ -214,9 +216,33 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
         notes.append(f"outside the calibration: {', '.join(outside)} (settings beyond the "
                      f"ranges the sweeps held: the estimate extrapolates its features "
                      f"there, and no error bound is stated)")
+    found = None
+    if tgt.is_fpga:
+        _, (cfg, dsp) = next(iter(_designs(config, tgt, baseline, mult_weight_bits,
+                                                mult_booth).items()))
+        found = fit.suggest(cfg, tgt, dsp=dsp, wide_luts=wide_luts, area_model=am)
+        notes += fit.describe(found, tgt)
+        found = fit.to_json(found)
     return {"format": "shifthw.estimate_analytic", "target": tgt.name,
             "design": config.to_dict(), "designs": designs, "lut_ratio": ratio,
-            "notes": notes}
+            "fit": found, "notes": notes}
+
+
+def _fit_section(results: dict, tgt, wide_luts: bool) -> dict | None:
+    """Settings the analytic model says fit, when the run's own design (the first) was
+    measured not to fit the device (:func:`.fit.suggest`); None otherwise."""
+    if not tgt.is_fpga:
+        return None
+    d = next(iter(results.values()))
+    placed = d["timing"]
+    if placed is not None and placed.get("error") and timing.tool_failure(placed["error"]):
+        return None                              # no verdict (nextpnr failed)
+    if (placed["fits"] if placed is not None else d["area"]["fits"]):
+        return None
+    over = d["area"]["over"] or ["logic_cells"]  # Yosys' counts fit, the placement did not
+    cfg = EngineConfig(**d["config"])
+    return fit.to_json(fit.suggest(cfg, tgt, dsp=d["dsp"], wide_luts=wide_luts,
+                                   measured_over=over))
 
 
 def estimate(config: EngineConfig, target, *, model=None, baseline: str | None = "mult",
@@ -344,6 +370,12 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                                                     timing_weight=timing_weight,
                                                     jobs=jobs, opt_timing=opt_timing)
                     steps[f"{key}.place"] = placed["seconds"]
+                    cells, model_cells = (placed.get("logic_cells"),
+                                          (syn["analytic"] or {}).get("logic_cells"))
+                    if cells and model_cells is not None:
+                        # the model's logic cells against the placement's
+                        syn["analytic"]["error_pct"]["logic_cells"] = \
+                            (model_cells - cells) / cells * 100
                 else:
                     over = ", ".join(f"{k} {syn['resources'].get('lut' if k == 'lut4' else k)}"
                                      f" > {syn['capacity'][k]}" for k in syn["over"])
@@ -378,7 +410,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
         if out is None:
             shutil.rmtree(scratch, ignore_errors=True)
     rep = report.build(FORMAT, VERSION, tgt, config, baseline, mult_weight_bits, results,
-                       energy_section, time.perf_counter() - start, steps)
+                       energy_section, time.perf_counter() - start, steps,
+                       fit=_fit_section(results, tgt, wide_luts))
     if out is not None:
         say(f"writing the reports into {out}")
         rep["files"] = report.write(rep, out, plots=plots)

@@ -18,6 +18,7 @@ up to the next 5 %.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -47,10 +48,14 @@ __all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "MAPPINGS", "devic
            "CALIBRATED_SIZES", "CALIBRATED_WEIGHT_BITS", "CHECK_GRID",
            "CALIBRATED_NARROW_ACC", "CONTROL", "lut_ram_cells", "out_fifo_memory", "unmodelled",
            "ICE40_FIFO_FF_WORDS", "check_errors",
-           "ice40_dsp_unpacked", "calibrated_ranges"]
+           "ice40_dsp_unpacked", "calibrated_ranges", "ICE40_CELLS_FILE", "fit_ice40_cells",
+           "ice40_logic_cells"]
 
 MODEL_FILE = "area_model.json"
 DATA_FILE = "sweep_data.json"
+#: Placed iCE40 designs' logic cells beside their LUT and FF counts
+#: (``benchmarks/ice40_cells.py``).
+ICE40_CELLS_FILE = "ice40_cells.json"
 
 #: The control's features: the widths its counters and descriptor fields follow.
 CONTROL = ("count_bits", "kt_bits", "bank_bits", "nt_bits", "addr_bits", "param_lanes",
@@ -520,6 +525,30 @@ def fit_family(rows: list[dict], metric: str, kind: str, family: str) -> dict:
     return out
 
 
+def ice40_logic_cells(lut: float, ff: float, per_ff: float) -> float:
+    """iCE40 logic cells of a design of ``lut`` LUT4s and ``ff`` flip-flops: a cell holds
+    one LUT4 and one flip-flop, and ``per_ff`` of the flip-flops find no LUT to share a cell
+    with (at least as many cells as LUTs and as flip-flops)."""
+    return max(lut + per_ff * ff, lut, ff)
+
+
+def fit_ice40_cells(points: list[dict]) -> tuple[float, float]:
+    """``(per_ff, largest error in %)`` of :func:`ice40_logic_cells` fitted to placed
+    points (``lut``, ``ff``, ``logic_cells``) by least squares on relative error."""
+    lut = np.array([p["lut"] for p in points], float)
+    ff = np.array([p["ff"] for p in points], float)
+    cells = np.array([p["logic_cells"] for p in points], float)
+    w = 1 / cells ** 2
+    per_ff = float(np.sum(w * (cells - lut) * ff) / np.sum(w * ff * ff))
+    est = np.maximum(np.maximum(lut + per_ff * ff, lut), ff)
+    return per_ff, float(np.max(np.abs(est - cells) / cells) * 100)
+
+
+def _ice40_cells_fit() -> tuple[float, float]:
+    data = json.loads(resources.files(__package__).joinpath(ICE40_CELLS_FILE).read_text())
+    return fit_ice40_cells(data["points"])
+
+
 class AreaModel:
     """LUT, FF, BRAM and DSP estimates of an engine on a target, in microseconds."""
 
@@ -527,6 +556,12 @@ class AreaModel:
         if data.get("format") != "shifthw.area_model":
             raise ValueError("not a shifthw area model (format != 'shifthw.area_model')")
         self.data = data
+
+    @functools.cached_property
+    def ice40_cells(self) -> tuple[float, float]:
+        """The iCE40 logic-cell fit: ``(cells per flip-flop beyond the LUTs, its largest
+        error in % on the placed points)``."""
+        return _ice40_cells_fit()
 
     def families(self) -> list[str]:
         return list(self.data["families"])
@@ -557,6 +592,15 @@ class AreaModel:
             # Input and PE registers: counted, not fitted (the fit is of the rest; none for
             # DSP multipliers, whose fit has them as features).
             out["ff"] += counted_ff(cfg, kind)
+        if tgt.family == "ice40" and "ff" in out:
+            # A placement needs logic cells, more than the LUTs (placed points of
+            # ice40_cells.json); the bound adds the cell fit's largest error to the LUT's
+            # and FF's.
+            per_ff, cells_err = self.ice40_cells
+            out["logic_cells"] = ice40_logic_cells(out["lut"], out["ff"], per_ff)
+            errs = (out["lut_error_pct"], out["ff_error_pct"])
+            out["logic_cells_error_pct"] = (None if None in errs else
+                                            max(errs) + 5 * math.ceil(cells_err / 5))
         if tgt.is_fpga:
             out["bram"] = bram_blocks(cfg, tgt.family)
             out["dsp"] = dsp_blocks(cfg, tgt.family) if kind == "mult_dsp" else 0
@@ -566,6 +610,8 @@ class AreaModel:
             out["over"] = [k for k, v in (("lut4", out["lut"]), ("ff", out["ff"]),
                                           ("bram", out["bram"]), ("dsp", out["dsp"]))
                            if v > cap[k]]
+            if out.get("logic_cells", 0) > cap["lut4"] and "lut4" not in out["over"]:
+                out["over"].append("logic_cells")
             out["fits"] = not out["over"]
         return out
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .area import shorted_nets_message
 from .energy import assumed_energy
+from .fit import describe
 from .hierarchy import COMPONENTS
 from .timing import tool_failure
 
@@ -20,7 +21,7 @@ __all__ = ["build", "activity_energy", "comparison", "markdown", "write", "REPOR
 
 #: Top-level keys of every report (docs/estimation.md describes each).
 REPORT_KEYS = ("format", "version", "target", "design", "baseline", "designs", "comparison",
-               "energy", "notes", "runtime")
+               "energy", "fit", "notes", "runtime")
 
 
 def activity_energy(meas: dict, counts: dict, priced: dict, table: dict) -> dict:
@@ -130,7 +131,7 @@ def comparison(designs: dict, energy: dict | None, target) -> dict:
 
 
 def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, seconds,
-          steps) -> dict:
+          steps, fit: dict | None = None) -> dict:
     """The report dict (keys :data:`REPORT_KEYS`)."""
     notes = []
     if baseline == "mult":
@@ -180,13 +181,15 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
                             f"computed {chk['mismatches']} of {chk['outputs']} outputs "
                             f"unlike the golden model")
                          + "; its area and Fmax are of a wrong netlist.")
+    if fit is not None:
+        notes += describe(fit, target)
     return {"format": fmt, "version": version,
             "target": {"name": target.name, "family": target.family, "device": target.device,
                        "capacity": dict(target.capacity), "freq_mhz": target.freq_mhz},
             "design": cfg.to_dict(),
             "baseline": ({"kind": baseline, "weight_bits": mult_bits} if baseline else None),
             "designs": designs, "comparison": comparison(designs, energy, target),
-            "energy": energy, "notes": notes,
+            "energy": energy, "fit": fit, "notes": notes,
             "runtime": {"seconds": seconds, "steps": steps}}
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..rtl_gen.board import BOARDS
 
-__all__ = ["Target", "TARGETS", "TARGET_NAMES", "get_target"]
+__all__ = ["Target", "TARGETS", "TARGET_NAMES", "get_target", "board_target"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,22 @@ def get_target(name) -> Target:
     if not isinstance(name, str) or name not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {name!r}")
     return TARGETS[name]
+
+
+#: The device of each board, for :func:`board_target`.
+_BOARD_DEVICES = {"icebreaker": "iCE40UP5K-SG48", "ulx3s-12f": "LFE5U-12F-CABGA381",
+                  "ulx3s-25f": "LFE5U-25F-CABGA381", "ulx3s-45f": "LFE5U-45F-CABGA381",
+                  "ulx3s-85f": "LFE5U-85F-CABGA381"}
+
+
+def board_target(board: str) -> Target:
+    """The FPGA of a board of :data:`~shifthw.rtl_gen.board.BOARDS` as a :class:`Target`
+    (named after the board; its capacity and family), for the analytic area model."""
+    if board not in BOARDS:
+        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
+    for t in TARGETS.values():
+        if t.platform == (BOARDS[board].module, BOARDS[board].platform):
+            return t
+    return _from_board(f"the {board}'s {_BOARD_DEVICES[board]}", board,
+                       _BOARD_DEVICES[board], 200.0 if BOARDS[board].family == "ecp5" else 60.0,
+                       True)
