@@ -212,7 +212,7 @@ def suggest(config: EngineConfig, target, *, dsp: bool = False, wide_luts: bool 
                 use = _usage(pred, tgt)
                 found = found or (c, pred, use)
                 if not use["marginal"]:
-                    spare = (c, pred, use)
+                    spare = found if found[0] == c else (c, pred, use)
                     break
             if spare:
                 break

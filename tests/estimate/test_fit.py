@@ -76,6 +76,16 @@ def test_a_design_that_fits_gets_nothing(model):
     assert fit.describe(found, UP5K) == []
 
 
+def test_logic_cells_misfit_gets_one_suggestion_per_setting(model):
+    # Over by logic cells alone (5153 LUTs, 6408 cells placed): no suggestion twice.
+    cfg = EngineConfig(guard_bits=4, bias_lanes=4, out_lanes=4, out_depth=0)
+    found = fit.suggest(cfg, UP5K, area_model=model)
+    assert found["over"] == ["logic_cells"]
+    flags = [s["flags"] for s in found["suggestions"]]
+    assert flags and len(set(flags)) == len(flags)
+    assert found["suggestions"][0]["changes"] == {"cols": 4}
+
+
 def test_measured_misfit_searches_anyway_with_margin(model):
     cfg = EngineConfig(rows=2, cols=2)                       # the model says it fits
     found = fit.suggest(cfg, UP5K, area_model=model, measured_over=["logic_cells"])
