@@ -418,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader of stdout went away (`shifthw ... | head`): stop quietly, as a command
+        # killed by SIGPIPE would (and keep Python from reporting the flush at exit).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (CliError, ProgramError, ValueError, OSError, BuildError, SimError) as exc:
         # A build or simulation that failed to run (not a mismatch, which is exit code 1)
         # keeps its log's tail after the first line.

@@ -126,3 +126,20 @@ def test_bad_output_paths_fail_before_any_work(tmp_path, capsys, monkeypatch, ar
     assert f"error: {where.format(**fill)}: {why.format(**fill)}" in err
     assert afile.read_text() == "keep" and not any(adir.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]
+
+
+def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
+    """`shifthw ... | head`: the reader leaves, the command stops with SIGPIPE's exit code
+    and no error message (it printed 'error: [Errno 32] Broken pipe')."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, os\n"
+            "from shifthw.cli import main\n"
+            "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
+            "sys.exit(main(['estimate', '--analytic', '--target', 'ice40-up5k']))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert run.returncode == 141, run.stderr
+    assert run.stderr == ""
