@@ -110,7 +110,7 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
                         ".shiftprog or checkpoint")
     p.add_argument("--baseline", choices=["mult", "none"], default="mult",
                    help="compare with the multiplier twin (default) or not")
-    p.add_argument("--mult-weight-bits", type=int, default=8,
+    p.add_argument("--mult-weight-bits", type=int, default=None,
                    help="integer weight bits of the multiplier baseline (default 8)")
     _add_synthesis_options(p, "design", "design mult_booth, ")
     p.add_argument("--images", type=int, default=4,
@@ -244,12 +244,20 @@ def run_estimate(args: argparse.Namespace) -> int:
         from .flow import ESTIMATE_REPORTS, check_report_folder
 
         check_report_folder(args.output, "-o", ESTIMATE_REPORTS)
+    if args.baseline == "none" and args.mult_weight_bits is not None:
+        raise ValueError("--baseline none synthesises no multiplier twin, so "
+                         "--mult-weight-bits does not apply")
+    if args.mult_weight_bits is None:
+        args.mult_weight_bits = 8
     if args.analytic:
         return _run_analytic(args, _estimate_config(args), target)
     if args.model is None and args.images != 4:
         raise ValueError("--images sets the images of --model's energy runs; give --model")
     if args.model is None and args.inputs is not None:
         raise ValueError("--inputs are --model's inputs for its energy runs; give --model")
+    if args.model is None and args.energy_table is not None:
+        raise ValueError("--energy-table prices --model's energy per inference; without "
+                         "--model there is none (give --model or leave it out)")
     if args.model is None and args.no_activity:
         raise ValueError("--no-activity leaves out --model's switching-activity runs; "
                          "without --model there are none (give --model or leave it out)")
@@ -380,7 +388,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--act-bits", default="8",
                    help="activation bits, comma-separated (default 8)")
     p.add_argument("--target", required=True, help=_TARGET_HELP)
-    p.add_argument("--mult-weight-bits", default="8",
+    p.add_argument("--mult-weight-bits", default=None,
                    help="multiplier baseline weight bits, comma-separated (default 8)")
     p.add_argument("--no-baseline", action="store_true", help="shift designs only")
     _add_synthesis_options(p, "point", "")
@@ -413,7 +421,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         why = ("--no-place runs no placement" if args.no_place else
                f"target {target.name!r} is not placed (gates, no Fmax)")
         raise ValueError(f"{why}, so --freq does not apply")
-    if args.no_baseline and args.mult_weight_bits != "8":
+    if args.no_baseline and args.mult_weight_bits is not None:
         raise ValueError("--no-baseline synthesises no multiplier twin, so --mult-weight-bits "
                          "does not apply")
     if args.output:
@@ -426,7 +434,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         parse_list(args.weight_bits, "--weight-bits"),
         parse_list(args.guard_bits, "--guard-bits", allow_p=True),
         parse_list(args.act_bits, "--act-bits"), target=target,
-        mult_bits=parse_list(args.mult_weight_bits, "--mult-weight-bits"),
+        mult_bits=parse_list(args.mult_weight_bits or "8", "--mult-weight-bits"),
         baseline=not args.no_baseline, engine=engine_extra(args),
         mult_booth=args.mult_booth)
     if not points:
