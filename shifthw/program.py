@@ -58,6 +58,10 @@ def unpack_codes(blob: bytes, count: int, weight_bits: int) -> np.ndarray:
         raise ProgramError(f"packed weights hold {len(blob)} bytes, expected {need} "
                            f"for {count} codes of {b} bits")
     bits = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), bitorder="little")
+    if bits[count * b:].any():
+        # The writer pads with zeros: set padding bits mean a corrupt or foreign blob.
+        raise ProgramError(f"packed weights: the last byte's {len(bits) - count * b} padding "
+                           f"bit(s) after {count} codes of {b} bits are not zero")
     bits = bits[: count * b].reshape(count, b).astype(np.int64)
     return (bits << np.arange(b)).sum(axis=1)
 

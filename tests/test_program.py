@@ -26,6 +26,14 @@ def test_pack_is_lsb_first():
     assert pack_codes(np.array([0b10011, 0b00001]), 5) == bytes([0x33, 0x00])
 
 
+def test_padding_bits_must_be_zero():
+    blob = pack_codes(np.array([0b10011, 0b00001]), 5)             # 10 bits in 2 bytes
+    assert unpack_codes(blob, 2, 5).tolist() == [0b10011, 0b00001]
+    with pytest.raises(ProgramError, match="6 padding bit.* after 2 codes of 5 bits are "
+                                           "not zero"):
+        unpack_codes(bytes([blob[0], blob[1] | 0x80]), 2, 5)
+
+
 def test_roundtrip(tmp_path):
     prog = tiny_program()
     path = save_program(prog, tmp_path / "m.shiftprog")
