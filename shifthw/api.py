@@ -13,6 +13,7 @@ import dataclasses
 import json
 import numbers
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,12 +132,21 @@ class HardwareModel:
         """Write the engine's Verilog, its manifest and the program (``model.shiftprog``)
         into ``out_dir``, as :func:`shifthw.rtl_gen.generate.generate` does: the folder is
         created, or replaced as a whole if it holds an earlier output (any other file in it
-        is lost; a folder of other contents is refused), atomically."""
+        is lost; a folder of other contents is refused), atomically.  With ``board``, a
+        warning (``UserWarning``) when the analytic area model says the engine does not fit
+        the board's FPGA, with settings that do (``docs/estimation.md``)."""
         from .rtl_gen.generate import generate
 
         text = json.dumps(self.program.to_json(), indent=1) + "\n"
-        return generate(self.config, out_dir, board=board,
-                        extra_files={"model.shiftprog": text})
+        manifest = generate(self.config, out_dir, board=board,
+                            extra_files={"model.shiftprog": text})
+        if board is not None:
+            from .estimate.fit import board_warnings
+
+            lines = board_warnings(self.config, board)
+            if lines:
+                warnings.warn("; ".join(lines), stacklevel=2)
+        return manifest
 
 
 def compile(model, *, rows: int = 8, cols: int = 8, guard_bits: int | None = None,

@@ -194,18 +194,10 @@ def _cmd_generate(args) -> int:
 
 def _board_fit(cfg, board: str) -> None:
     """Warn when the analytic area model puts the board top beyond the board's FPGA, with
-    the settings it says fit (the board build runs Yosys' default mapping: no DSPs)."""
-    from .estimate.fit import describe, suggest
-    from .estimate.targets import board_target
+    the settings it says fit."""
+    from .estimate.fit import board_warnings
 
-    tgt = board_target(board)
-    found = suggest(cfg, tgt)
-    if found["fits"]:
-        return
-    print(f"warning: by the analytic area model this engine does not fit the {board}'s "
-          f"FPGA (over: {', '.join(found['over'])}); its board build would fail in "
-          f"synthesis or placement", file=sys.stderr)
-    for line in describe(found, tgt):
+    for line in board_warnings(cfg, board):
         print(f"warning: {line}", file=sys.stderr)
 
 

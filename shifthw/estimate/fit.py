@@ -37,7 +37,7 @@ from ..rtl_gen.config import EngineConfig
 from .model import AreaModel, load_area_model
 from .targets import Target, get_target
 
-__all__ = ["suggest", "describe", "to_json", "KINDS", "flags_of"]
+__all__ = ["suggest", "describe", "to_json", "board_warnings", "KINDS", "flags_of"]
 
 #: The kinds of change :func:`suggest` searches, in the order it reports them.
 KINDS = ("same results", "smaller array", "fewer guard bits")
@@ -265,3 +265,18 @@ def to_json(result: dict) -> dict:
     """:func:`suggest`'s result for a JSON report (each config as its dict)."""
     return {**result, "suggestions": [{**s, "config": s["config"].to_dict()}
                                       for s in result["suggestions"]]}
+
+
+def board_warnings(config: EngineConfig, board: str) -> list[str]:
+    """Warnings for a board build of ``config`` (``generate(..., board=...)``): empty if the
+    analytic model puts the board top within the board's FPGA; else that it does not, and
+    :func:`describe`'s settings that do (the board build maps multipliers to LUTs)."""
+    from .targets import board_target
+
+    tgt = board_target(board)
+    found = suggest(config, tgt)
+    if found["fits"]:
+        return []
+    return [f"by the analytic area model this engine does not fit the {board}'s FPGA "
+            f"(over: {', '.join(found['over'])}); its board build would fail in synthesis or "
+            f"placement", *describe(found, tgt)]

@@ -196,3 +196,15 @@ def test_ice40_logic_cells_follow_the_placed_points(model):
     assert pred["lut"] < 5280 < pred["logic_cells"] and pred["over"] == ["logic_cells"]
     assert pred["logic_cells_error_pct"] == max(pred["lut_error_pct"], pred["ff_error_pct"]) + 5
     assert "logic_cells" not in model.predict(g4, "ecp5-85k")
+
+
+def test_api_write_with_a_board_warns_when_it_does_not_fit(tmp_path):
+    with pytest.warns(UserWarning, match="does not fit the icebreaker's FPGA.*to fit "
+                                         "ice40-up5k: --"):
+        shifthw.compile("mlp").write(tmp_path / "a", board="icebreaker")
+    assert (tmp_path / "a" / "board").is_dir()            # written all the same
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shifthw.compile("mlp", guard_bits=0, bias_lanes=4, out_lanes=4, out_depth=0).write(
+            tmp_path / "b", board="icebreaker")
