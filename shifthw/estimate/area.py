@@ -22,6 +22,7 @@ memories as macros (their bits are reported), and weighs every cell in NAND2 equ
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -445,6 +446,15 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
         over = [k for k, v in cap.items() if res.get(k if k != "lut4" else "lut", 0) > v]
         result = {"cells": cells, "resources": res, "capacity": cap, "utilisation": util,
                   "fits": not over, "over": over}
+        if target.family == "ice40":
+            # What a placement will need (model.ice40_logic_cells, within a few % of placed
+            # designs), for runs without one: Yosys' counts can fit where the cells do not.
+            from .model import ice40_cells_fit, ice40_logic_cells
+
+            per_ff, err = ice40_cells_fit()
+            result["logic_cells_estimate"] = round(ice40_logic_cells(res["lut"], res["ff"],
+                                                                     per_ff))
+            result["logic_cells_estimate_error_pct"] = 5 * math.ceil(err / 5)
     else:
         nand2, counts = nand2_equivalents(cells, gate_table)
         text = (work / "flat.ltp.txt").read_text() if (work / "flat.ltp.txt").exists() else ""

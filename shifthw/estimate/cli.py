@@ -464,6 +464,12 @@ def run_sweep(args: argparse.Namespace) -> int:
         print("note: without placement 'fits' compares Yosys' counts with the device; a "
               "logic cell holds one LUT4 and one flip-flop, so nextpnr can need more cells "
               "than LUT4s: run without --no-place for the answer")
+        cap = target.capacity["lut4"]
+        for key, f in sorted(fits.items()):
+            if (f.get("logic_cells_est") or 0) > cap:
+                print(f"note: {key}: {f['rows']}x{f['cols']} will likely not place: about "
+                      f"{f['logic_cells_est']} logic cells (from its LUTs and flip-flops, "
+                      f"within about 5 %) of the device's {cap}")
     if target.name == "ice40-up5k" and any(k.startswith("mult") for k in fits):
         print("note: the iCE40UP5K has 8 DSP blocks (SB_MAC16), one per multiplier: a "
               "DSP-built multiplier array is bound to 8 PEs; a LUT-built one by its LUTs.")

@@ -49,7 +49,7 @@ __all__ = ["MODEL_FILE", "DATA_FILE", "DSP_MIN_PRODUCT_BITS", "MAPPINGS", "devic
            "CALIBRATED_NARROW_ACC", "CONTROL", "lut_ram_cells", "out_fifo_memory", "unmodelled",
            "ICE40_FIFO_FF_WORDS", "check_errors",
            "ice40_dsp_unpacked", "calibrated_ranges", "ICE40_CELLS_FILE", "fit_ice40_cells",
-           "ice40_logic_cells"]
+           "ice40_cells_fit", "ice40_logic_cells"]
 
 MODEL_FILE = "area_model.json"
 DATA_FILE = "sweep_data.json"
@@ -544,7 +544,10 @@ def fit_ice40_cells(points: list[dict]) -> tuple[float, float]:
     return per_ff, float(np.max(np.abs(est - cells) / cells) * 100)
 
 
-def _ice40_cells_fit() -> tuple[float, float]:
+@functools.lru_cache(maxsize=1)
+def ice40_cells_fit() -> tuple[float, float]:
+    """:func:`fit_ice40_cells` on the shipped placed points (``ice40_cells.json``):
+    ``(cells per flip-flop beyond the LUTs, largest error in %)``."""
     data = json.loads(resources.files(__package__).joinpath(ICE40_CELLS_FILE).read_text())
     return fit_ice40_cells(data["points"])
 
@@ -561,7 +564,7 @@ class AreaModel:
     def ice40_cells(self) -> tuple[float, float]:
         """The iCE40 logic-cell fit: ``(cells per flip-flop beyond the LUTs, its largest
         error in % on the placed points)``."""
-        return _ice40_cells_fit()
+        return ice40_cells_fit()
 
     def families(self) -> list[str]:
         return list(self.data["families"])

@@ -167,6 +167,13 @@ def build(fmt, version, target, cfg, baseline, mult_bits, designs, energy, secon
         elif d.get("timing") is None and d["area"].get("over"):
             notes.append(f"{key}: does not fit: {', '.join(d['area']['over'])} over the "
                          f"device (Yosys' counts)")
+        elif (d.get("timing") is None and target.is_fpga
+              and d["area"].get("logic_cells_estimate", 0) > target.capacity["lut4"]):
+            a = d["area"]
+            notes.append(f"{key}: fits by Yosys' counts, but a placement will likely not: "
+                         f"about {a['logic_cells_estimate']} logic cells "
+                         f"(±{a['logic_cells_estimate_error_pct']} %, from its LUTs and "
+                         f"flip-flops) of the device's {target.capacity['lut4']}")
         for w in d["area"].get("workarounds", []):
             notes.append(f"{key}: synthesised with {w}.")
         shorts = d["area"].get("shorted_nets", [])

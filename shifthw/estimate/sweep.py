@@ -39,8 +39,8 @@ SETTINGS = ("k_depth", "weight_depth", "bias_depth", "bias_lanes", "out_lanes",
 CSV_FIELDS = ("label", "pe", "dsp", "booth", "rows", "cols", "act_bits", "weight_bits",
               "guard_bits", "acc_bits", "pipeline_stages", *SETTINGS, "pes", "lut", "lut4",
               "carry", "ff", "bram", "spram", "dsp_blocks", "nand2_eq", "fits", "placed",
-              "fmax_mhz", "logic_cells", "shorted_nets", "netlist_check", "netlist_outputs",
-              "netlist_mismatches", "seconds", "error")
+              "fmax_mhz", "logic_cells", "logic_cells_est", "shorted_nets", "netlist_check",
+              "netlist_outputs", "netlist_mismatches", "seconds", "error")
 
 
 def settings_of(cfg: EngineConfig) -> dict:
@@ -184,7 +184,7 @@ def run_point(point: SweepPoint, target: str, work_root: str, place: bool,
             res = syn["resources"]
             row.update(lut=res["lut"], lut4=res["lut4"], carry=res["carry"], ff=res["ff"],
                        bram=res["bram"], spram=res["spram"], dsp_blocks=res["dsp"],
-                       fits=syn["fits"])
+                       fits=syn["fits"], logic_cells_est=syn.get("logic_cells_estimate"))
             if place and syn["fits"]:
                 pr = timing.place_and_route(tgt, work, freq_mhz=freq_mhz)
                 row.update(placed=pr["fits"], fmax_mhz=pr["fmax_mhz"],
@@ -334,7 +334,9 @@ def largest_fit(rows: list[dict]) -> dict:
       ``--no-place``, which a placement can exceed, as a logic cell holds one LUT4 and one
       flip-flop);
     * ``unmeasured``: larger arrays whose run failed (neither fits nor fails to), so the
-      answer is only a lower bound when this is not empty.
+      answer is only a lower bound when this is not empty;
+    * ``logic_cells_est``: on the iCE40, the logic cells a placement of that point will need
+      by :func:`.model.ice40_logic_cells` (the answer to check without placement).
     """
     best = {}
     for r in rows:
@@ -344,7 +346,7 @@ def largest_fit(rows: list[dict]) -> dict:
         if r.get("fits") and r["pes"] > b["pes"]:
             b.update(pes=r["pes"], rows=r["rows"], cols=r["cols"], lut=r["lut"],
                      dsp_blocks=r.get("dsp_blocks"), fmax_mhz=r.get("fmax_mhz"), also=[],
-                     placed=bool(r.get("placed")))
+                     placed=bool(r.get("placed")), logic_cells_est=r.get("logic_cells_est"))
         elif r.get("fits") and r["pes"] == b["pes"]:
             b["also"].append(f"{r['rows']}x{r['cols']}")
     for r in rows:

@@ -208,3 +208,32 @@ def test_api_write_with_a_board_warns_when_it_does_not_fit(tmp_path):
         warnings.simplefilter("error")
         shifthw.compile("mlp", guard_bits=0, bias_lanes=4, out_lanes=4, out_depth=0).write(
             tmp_path / "b", board="icebreaker")
+
+
+def test_unplaced_design_over_by_estimated_cells_gets_a_note():
+    """--no-place: a design that fits Yosys' counts and not the logic cells its LUTs and
+    flip-flops need is named (the UP5K's G = 4 engine: 5153 LUT4s, 6408 cells placed)."""
+    from shifthw.estimate.report import build
+    from shifthw.estimate.sweep import largest_fit
+
+    area = {"fits": True, "over": [], "resources": {"lut": 5153, "lut4": 5153, "ff": 2783,
+                                                   "bram": 30, "dsp": 0, "carry": 0,
+                                                   "spram": 0},
+            "logic_cells_estimate": 6431, "logic_cells_estimate_error_pct": 5,
+            "workarounds": [], "shorted_nets": []}
+    rep = build("shifthw.estimate", 1, UP5K, EngineConfig(), None, 8,
+                {"shift": {"area": area, "timing": None, "netlist_check": None,
+                           "config": EngineConfig().to_dict()}}, None, 1.0,
+                {})
+    assert any("shift: fits by Yosys' counts, but a placement will likely not: about 6431 "
+               "logic cells" in n for n in rep["notes"])
+    area["logic_cells_estimate"] = 5000
+    rep = build("shifthw.estimate", 1, UP5K, EngineConfig(), None, 8,
+                {"shift": {"area": area, "timing": None, "netlist_check": None,
+                           "config": EngineConfig().to_dict()}}, None, 1.0,
+                {})
+    assert not any("will likely not" in n for n in rep["notes"])
+    best = largest_fit([{"label": "shift", "act_bits": 8, "pes": 64, "rows": 8, "cols": 8,
+                         "lut": 5153, "fits": True, "placed": False,
+                         "logic_cells_est": 6431}])
+    assert best["shift A=8"]["logic_cells_est"] == 6431

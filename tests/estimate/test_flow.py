@@ -42,6 +42,12 @@ def _check_ice40_area_and_timing(rep):
         assert t["critical_path"]["start"] and t["critical_path"]["end"]
         assert d["area"]["resources"]["bram"] >= 1
         assert set(COMPONENTS) <= set(d["area"]["breakdown"])
+        # The logic cells a placement needs, from the synthesis alone, against the
+        # placement's own count (the formula is within 5 % on 8 x 8 down to 2 x 4 designs;
+        # tiny ones are further, all flip-flops and control).
+        est = d["area"]["logic_cells_estimate"]
+        assert abs(est - t["logic_cells"]) <= 0.15 * t["logic_cells"], (key, est, t)
+        assert d["area"]["logic_cells_estimate_error_pct"] == 5
     assert rep["designs"]["shift"]["area"]["breakdown"]["pe_array"]["lut"] < \
         rep["designs"]["mult_lut"]["area"]["breakdown"]["pe_array"]["lut"]
     # Every synthesised design also checks the analytic area model.
