@@ -256,8 +256,10 @@ def describe(result: dict, target) -> list[str]:
                         if s["marginal"] else "") + ")")
     if not lines:
         lines.append(f"the analytic model finds no setting near this engine that fits "
-                     f"{tgt.name} (over: {', '.join(result['over'])}); try a smaller array "
-                     f"or a larger device")
+                     f"{tgt.name} (over: {', '.join(result['over'])}; searched: fewer lanes, "
+                     f"smaller arrays with the same largest layer, fewer guard bits): try "
+                     f"shallower buffers (--k-depth, --weight-depth: smaller layers) or a "
+                     f"larger device")
     return lines
 
 

@@ -237,3 +237,12 @@ def test_unplaced_design_over_by_estimated_cells_gets_a_note():
                          "lut": 5153, "fits": True, "placed": False,
                          "logic_cells_est": 6431}])
     assert best["shift A=8"]["logic_cells_est"] == 6431
+
+
+def test_nothing_near_fits_says_so(model):
+    cfg = EngineConfig(k_depth=8192, weight_depth=8192)      # K up to 65536: buffers too big
+    found = fit.suggest(cfg, UP5K, area_model=model)
+    assert not found["fits"] and found["suggestions"] == []
+    [line] = fit.describe(found, UP5K)
+    assert "finds no setting near this engine that fits ice40-up5k" in line
+    assert "shallower buffers" in line
