@@ -19,7 +19,8 @@ throughput left:
     formula's) the rows stay, since the saturation order follows R.
 ``fewer guard bits``
     Shift engines: the largest G' < G that fits at the same array size (with the lanes as
-    above): **other results**, the terms truncated to A + G' bits (``docs/numerics.md``).
+    above) with the model's stated error to spare: **other results**, the terms truncated to
+    A + G' bits (``docs/numerics.md``).
 
 The model's figures are estimates with a stated error (about 10-25 %): a suggestion is a
 starting point to confirm with ``shifthw estimate``, and each says how much of the device the
@@ -163,8 +164,8 @@ def suggest(config: EngineConfig, target, *, dsp: bool = False, wide_luts: bool 
     Returns ``{"fits": whether config itself is predicted to fit, "over": the resources it
     exceeds, "suggestions": [...]}``: per kind of :data:`KINDS`, the candidate with the most
     throughput that fits and, if the stated error reaches past a capacity there, the first
-    with that error to spare (:data:`KINDS` order; none after a ``same results`` one with
-    error to spare), each
+    with that error to spare (for fewer guard bits only the latter; :data:`KINDS` order;
+    none after a ``same results`` one with error to spare), each
     ``{"kind", "changes": {field: value} against config, "flags": the same as command-line
     options, "config": the EngineConfig, "prediction": the model's figures, "share": the
     predicted share of each capacity, "marginal": whether the stated error reaches past a
@@ -216,8 +217,8 @@ def suggest(config: EngineConfig, target, *, dsp: bool = False, wide_luts: bool 
                     break
             if spare:
                 break
-        # (Numerics of their own: the most guard bits that fit with error to spare, alone.)
-        picks = ([spare] if strict or found is spare or kind == "fewer guard bits" and spare
+        # (Other numerics are a step further: only with the error to spare.)
+        picks = ([spare] if strict or found is spare or kind == "fewer guard bits"
                  else [found, spare])
         for c, pred, use in (p for p in picks if p is not None):
             changes = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)
