@@ -247,10 +247,9 @@ def run_estimate(args: argparse.Namespace) -> int:
     if args.baseline == "none" and args.mult_weight_bits is not None:
         raise ValueError("--baseline none synthesises no multiplier twin, so "
                          "--mult-weight-bits does not apply")
-    if args.mult_weight_bits is None:
-        args.mult_weight_bits = 8
+    mult_bits = 8 if args.mult_weight_bits is None else args.mult_weight_bits
     if args.analytic:
-        return _run_analytic(args, _estimate_config(args), target)
+        return _run_analytic(args, _estimate_config(args), target, mult_bits)
     if args.model is None and args.images != 4:
         raise ValueError("--images sets the images of --model's energy runs; give --model")
     if args.model is None and args.inputs is not None:
@@ -280,7 +279,7 @@ def run_estimate(args: argparse.Namespace) -> int:
             raise ValueError(f"{why}, so {', '.join(given)} "
                              f"{'does' if len(given) == 1 else 'do'} not apply")
     try:
-        nx.check_weight_bits(args.mult_weight_bits)
+        nx.check_weight_bits(mult_bits)
     except ValueError as exc:
         raise ValueError(f"--mult-weight-bits: {exc}") from None
     if args.opt_timing and target.family != "ice40":
@@ -291,7 +290,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     rep = estimate(cfg, target, model=args.model,
                    baseline=None if args.baseline == "none" else "mult",
                    out_dir=args.output, progress=say,
-                   mult_weight_bits=args.mult_weight_bits, images=args.images,
+                   mult_weight_bits=mult_bits, images=args.images,
                    activity=not args.no_activity, place=not args.no_place,
                    freq_mhz=args.freq, energy_table=args.energy_table,
                    placements=args.placements, timing_weight=args.timing_weight,
@@ -326,7 +325,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     return 1 if shorted or any(not chk["passed"] for chk in checks.values()) else 0
 
 
-def _run_analytic(args, cfg: EngineConfig, target) -> int:
+def _run_analytic(args, cfg: EngineConfig, target, mult_bits: int) -> int:
     """``shifthw estimate --analytic``: the area model's figures, printed (and JSON)."""
     from .flow import estimate_analytic
 
@@ -337,7 +336,7 @@ def _run_analytic(args, cfg: EngineConfig, target) -> int:
                          f"{'does' if len(given) == 1 else 'do'} not apply: drop "
                          f"{'it' if len(given) == 1 else 'them'}, or leave out --analytic")
     rep = estimate_analytic(cfg, target, baseline=None if args.baseline == "none" else "mult",
-                            mult_weight_bits=args.mult_weight_bits,
+                            mult_weight_bits=mult_bits,
                             mult_booth=args.mult_booth,
                             wide_luts=not args.no_wide_luts)
     metric = "lut" if target.is_fpga else "nand2_eq"
