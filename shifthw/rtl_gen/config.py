@@ -9,6 +9,7 @@ the bad value.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import asdict, dataclass
 
@@ -75,11 +76,12 @@ _DEFAULT_WEIGHT_BITS = {"shift": 5, "mult": 8}
 
 
 def _int(name: str, value, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` as a Python int (numpy integers too), or raise naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, not {value!r}")
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be in {lo}..{hi}, not {value!r}")
-    return value
+    return int(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,39 +189,39 @@ class EngineConfig:
     def __post_init__(self):
         if not isinstance(self.pe, str) or self.pe not in PE_KINDS:
             raise ValueError(f"pe must be one of {', '.join(PE_KINDS)}, not {self.pe!r}")
-        _int("rows", self.rows, 1, 256)
-        _int("cols", self.cols, 1, 256)
-        nx.check_act_bits(self.act_bits)
+        self._set("rows", _int("rows", self.rows, 1, 256))
+        self._set("cols", _int("cols", self.cols, 1, 256))
+        self._set("act_bits", nx.check_act_bits(self.act_bits))
         if self.weight_bits is None:
             self._set("weight_bits", _DEFAULT_WEIGHT_BITS[self.pe])
-        nx.check_weight_bits(self.weight_bits)
+        self._set("weight_bits", nx.check_weight_bits(self.weight_bits))
         if self.pe == "shift":
             if self.guard_bits is None:
                 self._set("guard_bits", nx.max_shift(self.weight_bits))
-            nx.check_guard_bits(self.guard_bits, self.weight_bits)
+            self._set("guard_bits", nx.check_guard_bits(self.guard_bits, self.weight_bits))
         else:
             if self.guard_bits not in (None, 0) or isinstance(self.guard_bits, bool):
                 raise ValueError(f"guard_bits does not apply to pe='mult' (its products are "
                                  f"exact); leave it unset, not {self.guard_bits!r}")
             self._set("guard_bits", 0)
-        _int("k_depth", self.k_depth, 1, 1 << 16)
+        self._set("k_depth", _int("k_depth", self.k_depth, 1, 1 << 16))
         # (at most 65536 entries, as the other buffers: 21 Mbit at 8 x 8 x 5 bits, beyond any
         # FPGA's block RAM; Amaranth's Verilog conversion takes minutes per 65536 rows)
-        _int("weight_depth", self.weight_depth, 1, 1 << 16)
-        _int("bias_depth", self.bias_depth, 1, 1 << 16)
+        self._set("weight_depth", _int("weight_depth", self.weight_depth, 1, 1 << 16))
+        self._set("bias_depth", _int("bias_depth", self.bias_depth, 1, 1 << 16))
         if self.bias_lanes is None:
             self._set("bias_lanes", self.cols)
-        _int("bias_lanes", self.bias_lanes, 1, self.cols)
+        self._set("bias_lanes", _int("bias_lanes", self.bias_lanes, 1, self.cols))
         if self.out_lanes is None:
             self._set("out_lanes", self.cols)
-        _int("out_lanes", self.out_lanes, 1, self.cols)
-        _int("param_word_bits", self.param_word_bits, 1, 4096)
-        _int("out_depth", self.out_depth, 0, 1 << 12)
+        self._set("out_lanes", _int("out_lanes", self.out_lanes, 1, self.cols))
+        self._set("param_word_bits", _int("param_word_bits", self.param_word_bits, 1, 4096))
+        self._set("out_depth", _int("out_depth", self.out_depth, 0, 1 << 12))
         if self.out_depth == 2:
             # Amaranth's SyncFIFOBuffered of depth 2 has zero-width pointers (bad Verilog).
             raise ValueError("out_depth must be 0, 1 or at least 3, not 2")
-        _int("count_bits", self.count_bits, 1, 32)
-        _int("input_registers", self.input_registers, 0, 2)
+        self._set("count_bits", _int("count_bits", self.count_bits, 1, 32))
+        self._set("input_registers", _int("input_registers", self.input_registers, 0, 2))
         if not isinstance(self.registered_stall, bool):
             raise TypeError(f"registered_stall must be a bool, not {self.registered_stall!r}")
         if not isinstance(self.stall_free, bool):
@@ -228,10 +230,11 @@ class EngineConfig:
             raise TypeError(f"pe_register must be a bool, not {self.pe_register!r}")
         if self.pipeline_stages is None:
             self._set("pipeline_stages", min(2, self.tree_levels + 1))
-        _int("pipeline_stages", self.pipeline_stages, 0, self.tree_levels + 1)
+        self._set("pipeline_stages", _int("pipeline_stages", self.pipeline_stages, 0,
+                                          self.tree_levels + 1))
         if self.acc_bits is None:
             self._set("acc_bits", self.natural_acc_bits)
-        _int("acc_bits", self.acc_bits, 2, 256)
+        self._set("acc_bits", _int("acc_bits", self.acc_bits, 2, 256))
         if self.stall_free and self.saturating:
             raise ValueError(f"stall_free adds the bias after the accumulators, so it needs an "
                              f"exact accumulator: acc_bits must be at least "

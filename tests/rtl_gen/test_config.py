@@ -69,3 +69,21 @@ def test_tiling_limits():
     assert cfg.max_k_tiles == 8 and cfg.max_k == 32
     assert cfg.n_tiles_for(1) == 3 and cfg.n_tiles_for(4) == 2 and cfg.n_tiles_for(8) == 1
     assert cfg.register_levels == [0, 1]
+
+
+def test_numpy_integers_are_taken_as_ints():
+    """Engine options from numpy (a sweep's arange, a loaded array) are integers too, and
+    are kept as Python ints, so the config still goes to JSON."""
+    import json
+
+    import numpy as np
+
+    cfg = EngineConfig(rows=np.int64(4), cols=np.int32(2), act_bits=np.int64(8),
+                       weight_bits=np.int8(5), guard_bits=np.int64(0), k_depth=np.uint16(32))
+    assert cfg == EngineConfig(rows=4, cols=2, guard_bits=0, k_depth=32)
+    assert all(type(v) is int for v in (cfg.rows, cfg.cols, cfg.act_bits, cfg.weight_bits,
+                                        cfg.guard_bits, cfg.k_depth))
+    json.dumps(cfg.to_dict())
+    for bad in (4.0, "4", True):
+        with pytest.raises(TypeError, match="rows must be an integer"):
+            EngineConfig(rows=bad)
