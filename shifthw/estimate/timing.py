@@ -101,7 +101,10 @@ TIMING_WEIGHT_MAX = 1000
 
 #: nextpnr's errors when a design does not fit the device (as opposed to a tool failure).
 _CAPACITY = re.compile(r"Failed to expand region|no BELs remaining|Unable to place cell|"
+                       r"Unable to find legal placement|utilisation limit|"
                        r"too many|exceed|not enough", re.I)
+#: nextpnr's count of the cells a region needed ("... of 5512 ICESTORM_LCs").
+_NEEDED = re.compile(r"of (\d+) (ICESTORM_LC|TRELLIS_COMB|TRELLIS_SLICE)s")
 
 
 def capacity_error(text: str | None) -> bool:
@@ -253,6 +256,12 @@ def _place_once(target, work: Path, netlist: str, pins: list[str], freq: float, 
         if not capacity_error(out["error"]):
             # Not a verdict on the design: said as a failure, not as "does not fit".
             out["error"] = TOOL_FAILURE + out["error"]
+        elif (m := _NEEDED.search(out["error"])):
+            cap = target.capacity.get("lut4") if m.group(2) == "ICESTORM_LC" else None
+            out["error"] = (f"the placement needs {m.group(1)} {m.group(2)} cells"
+                            + (f", more than the device's {cap} (a logic cell holds one LUT4 "
+                               f"and one flip-flop)" if cap else "")
+                            + f" (nextpnr: {out['error']})")
         return out
     report = json.loads((work / report_name).read_text())
     log = (work / log_name).read_text(errors="replace")

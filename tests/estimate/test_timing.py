@@ -83,9 +83,15 @@ def test_a_nextpnr_failure_is_not_called_does_not_fit(tmp_path, monkeypatch):
                           "ICESTORM_LCs")
     assert capacity_error("ERROR: Unable to place cell 'x', no BELs remaining to implement "
                           "cell type 'SB_MAC16'")
+    assert capacity_error("ERROR: Unable to find legal placement for all cells, design is "
+                          "probably at utilisation limit.")          # (an ECP5 at its limit)
     assert not capacity_error("ERROR: Invalid argument") and not capacity_error(None)
     for line, fits_text in (("ERROR: Failed to expand region (0, 0) of 5418 ICESTORM_LCs",
-                             "ERROR: Failed to expand"),
+                             "the placement needs 5418 ICESTORM_LC cells, more than the "
+                             "device's 5280 (a logic cell holds one LUT4 and one flip-flop) "
+                             "(nextpnr: ERROR: Failed to expand"),
+                            ("ERROR: Unable to find legal placement for all cells, design is "
+                             "probably at utilisation limit.", "ERROR: Unable to find legal"),
                             ("ERROR: program crashed", "nextpnr failed (not a capacity error)")):
         def fail(family, args, cwd, line=line, **kw):
             (cwd / "place.log").write_text(f"Info: placing\n{line}\n")
