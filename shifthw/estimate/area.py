@@ -22,7 +22,6 @@ memories as macros (their bits are reported), and weighs every cell in NAND2 equ
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
@@ -39,6 +38,7 @@ from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.engine import LayerEngine
 from ..rtl_gen.synth import fpga_resources, pre_synthesis
 from .hierarchy import COMPONENTS, ENGINE, annotate_for_submod, module_component
+from .model import ice40_cells_fit, ice40_logic_cells
 from .targets import Target, get_target
 
 __all__ = ["GATE_TABLE", "load_gate_table", "prepare", "synthesize", "check_wide_luts",
@@ -449,12 +449,10 @@ def synthesize(cfg: EngineConfig, target, work_dir: str | os.PathLike, *, dsp: b
         if target.family == "ice40":
             # What a placement will need (model.ice40_logic_cells, within a few % of placed
             # designs), for runs without one: Yosys' counts can fit where the cells do not.
-            from .model import ice40_cells_fit, ice40_logic_cells
-
             per_ff, err = ice40_cells_fit()
             result["logic_cells_estimate"] = round(ice40_logic_cells(res["lut"], res["ff"],
                                                                      per_ff))
-            result["logic_cells_estimate_error_pct"] = 5 * math.ceil(err / 5)
+            result["logic_cells_estimate_error_pct"] = err
     else:
         nand2, counts = nand2_equivalents(cells, gate_table)
         text = (work / "flat.ltp.txt").read_text() if (work / "flat.ltp.txt").exists() else ""
