@@ -193,11 +193,11 @@ def suggest(config: EngineConfig, target, *, dsp: bool = False, wide_luts: bool 
     out = {"fits": fits, "over": list(measured_over or now["over"]), "suggestions": []}
     if fits:
         return out
-    lanes_now = _lane_variants(config)
+    # (Generators: a kind's candidates are built only if the search gets to them.)
     searches = {
-        "same results": [lanes_now],
-        "smaller array": [_lane_variants(c) for c in _smaller(config)],
-        "fewer guard bits": [_lane_variants(c) for c in _fewer_guard_bits(config)],
+        "same results": iter([_lane_variants(config)]),
+        "smaller array": (_lane_variants(c) for c in _smaller(config)),
+        "fewer guard bits": (_lane_variants(c) for c in _fewer_guard_bits(config)),
     }
     for kind in KINDS:
         # The first candidate in the search's order (most throughput, most guard bits) that

@@ -200,10 +200,10 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
     if not isinstance(mult_booth, bool):
         raise TypeError(f"mult_booth must be a bool, not {mult_booth!r}")
     am = load_area_model()
+    pairs = _designs(config, tgt, baseline, mult_weight_bits, mult_booth)
     designs = {kind: am.predict(cfg, tgt, dsp=dsp, booth=kind == "mult_booth",
                                 wide_luts=wide_luts)
-               for kind, (cfg, dsp) in _designs(config, tgt, baseline, mult_weight_bits,
-                                                mult_booth).items()}
+               for kind, (cfg, dsp) in pairs.items()}
     metric = "lut" if tgt.is_fpga else "nand2_eq"
     ratio = {kind: d[metric] / designs["shift"][metric] for kind, d in designs.items()
              if kind != "shift" and "shift" in designs and designs["shift"][metric] > 0}
@@ -218,8 +218,7 @@ def estimate_analytic(config: EngineConfig, target, *, baseline: str | None = "m
                      f"there, and no error bound is stated)")
     found = None
     if tgt.is_fpga:
-        _, (cfg, dsp) = next(iter(_designs(config, tgt, baseline, mult_weight_bits,
-                                                mult_booth).items()))
+        cfg, dsp = next(iter(pairs.values()))           # the run's own design
         found = fit.suggest(cfg, tgt, dsp=dsp, wide_luts=wide_luts, area_model=am)
         notes += fit.describe(found, tgt)
         found = fit.to_json(found)

@@ -87,10 +87,8 @@ def get_target(name) -> Target:
     return TARGETS[name]
 
 
-#: The device of each board, for :func:`board_target`.
-_BOARD_DEVICES = {"icebreaker": "iCE40UP5K-SG48", "ulx3s-12f": "LFE5U-12F-CABGA381",
-                  "ulx3s-25f": "LFE5U-25F-CABGA381", "ulx3s-45f": "LFE5U-45F-CABGA381",
-                  "ulx3s-85f": "LFE5U-85F-CABGA381"}
+#: The device of each board that no target has, for :func:`board_target`.
+_BOARD_DEVICES = {"ulx3s-12f": "LFE5U-12F-CABGA381", "ulx3s-45f": "LFE5U-45F-CABGA381"}
 
 
 def board_target(board: str) -> Target:
