@@ -235,9 +235,11 @@ def suggest(config: EngineConfig, target, *, dsp: bool = False, wide_luts: bool 
     return out
 
 
-def describe(result: dict, target) -> list[str]:
-    """Lines for a report: what :func:`suggest` found, or that nothing near fits."""
+def describe(result: dict, target, *, name: str | None = None) -> list[str]:
+    """Lines for a report: what :func:`suggest` found, or that nothing near fits
+    (``name``: what to call the device, the target's name if None)."""
     tgt = get_target(target)
+    name = name or tgt.name
     if result["fits"]:
         return []
     lines = []
@@ -247,17 +249,17 @@ def describe(result: dict, target) -> list[str]:
         use = ", ".join(f"{k.replace('_', ' ')} {v * 100:.0f} %" for k, v in s["share"].items()
                         if k != "dsp" or s["prediction"].get("dsp"))
         what = {"same results": "same results and layer limits",
-                "smaller array": f"same results, a {c['rows']} x {c['cols']} "
+                "smaller array": f"same results, {_article(c['rows'])} {c['rows']} x {c['cols']} "
                                  f"array (fewer operations per cycle)",
                 "fewer guard bits": f"OTHER results: G = {c['guard_bits']}, terms "
                                     f"truncated to A + {c['guard_bits']} bits"}[s["kind"]]
-        lines.append(f"to fit {tgt.name}: {s['flags']} ({what}; the analytic model expects "
+        lines.append(f"to fit {name}: {s['flags']} ({what}; the analytic model expects "
                      f"{use} of the device"
                      + ("; within its error of the capacity, so confirm with synthesis"
                         if s["marginal"] else "") + ")")
     if not lines:
         lines.append(f"the analytic model finds no setting near this engine that fits "
-                     f"{tgt.name} (over: {', '.join(result['over'])}; searched: fewer lanes, "
+                     f"{name} (over: {', '.join(result['over'])}; searched: fewer lanes, "
                      f"smaller arrays with the same largest layer, fewer guard bits): try "
                      f"shallower buffers (--k-depth, --weight-depth: smaller layers) or a "
                      f"larger device")
@@ -280,6 +282,12 @@ def board_warnings(config: EngineConfig, board: str) -> list[str]:
     found = suggest(config, tgt)
     if found["fits"]:
         return []
-    return [f"by the analytic area model this engine does not fit the {board}'s FPGA "
+    fpga = f"the {board}'s {tgt.device}"
+    return [f"by the analytic area model this engine does not fit {fpga} "
             f"(over: {', '.join(found['over'])}); its board build would fail in synthesis or "
-            f"placement", *describe(found, tgt)]
+            f"placement", *describe(found, tgt, name=fpga)]
+
+
+def _article(n: int) -> str:
+    """"an" before a number said with a vowel (8, 11, 18, 80...), else "a"."""
+    return "an" if str(n).startswith("8") or n in (11, 18) else "a"

@@ -10,6 +10,7 @@ import pytest
 import shifthw
 from shifthw.cli import main
 from shifthw.estimate import fit
+from shifthw.estimate.fit import board_warnings
 from shifthw.estimate.flow import _fit_section, estimate_analytic
 from shifthw.estimate.model import load_area_model
 from shifthw.estimate.targets import board_target, get_target
@@ -158,10 +159,26 @@ def test_full_estimate_section_from_a_measured_misfit():
 def test_generate_board_warns_when_the_model_says_it_does_not_fit(tmp_path, capsys):
     assert main(["generate", "--board", "icebreaker", "-o", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err
-    assert "does not fit the icebreaker's FPGA" in err and "to fit ice40-up5k: --" in err
-    flags = err.split("to fit ice40-up5k: ")[1].split(" (")[0].split()
+    fpga = "the icebreaker's iCE40UP5K-SG48"
+    assert f"does not fit {fpga} (over:" in err and f"to fit {fpga}: --" in err
+    flags = err.split(f"to fit {fpga}: ")[1].split(" (")[0].split()
     assert main(["generate", "--board", "icebreaker", *flags, "-o", str(tmp_path / "b")]) == 0
     assert "does not fit" not in capsys.readouterr().err
+
+
+def test_board_warnings_name_the_boards_device():
+    cfg = EngineConfig(rows=16, cols=16)
+    lines = board_warnings(cfg, "ulx3s-12f")
+    assert lines[0].startswith("by the analytic area model this engine does not fit the "
+                               "ulx3s-12f's LFE5U-12F-CABGA381 (over: ")
+    assert all(line.startswith("to fit the ulx3s-12f's LFE5U-12F-CABGA381: --")
+               for line in lines[1:]) and len(lines) > 1
+    # "an 8 x 4 array", "a 16 x 4 array"
+    arrays = [line.split("same results, ")[1].split(" array")[0] for line in lines[1:]
+              if "same results, a" in line]
+    assert all(a.startswith("an 8 ") or a.startswith("a ") and not a.startswith("a 8 ")
+               for a in arrays) and arrays
+    assert board_warnings(EngineConfig(rows=2, cols=2), "ulx3s-12f") == []
 
 
 def test_board_targets():
@@ -199,8 +216,8 @@ def test_ice40_logic_cells_follow_the_placed_points(model):
 
 
 def test_api_write_with_a_board_warns_when_it_does_not_fit(tmp_path):
-    with pytest.warns(UserWarning, match="does not fit the icebreaker's FPGA.*to fit "
-                                         "ice40-up5k: --"):
+    with pytest.warns(UserWarning, match="does not fit the icebreaker's iCE40UP5K-SG48.*"
+                                         "to fit the icebreaker's iCE40UP5K-SG48: --"):
         shifthw.compile("mlp").write(tmp_path / "a", board="icebreaker")
     assert (tmp_path / "a" / "board").is_dir()            # written all the same
     import warnings
