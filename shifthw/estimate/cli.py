@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import numerics as nx
 from ..cli import check_output
+from ..files import write_texts_atomic
 from ..rtl_gen.config import EngineConfig, check_verilog_name
 from .targets import TARGET_NAMES, get_target
 from .timing import TIMING_WEIGHT_MAX
@@ -241,9 +242,9 @@ def run_estimate(args: argparse.Namespace) -> int:
     target = get_target(args.target)
     if args.output:
         check_output(args.output, "-o", folder=True)
-        from .flow import ESTIMATE_REPORTS, check_report_folder
+        from .flow import ESTIMATE_FILES, ESTIMATE_REPORTS, check_report_folder
 
-        check_report_folder(args.output, "-o", ESTIMATE_REPORTS)
+        check_report_folder(args.output, "-o", ESTIMATE_REPORTS, ESTIMATE_FILES)
     if args.baseline == "none" and args.mult_weight_bits is not None:
         raise ValueError("--baseline none synthesises no multiplier twin, so "
                          "--mult-weight-bits does not apply")
@@ -367,7 +368,7 @@ def _run_analytic(args, cfg: EngineConfig, target, mult_bits: int) -> int:
         out = Path(args.output)
         text = json.dumps(rep, indent=1) + "\n"
         out.mkdir(parents=True, exist_ok=True)
-        (out / "analytic.json").write_text(text)
+        write_texts_atomic({out / "analytic.json": text})
         print(f"wrote {out}: analytic.json")
     return 0
 
@@ -427,7 +428,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         check_output(args.output, "-o", folder=True)
         from .flow import check_report_folder
 
-        check_report_folder(args.output, "-o", ("sweep.json",))
+        check_report_folder(args.output, "-o", ("sweep.json",),
+                            ("sweep.csv", "sweep_lut_fmax.png", "sweep_largest_fit.png"))
     points, skipped = sweep_grid(
         parse_list(args.rows, "--rows"), parse_list(args.cols, "--cols"),
         parse_list(args.weight_bits, "--weight-bits"),
@@ -502,8 +504,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         write_csv(rows, out / "sweep.csv")
         (out / "sweep.json").write_text(json.dumps(
-            {"target": target.name, "wide_luts": not args.no_wide_luts,
-             "skipped": skipped, "largest_fit": fits,
+            {"format": "shifthw.sweep", "version": 1, "target": target.name,
+             "wide_luts": not args.no_wide_luts, "skipped": skipped, "largest_fit": fits,
              "model_check": check, "rows": rows}, indent=1) + "\n")
         files = ["sweep.csv", "sweep.json", *sweep_plots(rows, out, target, fits)]
         print(f"wrote {out}: {', '.join(files)}")

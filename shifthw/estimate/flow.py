@@ -16,6 +16,7 @@ is estimated from operation counts and from the switching activity of a Verilato
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -24,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import golden
+from .. import golden, toolchain
 from .. import numerics as nx
+from ..files import make_folders, remove_created
 from ..program import Program, is_program_file, load_program
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.host import check_program
@@ -46,17 +48,41 @@ _ZOO = Path(__file__).resolve().parent.parent / "zoo"
 
 #: The report files of ``shifthw estimate`` (``--analytic`` writes the second alone).
 ESTIMATE_REPORTS = ("estimate.json", "analytic.json")
+#: Every file ``shifthw estimate`` may write into its folder (with ``work/``).
+ESTIMATE_FILES = (*ESTIMATE_REPORTS, "estimate.md", "area_breakdown.png",
+                  "energy_breakdown.png")
 
 
-def check_report_folder(out, name: str, markers: tuple[str, ...]) -> None:
+def check_report_folder(out, name: str, markers: tuple[str, ...],
+                        files: tuple[str, ...] = ()) -> None:
     """Refuse an output folder ``out`` that is not empty and holds none of ``markers`` (the
     report files shifthw writes there): a report replaces files in it, and ``estimate``
-    clears its ``work`` folders, so a folder of the user's own is never taken."""
+    clears its ``work`` folders, so a folder of the user's own is never taken.  Also refuse
+    one where a report file of ``files`` (or ``markers``) is there as other than a file, or
+    ``work`` as other than a folder, before anything runs."""
     out = Path(out)
-    if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in markers):
-        raise FileExistsError(f"{name} {out}: not empty and holds no {' or '.join(markers)} "
-                              f"(not a shifthw report folder): give a new or empty folder, "
-                              f"as a report replaces files there")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{name} {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not any(_is_report(out / m) for m in markers):
+        raise FileExistsError(f"{name} {out}: not empty and holds no shifthw "
+                              f"{' or '.join(markers)} (not a shifthw report folder): give a "
+                              f"new or empty folder, as a report replaces files there")
+    for f in (*markers, *files):
+        if (out / f).exists() and not (out / f).is_file():
+            raise FileExistsError(f"{name} {out}: its {f} is not a file, and the report "
+                                  f"writes one there: move it or give another folder")
+    if (out / "work").exists() and not (out / "work").is_dir():
+        raise FileExistsError(f"{name} {out}: its work is not a folder, and the report keeps "
+                              f"the tools' files there: move it or give another folder")
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` is a JSON report shifthw wrote (its ``format`` is shifthw's)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and str(data.get("format", "")).startswith("shifthw.")
 
 
 def mult_config(cfg: EngineConfig, weight_bits: int = 8) -> EngineConfig:
@@ -337,10 +363,8 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                     if check_netlist and program is not None else None)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
-        if out.exists() and not out.is_dir():
-            raise FileExistsError(f"out_dir {out} exists and is not a folder")
-        check_report_folder(out, "out_dir", ESTIMATE_REPORTS)
-        out.mkdir(parents=True, exist_ok=True)
+        check_report_folder(out, "out_dir", ESTIMATE_REPORTS, ESTIMATE_FILES)
+    made = make_folders(out) if out is not None else []
     scratch = (out / "work") if out is not None else Path(tempfile.mkdtemp(prefix="shifthw-est-"))
     area_model = load_area_model()
     results, steps = {}, {}
@@ -405,15 +429,21 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
                 images=images, activity=activity, energy_table=energy_table,
                 work_dir=scratch, progress=say, name=model_name, inputs=inputs)
             steps["energy"] = time.perf_counter() - t0
+        rep = report.build(FORMAT, VERSION, tgt, config, baseline, mult_weight_bits, results,
+                           energy_section, time.perf_counter() - start, steps,
+                           fit=_fit_section(results, tgt, wide_luts))
+        if out is not None:
+            say(f"writing the reports into {out}")
+            rep["files"] = report.write(rep, out, plots=plots)
+    except BaseException as exc:
+        # A report folder this run made goes with a failed or interrupted run, unless a
+        # tool failed: then its logs in work/ are what the user needs.
+        if not isinstance(exc, toolchain.ToolError):
+            remove_created(made, contents=True)
+        raise
     finally:
         if out is None:
             shutil.rmtree(scratch, ignore_errors=True)
-    rep = report.build(FORMAT, VERSION, tgt, config, baseline, mult_weight_bits, results,
-                       energy_section, time.perf_counter() - start, steps,
-                       fit=_fit_section(results, tgt, wide_luts))
-    if out is not None:
-        say(f"writing the reports into {out}")
-        rep["files"] = report.write(rep, out, plots=plots)
     return rep
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..files import write_texts_atomic
 from .area import shorted_nets_message
 from .energy import assumed_energy
 from .fit import describe
@@ -400,7 +401,8 @@ def markdown(rep: dict) -> str:
 
 
 def write(rep: dict, out: Path, *, plots: bool = True) -> list[str]:
-    """Write ``estimate.json``, ``estimate.md`` (and the plots) into ``out``."""
+    """Write ``estimate.json``, ``estimate.md`` (and the plots) into ``out``; the two
+    reports each whole or not at all (:func:`~shifthw.files.write_texts_atomic`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = ["estimate.json", "estimate.md"]
@@ -409,6 +411,6 @@ def write(rep: dict, out: Path, *, plots: bool = True) -> list[str]:
 
         files += estimate_plots(rep, out)
     rep["files"] = files
-    (out / "estimate.json").write_text(json.dumps(rep, indent=1, default=str) + "\n")
-    (out / "estimate.md").write_text(markdown(rep))
+    write_texts_atomic({out / "estimate.json": json.dumps(rep, indent=1, default=str) + "\n",
+                        out / "estimate.md": markdown(rep)})
     return files

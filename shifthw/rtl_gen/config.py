@@ -57,15 +57,23 @@ _VERILOG_KEYWORDS = frozenset("""
 """.split())
 
 
+#: The longest module name taken (it is a file name too, ``<name>.v``).
+MAX_NAME_CHARS = 128
+
+
 def check_verilog_name(name, what: str = "name") -> str:
     """``name`` if it can name a Verilog module, else a ``ValueError`` naming ``what``.
 
-    A simple identifier (ASCII letters, digits and ``_``, not starting with a digit) that is
-    not a Verilog or SystemVerilog keyword.
+    A simple identifier (ASCII letters, digits and ``_``, not starting with a digit) of at
+    most :data:`MAX_NAME_CHARS` characters that is not a Verilog or SystemVerilog keyword.
     """
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"{what} must be a Verilog identifier (ASCII letters, digits and _, "
                          f"not starting with a digit), not {name!r}")
+    if len(name) > MAX_NAME_CHARS:
+        # (It names files too: <name>.v, and the build folders' files.)
+        raise ValueError(f"{what} must be at most {MAX_NAME_CHARS} characters, not "
+                         f"{len(name)} ({name[:20]}...)")
     if name in _VERILOG_KEYWORDS:
         raise ValueError(f"{what} {name!r} is a Verilog / SystemVerilog keyword: give another")
     return name

@@ -22,6 +22,7 @@ from amaranth.hdl import Shape, Value
 from amaranth.lib.wiring import In
 
 from .. import numerics as nx
+from ..files import make_folders, remove_created
 from .board import BOARD_TOP, BOARDS, board_plan
 from .config import PE_KINDS, EngineConfig, check_verilog_name
 from .engine import LayerEngine
@@ -150,14 +151,39 @@ def build_manifest(cfg: EngineConfig, engine: LayerEngine, *, name: str,
     }
 
 
+def _check_replaceable(out: Path) -> None:
+    """Refuse an ``out`` that :func:`_replace_dir` must not replace: a file, or a folder
+    that is not empty and is not an earlier output (no shifthw manifest in it, or entries its
+    manifest does not list, which replacing it would delete)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    entries = sorted(e.name for e in out.iterdir())
+    if not entries:
+        return
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+        ours = isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise FileExistsError(f"{out} is not empty and holds no shifthw manifest.json (of "
+                              f"an earlier shifthw generate): not replacing it")
+    listed = {str(f).split("/")[0] for f in manifest.get("files") or ()}
+    others = [e for e in entries if e not in listed]
+    if others:
+        raise FileExistsError(
+            f"{out} holds {len(others)} entr{'y' if len(others) == 1 else 'ies'} that its "
+            f"manifest does not list ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}): replacing the folder would delete "
+            f"{'it' if len(others) == 1 else 'them'}; move {'it' if len(others) == 1 else 'them'}"
+            f" or give another folder")
+
+
 def _replace_dir(tmp: Path, out: Path) -> None:
+    _check_replaceable(out)       # (again: the folder may have changed meanwhile)
     if out.exists():
-        if not out.is_dir():
-            raise FileExistsError(f"{out} exists and is not a folder")
-        marker = out / "manifest.json"
-        if any(out.iterdir()) and not marker.exists():
-            raise FileExistsError(f"{out} is not empty and holds no manifest.json: not "
-                                  f"replacing it")
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
         old.rmdir()
         out.rename(old)
@@ -212,8 +238,13 @@ def generate(config: EngineConfig, out_dir: str | os.PathLike, *, board: str | N
     if out.resolve() == here or out.resolve() in here.parents:
         raise ValueError(f"out_dir {os.fspath(out_dir)!r} is the current folder or holds it: "
                          f"generate replaces its output folder as a whole; give another")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
+    _check_replaceable(out)
+    made = make_folders(out.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
+    except BaseException:
+        remove_created(made)
+        raise
     try:
         # mkdtemp makes the folder private; give it the mode a plain mkdir would.
         umask = os.umask(0)
@@ -239,6 +270,7 @@ def generate(config: EngineConfig, out_dir: str | os.PathLike, *, board: str | N
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_created(made)
         raise
     return manifest
 

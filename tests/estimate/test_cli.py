@@ -150,7 +150,7 @@ def test_sweep_options_are_checked_before_any_tool(tmp_path):
             (["--target", "generic", "--mult-weight-bits", "0"],
              r"multiplier weight bits \(--mult-weight-bits\): weight_bits must be in 2..8"),
             (["--target", "generic", "-o", str(tmp_path / "mine")],
-             "not empty and holds no sweep.json")):
+             "not empty and holds no shifthw sweep.json")):
         with pytest.raises((ValueError, FileExistsError), match=why):
             run_sweep(_parse(add_sweep_arguments, argv))
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
@@ -260,9 +260,30 @@ def test_options_that_do_not_apply_or_are_out_of_range_name_the_option(tmp_path)
     for extra in ([], ["--analytic"]):
         args = _parse(add_estimate_arguments, ["--target", "ice40-up5k", "--rows", "2",
                                                "--cols", "2", "-o", str(mine), *extra])
-        with pytest.raises(FileExistsError, match="not empty and holds no estimate.json"):
+        with pytest.raises(FileExistsError,
+                           match="not empty and holds no shifthw estimate.json"):
             run_estimate(args)
     assert (mine / "work" / "shift" / "notes.txt").read_text() == "keep"
+    # A file of that name that shifthw did not write is not a report's either; a report
+    # folder whose estimate.md is a folder, or work a file, is refused before anything runs.
+    (mine / "estimate.json").write_text('{"name": "my own"}')
+    with pytest.raises(FileExistsError, match="holds no shifthw estimate.json"):
+        run_estimate(_parse(add_estimate_arguments, ["--target", "ice40-up5k", "--analytic",
+                                                     "-o", str(mine)]))
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "analytic.json").write_text('{"format": "shifthw.estimate_analytic"}')
+    (rep / "estimate.md").mkdir()
+    for extra in ([], ["--analytic"]):
+        with pytest.raises(FileExistsError, match="its estimate.md is not a file"):
+            run_estimate(_parse(add_estimate_arguments, ["--target", "ice40-up5k", *extra,
+                                                         "-o", str(rep)]))
+    (rep / "estimate.md").rmdir()
+    (rep / "work").write_text("")
+    with pytest.raises(FileExistsError, match="its work is not a folder"):
+        run_estimate(_parse(add_estimate_arguments, ["--target", "ice40-up5k",
+                                                     "-o", str(rep)]))
+    assert sorted(p.name for p in rep.iterdir()) == ["analytic.json", "work"]
     design = tmp_path / "d"
     generate(EngineConfig(**TINY), design)
     manifest = design / "manifest.json"

@@ -220,6 +220,35 @@ def test_clear_errors(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_failed_run_takes_away_the_report_folder_it_made(tmp_path, monkeypatch):
+    """Interrupted or failed: the new report folder (and parents) it made are removed; a
+    tool failure keeps them, with the tool's logs in work/; an existing folder is kept."""
+    from shifthw import toolchain
+    from shifthw.estimate import area
+
+    def interrupted(cfg, target, work, **kw):
+        Path(work).mkdir(parents=True)
+        (Path(work) / "flat.log").write_text("half")
+        raise KeyboardInterrupt
+
+    def tool_failed(cfg, target, work, **kw):
+        Path(work).mkdir(parents=True)
+        raise toolchain.ToolError("yosys failed", tool="yosys")
+
+    monkeypatch.setattr(area, "synthesize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        estimate(EngineConfig(**TINY), "generic", out_dir=tmp_path / "a" / "b" / "rep")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "old").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        estimate(EngineConfig(**TINY), "generic", out_dir=tmp_path / "old")
+    assert [p.name for p in tmp_path.iterdir()] == ["old"]
+    monkeypatch.setattr(area, "synthesize", tool_failed)
+    with pytest.raises(toolchain.ToolError):
+        estimate(EngineConfig(**TINY), "generic", out_dir=tmp_path / "new")
+    assert (tmp_path / "new" / "work" / "shift").is_dir()
+
+
 def test_energy_runs_on_the_model_s_own_inputs(tmp_path):
     # A model of 8 inputs got random activations for its energy runs; --inputs gives its own.
     import numpy as np

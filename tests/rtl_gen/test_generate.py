@@ -48,6 +48,36 @@ def test_replaces_only_its_own_output(tmp_path):
     with pytest.raises(FileExistsError):
         generate(EngineConfig(**SMALL), other)
     assert (other / "notes.txt").read_text() == "mine"
+    # A manifest.json that is not shifthw's does not make a folder an earlier output (a
+    # project of the user's own with a manifest.json was replaced as a whole).
+    for text in ('{"name": "web app"}', "not json"):
+        (other / "manifest.json").write_text(text)
+        with pytest.raises(FileExistsError, match="holds no shifthw manifest.json"):
+            generate(EngineConfig(**SMALL), other)
+    assert sorted(p.name for p in other.iterdir()) == ["manifest.json", "notes.txt"]
+    # An earlier output with a file of the user's own added: refused, nothing deleted.
+    (out / "tb.sv").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds 1 entry that its manifest does not "
+                                              r"list \(tb.sv\)"):
+        generate(EngineConfig(**SMALL), out)
+    assert (out / "tb.sv").read_text() == "mine"
+    (out / "tb.sv").unlink()
+    generate(EngineConfig(**SMALL), out, board="icebreaker")     # board/ is listed
+    generate(EngineConfig(**SMALL), out)
+    assert not (out / "board").exists()
+
+
+def test_module_names_and_failed_runs_leave_no_folders(tmp_path):
+    # The name is a file name too (<name>.v): a limit with one clear error, before any
+    # folder is made; a run that fails removes the parents it made.
+    with pytest.raises(ValueError, match="name must be at most 128 characters, not 300"):
+        generate(EngineConfig(**SMALL), tmp_path / "new" / "x" / "y", name="a" * 300)
+    generate(EngineConfig(**SMALL), tmp_path / "ok", name="a" * 128)
+    with pytest.raises(ValueError, match="board must be one of"):
+        generate(EngineConfig(**SMALL), tmp_path / "new" / "x" / "y", board="nope")
+    with pytest.raises(TypeError):
+        generate(EngineConfig(**SMALL), tmp_path / "new" / "x" / "y", extra_files={"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok"]
 
 
 def test_output_folder_mode_links_and_the_current_folder(tmp_path, monkeypatch):
