@@ -263,6 +263,21 @@ def _step_shape(s: Step, shape: tuple[int, ...]) -> tuple[int, ...]:
     return (s.out_features, oh, ow)
 
 
+def _check_scales(s: ShiftLayer, where: str) -> None:
+    """The layer's exponent and fraction bits: integers in their ranges."""
+    for name in ("exponent", "frac_in", "frac_out"):
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ProgramError(f"{where}: {name} must be an integer, not {v!r}")
+    if not -32 <= s.exponent <= 32:
+        raise ProgramError(f"{where}: exponent must be in -32..32, not {s.exponent}")
+    for name in ("frac_in", "frac_out"):
+        v = getattr(s, name)
+        if not nx.FRAC_BITS_RANGE[0] <= v <= nx.FRAC_BITS_RANGE[1]:
+            lo, hi = nx.FRAC_BITS_RANGE
+            raise ProgramError(f"{where}: {name} must be in {lo}..{hi}, not {v}")
+
+
 def _check_layer(s: ShiftLayer, prog: Program) -> None:
     where = f"layer {s.name}"
     if s.kind not in ("linear", "conv2d"):
@@ -278,16 +293,7 @@ def _check_layer(s: ShiftLayer, prog: Program) -> None:
     if len(s.bias_fine) != codes.shape[0]:
         raise ProgramError(f"{where}: bias has {len(s.bias_fine)} entries, expected "
                            f"{codes.shape[0]}")
-    for name in ("exponent", "frac_in", "frac_out"):
-        v = getattr(s, name)
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise ProgramError(f"{where}: {name} must be an integer, not {v!r}")
-    if not -32 <= s.exponent <= 32:
-        raise ProgramError(f"{where}: exponent must be in -32..32, not {s.exponent}")
-    for name in ("frac_in", "frac_out"):
-        v = getattr(s, name)
-        if not nx.FRAC_BITS_RANGE[0] <= v <= nx.FRAC_BITS_RANGE[1]:
-            raise ProgramError(f"{where}: {name} must be in {nx.FRAC_BITS_RANGE}, not {v}")
+    _check_scales(s, where)
     if s.kind == "conv2d":
         kh, kw = s.kernel_size
         if s.in_channels < 1 or s.in_channels * kh * kw != codes.shape[1]:
@@ -356,8 +362,9 @@ def _from_json(obj, source: str) -> Program:
             k = _get(d, "fan_in", int, where)
             if n < 1 or k < 1:
                 raise ProgramError(f"{where}: out_features and fan_in must be >= 1")
+            text = _get(d, "weights", str, where)
             try:
-                blob = base64.b64decode(_get(d, "weights", str, where), validate=True)
+                blob = base64.b64decode(text, validate=True)
             except ValueError:
                 raise ProgramError(f"{where}: weights are not valid base64") from None
             try:
@@ -382,6 +389,7 @@ def _from_json(obj, source: str) -> Program:
                                round_half_up=(_get(d, "round_half_up", bool, where)
                                               if "round_half_up" in d else False), **extra)
             if "out_shift_exact" in d:
+                _check_scales(layer, where)      # (a field out of range is named first)
                 want = nx.out_shift_for(exponent=layer.exponent,
                                         guard_bits=nx.max_shift(weight_bits),
                                         frac_in=layer.frac_in, frac_out=layer.frac_out)

@@ -55,6 +55,10 @@ def _write(tmp_path, obj):
     (lambda o: o["steps"][0].pop("exponent"), "step 0 \\(c1\\): missing field 'exponent'"),
     (lambda o: o["steps"][0].update(weights="AAAA"), "step 0 \\(c1\\): packed weights"),
     (lambda o: o["steps"][0].update(weights="!!"), "not valid base64"),
+    (lambda o: o["steps"][0].pop("weights"), "step 0 \\(c1\\): missing field 'weights'"),
+    # A field out of range is named, not out_shift_exact's disagreement with it.
+    (lambda o: o["steps"][0].update(exponent=10**30), "exponent must be in -32..32, not 1"),
+    (lambda o: o["steps"][0].update(frac_out=-33), "frac_out must be in -32..48, not -33"),
     (lambda o: o["steps"][0].update(relu=1), "'relu' has the wrong type"),
     (lambda o: o["steps"][3].update(frac_in=5, out_shift_exact=16),
      "layer fc: frac_in=5 but its input"),

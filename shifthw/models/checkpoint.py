@@ -9,7 +9,7 @@ import torch
 
 from .. import __version__
 from ..program import Program
-from .export import export_program
+from .export import ExportError, export_program
 from .zoo import ZOO_NAMES, load_checkpoint, load_zoo, zoo_info
 
 __all__ = ["load_model", "export_checkpoint", "DIGITS_PREPROCESS"]
@@ -41,6 +41,9 @@ def export_checkpoint(source: str | os.PathLike) -> Program:
             **{k: info[k] for k in ("arch", "mode", "seed", "epochs") if k in info}}
     if isinstance(info.get("metrics"), dict):
         meta["torch_test_accuracy"] = info["metrics"].get("test_accuracy")
-    return export_program(model, (1, size, size),
-                          preprocess=DIGITS_PREPROCESS if size == 8 else "pixel / 255",
-                          meta=meta)
+    try:
+        return export_program(model, (1, size, size),
+                              preprocess=DIGITS_PREPROCESS if size == 8 else "pixel / 255",
+                              meta=meta)
+    except ExportError as exc:
+        raise ExportError(f"model {os.fspath(source)!r}: {exc}") from None

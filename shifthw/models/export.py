@@ -79,6 +79,10 @@ def _check_quant(name: str, q: ActQuant) -> None:
     if not q.enabled:
         raise ExportError(f"module {name} (ActQuant): disabled (a float baseline's pass-through "
                           f"has no F); enable it and calibrate the model before exporting")
+    lo, hi = nx.FRAC_BITS_RANGE
+    if not lo <= int(q.frac_bits) <= hi:
+        raise ExportError(f"module {name} (ActQuant): F = {int(q.frac_bits)} fraction bits, "
+                          f"outside {lo}..{hi} (a corrupt or hand-edited frac_bits?)")
     if q.frac == 0 and float(q.max_abs.item()) == 0.0:
         warnings.warn(f"module {name} (ActQuant): F = 0 and no activation recorded: it looks "
                       f"never calibrated (train the model or call its calibrate(batches) "
@@ -158,6 +162,8 @@ def export_program(model: nn.Module, input_shape, *, preprocess: str = "",
         shift = shift.reshape(n, -1).cpu().numpy()
         codes = nx.encode_weight(sign, shift, weight_bits)
         e = int(layer.exponent)
+        if not -32 <= e <= 32:
+            raise ExportError(f"module {name}: exponent e = {e}, outside -32..32")
         kind_name = "conv2d" if isinstance(layer, Conv2dShift) else "linear"
         count[kind_name] += 1
         extra = {}

@@ -99,9 +99,15 @@ class _Layers:
         return Conv2dShift(c_in, c_out, 3, padding=1, **self._kw())
 
 
+#: The largest square input side a zoo network is built for.
+MAX_IMAGE_SIZE = 1024
+
+
 def _check_size(image_size) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
-        raise ValueError(f"image_size must be an integer >= 4, not {image_size!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or \
+            not 4 <= image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"image_size must be an integer in 4..{MAX_IMAGE_SIZE}, not "
+                         f"{image_size!r}")
     return image_size
 
 

@@ -178,3 +178,16 @@ def test_disabled_or_uncalibrated_quantisers():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         export_program(m, (4,))
+    # A corrupt F or e (a checkpoint's buffers) is named, not an OverflowError of the bias.
+    for module, value in ((0, 2000), (2, 10**12), (2, -33)):
+        bad = ShiftSequential(ActQuant(8), LinearShift(4, 2), ActQuant(8))
+        bad.calibrate([torch.randn(16, 4)])
+        bad[module].frac_bits.fill_(value)
+        with pytest.raises(ExportError, match=rf"module {module} \(ActQuant\): F = {value} "
+                                              r"fraction bits, outside -32..48"):
+            export_program(bad, (4,))
+    bad = ShiftSequential(ActQuant(8), LinearShift(4, 2), ActQuant(8))
+    bad.calibrate([torch.randn(16, 4)])
+    bad[1].exponent = 2000
+    with pytest.raises(ExportError, match="module 1: exponent e = 2000, outside -32..32"):
+        export_program(bad, (4,))

@@ -27,6 +27,10 @@ def test_architectures():
     assert build("cnn", "ps", image_size=28)(torch.rand(1, 1, 28, 28)).shape == (1, 10)
     with pytest.raises(ValueError, match="arch"):
         build("vgg")
+    for size in (3, 100000, 8.0):       # (a checkpoint's: 100000 asked for 1.3 TB)
+        with pytest.raises(ValueError, match=f"image_size must be an integer in 4..1024, "
+                                             f"not {size}"):
+            build("mlp", "ps", image_size=size)
     with pytest.raises(ValueError, match="exponent has 3 entries"):
         mlp("ps", exponent=[0, 0, 0])
 
