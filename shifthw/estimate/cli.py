@@ -114,8 +114,9 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--mult-weight-bits", type=int, default=None,
                    help="integer weight bits of the multiplier baseline (default 8)")
     _add_synthesis_options(p, "design", "design mult_booth, ")
-    p.add_argument("--images", type=int, default=4,
-                   help="images per batch, simulated for the switching activity (default 4)")
+    p.add_argument("--images", type=int, default=None,
+                   help="images per batch, simulated for the switching activity (default 4, "
+                        "or every image of --inputs if it has fewer)")
     p.add_argument("--inputs", type=Path, default=None,
                    help="--model's own real-valued inputs for its energy runs (a .npy, "
                         "(B, *input shape) or flat rows; default: digits test images for 8 x 8 "
@@ -156,7 +157,7 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
 #: that run tools (--analytic runs none), with their defaults.
 _PLACE_OPTIONS = (("freq", None), ("placements", 1), ("timing_weight", None), ("jobs", None),
                   ("opt_timing", False))
-_TOOL_OPTIONS = (("model", None), ("images", 4), ("inputs", None), ("no_activity", False),
+_TOOL_OPTIONS = (("model", None), ("images", None), ("inputs", None), ("no_activity", False),
                  ("no_place", False),
                  *_PLACE_OPTIONS, ("energy_table", None), ("check_netlist", False))
 
@@ -251,7 +252,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     mult_bits = 8 if args.mult_weight_bits is None else args.mult_weight_bits
     if args.analytic:
         return _run_analytic(args, _estimate_config(args), target, mult_bits)
-    if args.model is None and args.images != 4:
+    if args.model is None and args.images is not None:
         raise ValueError("--images sets the images of --model's energy runs; give --model")
     if args.model is None and args.inputs is not None:
         raise ValueError("--inputs are --model's inputs for its energy runs; give --model")
@@ -261,8 +262,10 @@ def run_estimate(args: argparse.Namespace) -> int:
     if args.model is None and args.no_activity:
         raise ValueError("--no-activity leaves out --model's switching-activity runs; "
                          "without --model there are none (give --model or leave it out)")
-    if args.images < 1:
-        raise ValueError(f"--images must be a positive integer, not {args.images}")
+    images = (min(DEFAULT_IMAGES, _rows_of(args.inputs)) if args.images is None
+              else args.images)
+    if images < 1:
+        raise ValueError(f"--images must be a positive integer, not {images}")
     if args.placements < 1:
         raise ValueError(f"--placements must be a positive integer, not {args.placements}")
     if args.timing_weight is not None and not 1 <= args.timing_weight <= TIMING_WEIGHT_MAX:
@@ -291,7 +294,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     rep = estimate(cfg, target, model=args.model,
                    baseline=None if args.baseline == "none" else "mult",
                    out_dir=args.output, progress=say,
-                   mult_weight_bits=mult_bits, images=args.images,
+                   mult_weight_bits=mult_bits, images=images,
                    activity=not args.no_activity, place=not args.no_place,
                    freq_mhz=args.freq, energy_table=args.energy_table,
                    placements=args.placements, timing_weight=args.timing_weight,
@@ -371,6 +374,24 @@ def _run_analytic(args, cfg: EngineConfig, target, mult_bits: int) -> int:
         write_texts_atomic({out / "analytic.json": text})
         print(f"wrote {out}: analytic.json")
     return 0
+
+
+#: Images per batch of ``estimate --model`` when ``--images`` is not given.
+DEFAULT_IMAGES = 4
+
+
+def _rows_of(inputs) -> int:
+    """How many inputs a ``--inputs`` file holds (``DEFAULT_IMAGES`` without one, or where it
+    cannot be read: the energy runs then say what is wrong with it)."""
+    if inputs is None:
+        return DEFAULT_IMAGES
+    try:
+        import numpy as np
+
+        shape = np.load(inputs, mmap_mode="r", allow_pickle=False).shape
+        return max(int(shape[0]), 1) if shape else DEFAULT_IMAGES
+    except (OSError, ValueError):
+        return DEFAULT_IMAGES
 
 
 # -- sweep ----------------------------------------------------------------------------------

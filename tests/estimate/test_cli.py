@@ -292,3 +292,27 @@ def test_options_that_do_not_apply_or_are_out_of_range_name_the_option(tmp_path)
     manifest.write_text(json.dumps(obj))
     with pytest.raises(ValueError, match=r"manifest.json: rows must be"):
         config_from_design_dir(design)
+
+
+def test_images_default_to_four_or_every_input_given(tmp_path, monkeypatch):
+    """Without --images: 4 images, or all of --inputs if it has fewer (3 was refused as
+    "4 asked for" although --images was never given)."""
+    import numpy as np
+
+    from shifthw.estimate import flow
+
+    seen = []
+
+    def fake_estimate(config, target, **kw):
+        seen.append(kw["images"])
+        raise KeyboardInterrupt          # (nothing else of the run is needed)
+
+    monkeypatch.setattr(flow, "estimate", fake_estimate)
+    np.save(tmp_path / "x.npy", np.zeros((3, 64)))
+    for extra in ([], ["--inputs", str(tmp_path / "x.npy")],
+                  ["--inputs", str(tmp_path / "x.npy"), "--images", "2"]):
+        args = _parse(add_estimate_arguments, ["--target", "generic", "--model", "mlp",
+                                               *extra])
+        with pytest.raises(KeyboardInterrupt):
+            run_estimate(args)
+    assert seen == [4, 3, 2]
