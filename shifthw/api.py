@@ -32,6 +32,7 @@ def _program_of(model, input_shape=None) -> tuple[Program, object]:
         raise ValueError("input_shape applies to a torch model; a program or checkpoint "
                          "records its own")
     if isinstance(model, Program):
+        model.validate()        # (checked when made; its fields may have changed since)
         return model, None
     if isinstance(model, (str, os.PathLike)):
         from .sim.flow import load_source

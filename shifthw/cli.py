@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+import threading
+import warnings
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -408,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     from .sim.build import BuildError
     from .sim.runner import SimError
 
+    on_term = _catch_sigterm()
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:
@@ -420,9 +424,35 @@ def main(argv: list[str] | None = None) -> int:
         # keeps its log's tail after the first line.
         print(f"shifthw {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"shifthw {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # Every run cleans up as it unwinds; the Amaranth components a stopped generation
+        # left unelaborated are no news to the user.
+        from amaranth.hdl import UnusedElaboratable
+
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        terminated = isinstance(exc, _Terminated)
+        print(f"shifthw {args.command}: {'terminated' if terminated else 'interrupted'}",
+              file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``kill``), raised so that a run cleans up as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+def _catch_sigterm():
+    """Make SIGTERM raise :class:`_Terminated` in the main thread; return the handler it
+    replaced (None where signals cannot be caught: another thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 if __name__ == "__main__":

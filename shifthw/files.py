@@ -7,7 +7,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["make_folders", "remove_created", "write_texts_atomic"]
+__all__ = ["check_folder_path", "make_folders", "remove_created", "write_texts_atomic"]
+
+
+def check_folder_path(folder, what: str) -> Path:
+    """``folder`` as a path if it is a folder or can be made one (no file in its place or
+    in a parent's); else one clear error naming ``what``."""
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a path, not {type(folder).__name__}")
+    path = Path(folder)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise FileExistsError(f"{what} {os.fspath(folder)!r}: "
+                                      + ("exists and is not a folder" if p == path
+                                         else f"{os.fspath(p)!r} is a file, not a folder"))
+            break
+    return path
 
 
 def make_folders(folder: str | os.PathLike) -> list[Path]:

@@ -55,11 +55,26 @@ def test_write(tmp_path):
     assert "model.shiftprog" in manifest["files"]
     with pytest.raises(TypeError, match="out_dir must be a path, not NoneType"):
         hw.write(None)
+    # A file in the way: named, before the Verilog is made.
+    (tmp_path / "f.pt").write_text("x")
+    for out, match in ((tmp_path / "f.pt", "exists and is not a folder"),
+                       (tmp_path / "f.pt" / "x", "f.pt' is a file, not a folder")):
+        with pytest.raises(FileExistsError, match=f"out_dir .*{match}"):
+            hw.write(out)
 
 
 def test_bad_model_type():
     with pytest.raises(TypeError, match="model must be"):
         shifthw.compile(42)
+
+
+def test_a_program_changed_after_loading_is_checked_again():
+    from shifthw.program import ProgramError
+
+    prog = shifthw.compile("mlp").program
+    prog.layers[0].codes[:] = 99
+    with pytest.raises(ProgramError, match=r"layer linear1: codes must be in 0..31"):
+        shifthw.compile(prog)
 
 
 def test_input_shape_of_a_torch_model():
@@ -114,7 +129,7 @@ def test_bad_inputs_to_predict(x, quantized, match):
     assert shifthw.compile("mlp").predict(np.full((1, 64), 3.0), quantized=True).shape == (1, 10)
 
 
-def test_simulate_checks_its_options_before_any_build():
+def test_simulate_checks_its_options_before_any_build(tmp_path):
     # A bad seed failed only after the Verilator run (and left its folder behind).
     hw = shifthw.compile("mlp", rows=2, cols=2)
     for kw, match in ((dict(seed="abc"), "seed must be an integer"), (dict(seed=-1), "seed"),
@@ -122,3 +137,12 @@ def test_simulate_checks_its_options_before_any_build():
                                                  "stall_prob must be a number in")):
         with pytest.raises(ValueError, match=match):
             hw.simulate(np.zeros((1, 64)), **kw)
+    with pytest.raises(TypeError, match="waves must be a bool, not 'yes'"):
+        hw.simulate(np.zeros((1, 64)), waves="yes")
+    with pytest.raises(TypeError, match="work_dir must be a path, not int"):
+        hw.simulate(np.zeros((1, 64)), work_dir=5)
+    (tmp_path / "f.pt").write_text("x")
+    for work, match in (("f.pt", "exists and is not a folder"),
+                        ("f.pt/x", "f.pt' is a file, not a folder")):
+        with pytest.raises(FileExistsError, match=f"work_dir .*{match}"):
+            hw.simulate(np.zeros((1, 64)), work_dir=tmp_path / work)

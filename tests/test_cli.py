@@ -143,3 +143,33 @@ def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
                          cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert run.returncode == 141, run.stderr
     assert run.stderr == ""
+
+
+def test_sigterm_and_ctrl_c_clean_up_as_they_stop(tmp_path, monkeypatch, capsys):
+    """SIGTERM (``timeout``, ``kill``) stops a run as Ctrl-C does: the output's temporary
+    folder and the parents it made are removed; exit 143 (130 for Ctrl-C); the handler
+    before the run is back after it."""
+    import os
+    import signal
+    import threading
+
+    from amaranth.back import verilog
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+
+    def stopped(sig):
+        def convert(*a, **kw):
+            os.kill(os.getpid(), sig)
+            raise AssertionError("not stopped")
+        return convert
+
+    before = signal.getsignal(signal.SIGTERM)
+    for sig, code, word in ((signal.SIGTERM, 143, "terminated"),
+                            (signal.SIGINT, 130, "interrupted")):
+        monkeypatch.setattr(verilog, "convert", stopped(sig))
+        assert main(["generate", "--rows", "2", "--cols", "2",
+                     "-o", str(tmp_path / "new" / "eng")]) == code
+        assert f"shifthw generate: {word}" in capsys.readouterr().err
+        assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -22,7 +22,7 @@ from amaranth.hdl import Shape, Value
 from amaranth.lib.wiring import In
 
 from .. import numerics as nx
-from ..files import make_folders, remove_created
+from ..files import check_folder_path, make_folders, remove_created
 from .board import BOARD_TOP, BOARDS, board_plan
 from .config import PE_KINDS, EngineConfig, check_verilog_name
 from .engine import LayerEngine
@@ -155,10 +155,9 @@ def _check_replaceable(out: Path) -> None:
     """Refuse an ``out`` that :func:`_replace_dir` must not replace: a file, or a folder
     that is not empty and is not an earlier output (no shifthw manifest in it, or entries its
     manifest does not list, which replacing it would delete)."""
+    check_folder_path(out, "out_dir")
     if not out.exists():
         return
-    if not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
     entries = sorted(e.name for e in out.iterdir())
     if not entries:
         return

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import check_folder_path
 from ..program import Program, save_program
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.host import check_program
@@ -72,6 +73,10 @@ def simulate_program(program: Program, cfg: EngineConfig, xq: np.ndarray, *, cha
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
             or not 0 <= seed < 2 ** 63:
         raise ValueError(f"seed must be an integer in 0..2**63-1, not {seed!r}")
+    if not isinstance(waves, bool):
+        raise TypeError(f"waves must be a bool, not {waves!r}")
+    if work_dir is not None:
+        check_folder_path(work_dir, "work_dir")
     check_program(program, cfg)
     t0 = time.perf_counter()
     sim = sim or build_engine(cfg, waves=waves)
