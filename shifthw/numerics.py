@@ -196,8 +196,10 @@ def saturate(value, bits: int):
 def _floor_ldexp(x, exp: int):
     """``floor(x * 2**exp)`` exactly, as float64.  ldexp is exact unless it underflows: a
     negative value scaled below the smallest subnormal becomes -0.0, whose floor is 0, where
-    the exact floor is -1."""
-    y = np.ldexp(x, exp)
+    the exact floor is -1.  One that overflows becomes +-inf, as it should for the clamps that
+    follow (no warning)."""
+    with np.errstate(over="ignore"):
+        y = np.ldexp(x, exp)
     return np.where((y == 0) & (x < 0), -1.0, np.floor(y))
 
 

@@ -105,6 +105,11 @@ def test_calibration_and_quantisation_at_the_float_range_ends():
     with pytest.raises(ValueError, match="NaN"):
         nx.quantize_act(np.array([0.5, np.nan]), 4, 8)
     assert nx.quantize_act(np.array([np.inf, -np.inf]), 4, 8).tolist() == [127, -128]
+    # Scaled past float64's range: saturated, without an overflow warning.
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert nx.quantize_act(np.array([1.7e308, -1.7e308]), 4, 8).tolist() == [127, -128]
 
 
 def test_codes_and_saturation_take_whole_numbers_only():
