@@ -132,8 +132,8 @@ class HardwareModel:
     def write(self, out_dir: str | os.PathLike, *, board: str | None = None) -> dict:
         """Write the engine's Verilog, its manifest and the program (``model.shiftprog``)
         into ``out_dir``, as :func:`shifthw.rtl_gen.generate.generate` does: the folder is
-        created, or replaced as a whole if it holds an earlier output (any other file in it
-        is lost; a folder of other contents is refused), atomically.  With ``board``, a
+        created, or replaced as a whole if it holds an earlier output and nothing else (a
+        folder with any other file in it is refused), atomically.  With ``board``, a
         warning (``UserWarning``) when the analytic area model says the engine does not fit
         the board's FPGA, with settings that do (``docs/estimation.md``)."""
         from .rtl_gen.generate import generate
