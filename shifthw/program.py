@@ -17,7 +17,6 @@ import base64
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -25,6 +24,7 @@ from typing import Union
 import numpy as np
 
 from . import numerics as nx
+from .files import write_texts_atomic
 
 __all__ = [
     "FORMAT", "VERSION", "ProgramError", "InputSpec", "ShiftLayer", "MaxPool2d", "Flatten",
@@ -271,10 +271,10 @@ def _check_scales(s: ShiftLayer, where: str) -> None:
             raise ProgramError(f"{where}: {name} must be an integer, not {v!r}")
     if not -32 <= s.exponent <= 32:
         raise ProgramError(f"{where}: exponent must be in -32..32, not {s.exponent}")
+    lo, hi = nx.FRAC_BITS_RANGE
     for name in ("frac_in", "frac_out"):
         v = getattr(s, name)
-        if not nx.FRAC_BITS_RANGE[0] <= v <= nx.FRAC_BITS_RANGE[1]:
-            lo, hi = nx.FRAC_BITS_RANGE
+        if not lo <= v <= hi:
             raise ProgramError(f"{where}: {name} must be in {lo}..{hi}, not {v}")
 
 
@@ -420,18 +420,7 @@ def save_program(program: Program, path: str | os.PathLike) -> Path:
                          f"replacing it")
     text = json.dumps(program.to_json(), indent=1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text + "\n")
-        # mkstemp makes the file private; give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_texts_atomic({path: text + "\n"})
     return path
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import golden, toolchain
 from .. import numerics as nx
-from ..files import make_folders, remove_created
+from ..files import check_folder_path, make_folders, remove_created
 from ..program import Program, is_program_file, load_program
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.host import check_program
@@ -60,9 +60,7 @@ def check_report_folder(out, name: str, markers: tuple[str, ...],
     clears its ``work`` folders, so a folder of the user's own is never taken.  Also refuse
     one where a report file of ``files`` (or ``markers``) is there as other than a file, or
     ``work`` as other than a folder, before anything runs."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{name} {out} exists and is not a folder")
+    out = check_folder_path(out, name)
     if out.is_dir() and any(out.iterdir()) and not any(_is_report(out / m) for m in markers):
         raise FileExistsError(f"{name} {out}: not empty and holds no shifthw "
                               f"{' or '.join(markers)} (not a shifthw report folder): give a "

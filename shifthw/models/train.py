@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from shifthw.files import write_texts_atomic
 from shifthw.models.convert import convert_to_shift
 from shifthw.models.data import load_digits_split, load_mnist_idx
 from shifthw.models.layers import MODES
@@ -187,14 +188,8 @@ def _check_out(out) -> None:
 def _write(out, ckpt: dict, metrics: dict) -> None:
     out = Path(out)
     save_checkpoint(ckpt, out)
-    js = out.with_suffix(".json")
-    tmp = js.with_name(f"{js.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, js)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_texts_atomic({out.with_suffix(".json"): json.dumps(metrics, indent=2,
+                                                             sort_keys=True) + "\n"})
 
 
 def _limit(data, train_limit):

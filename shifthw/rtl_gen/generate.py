@@ -239,12 +239,9 @@ def generate(config: EngineConfig, out_dir: str | os.PathLike, *, board: str | N
                          f"generate replaces its output folder as a whole; give another")
     _check_replaceable(out)
     made = make_folders(out.parent)
+    tmp = None
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
-    except BaseException:
-        remove_created(made)
-        raise
-    try:
         # mkdtemp makes the folder private; give it the mode a plain mkdir would.
         umask = os.umask(0)
         os.umask(umask)
@@ -268,7 +265,8 @@ def generate(config: EngineConfig, out_dir: str | os.PathLike, *, board: str | N
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         _replace_dir(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         remove_created(made)
         raise
     return manifest
