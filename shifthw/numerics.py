@@ -26,7 +26,7 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data
 
 __all__ = [
-    "ACT_BITS_RANGE", "WEIGHT_BITS_RANGE", "FRAC_BITS_RANGE",
+    "ACT_BITS_RANGE", "WEIGHT_BITS_RANGE", "FRAC_BITS_RANGE", "EXPONENT_RANGE",
     "check_act_bits", "check_weight_bits", "check_guard_bits", "max_shift", "zero_field",
     "shifter_max", "shifter_stages", "canonical_codes", "weight_code_layout",
     "encode_weight", "decode_weight", "weight_value",
@@ -41,6 +41,8 @@ ACT_BITS_RANGE = (2, 16)
 WEIGHT_BITS_RANGE = (2, 8)
 #: Allowed fraction-bit counts F of a tensor (inclusive); a wider F is never useful at A <= 16.
 FRAC_BITS_RANGE = (-32, 48)
+#: Allowed layer weight exponents e (inclusive): a weight is ``(-1)**s * 2**(e - p)``.
+EXPONENT_RANGE = (-32, 32)
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> int:
@@ -346,7 +348,7 @@ class LayerArith:
         check_act_bits(self.act_bits)
         check_weight_bits(self.weight_bits)
         check_guard_bits(self.guard_bits, self.weight_bits)
-        _check_int("exponent", self.exponent, -32, 32)
+        _check_int("exponent", self.exponent, *EXPONENT_RANGE)
         _check_int("frac_in", self.frac_in, *FRAC_BITS_RANGE)
         _check_int("frac_out", self.frac_out, *FRAC_BITS_RANGE)
         _check_int("fan_in", self.fan_in, 1, 1 << 30)

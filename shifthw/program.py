@@ -269,8 +269,9 @@ def _check_scales(s: ShiftLayer, where: str) -> None:
         v = getattr(s, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise ProgramError(f"{where}: {name} must be an integer, not {v!r}")
-    if not -32 <= s.exponent <= 32:
-        raise ProgramError(f"{where}: exponent must be in -32..32, not {s.exponent}")
+    lo, hi = nx.EXPONENT_RANGE
+    if not lo <= s.exponent <= hi:
+        raise ProgramError(f"{where}: exponent must be in {lo}..{hi}, not {s.exponent}")
     lo, hi = nx.FRAC_BITS_RANGE
     for name in ("frac_in", "frac_out"):
         v = getattr(s, name)

@@ -31,6 +31,8 @@ from ..files import check_folder_path, make_folders, remove_created
 from ..program import Program, is_program_file, load_program
 from ..rtl_gen.config import EngineConfig
 from ..rtl_gen.host import check_program
+from ..sim.build import BuildError
+from ..sim.runner import SimError
 from . import activity as act
 from . import area, energy, fit, netlist, report, timing
 from .model import load_area_model
@@ -436,7 +438,7 @@ def estimate(config: EngineConfig, target, *, model=None, baseline: str | None =
     except BaseException as exc:
         # A report folder this run made goes with a failed or interrupted run, unless a
         # tool failed: then its logs in work/ are what the user needs.
-        if not isinstance(exc, toolchain.ToolError):
+        if not isinstance(exc, (toolchain.ToolError, BuildError, SimError)):
             remove_created(made, contents=True)
         raise
     finally:

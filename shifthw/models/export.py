@@ -162,8 +162,9 @@ def export_program(model: nn.Module, input_shape, *, preprocess: str = "",
         shift = shift.reshape(n, -1).cpu().numpy()
         codes = nx.encode_weight(sign, shift, weight_bits)
         e = int(layer.exponent)
-        if not -32 <= e <= 32:
-            raise ExportError(f"module {name}: exponent e = {e}, outside -32..32")
+        lo, hi = nx.EXPONENT_RANGE
+        if not lo <= e <= hi:
+            raise ExportError(f"module {name}: exponent e = {e}, outside {lo}..{hi}")
         kind_name = "conv2d" if isinstance(layer, Conv2dShift) else "linear"
         count[kind_name] += 1
         extra = {}

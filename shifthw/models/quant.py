@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from shifthw.numerics import (
-    FRAC_BITS_RANGE, act_max, act_min, calibrate_frac_bits, check_act_bits, max_shift,
+    EXPONENT_RANGE, FRAC_BITS_RANGE, act_max, act_min, calibrate_frac_bits, check_act_bits,
+    max_shift,
 )
 
 __all__ = [
@@ -169,8 +170,9 @@ def round_log2(mag: torch.Tensor) -> torch.Tensor:
 def _check_exponent(exponent) -> int:
     if isinstance(exponent, bool) or not isinstance(exponent, int):
         raise TypeError(f"exponent must be an integer, not {exponent!r}")
-    if not -32 <= exponent <= 32:
-        raise ValueError(f"exponent must be in -32..32, not {exponent!r}")
+    lo, hi = EXPONENT_RANGE
+    if not lo <= exponent <= hi:
+        raise ValueError(f"exponent must be in {lo}..{hi}, not {exponent!r}")
     return exponent
 
 

@@ -247,6 +247,17 @@ def test_a_failed_run_takes_away_the_report_folder_it_made(tmp_path, monkeypatch
     with pytest.raises(toolchain.ToolError):
         estimate(EngineConfig(**TINY), "generic", out_dir=tmp_path / "new")
     assert (tmp_path / "new" / "work" / "shift").is_dir()
+    # A Verilator build that failed (the activity runs') keeps its logs the same way.
+    from shifthw.sim.build import BuildError
+
+    def build_failed(cfg, target, work, **kw):
+        Path(work).mkdir(parents=True)
+        raise BuildError("verilator failed")
+
+    monkeypatch.setattr(area, "synthesize", build_failed)
+    with pytest.raises(BuildError):
+        estimate(EngineConfig(**TINY), "generic", out_dir=tmp_path / "new2")
+    assert (tmp_path / "new2" / "work" / "shift").is_dir()
 
 
 def test_energy_runs_on_the_model_s_own_inputs(tmp_path):
